@@ -1,0 +1,434 @@
+import {
+  BUILTIN_DATASET_NAMES,
+  ClusterBody,
+  CreateRunBody,
+  ImportDatasetBody,
+  MODEL_PRESETS,
+  SCHEDULES,
+} from '@archipelago/protocol';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pino } from 'pino';
+import type { TSchema } from 'typebox';
+import { Value } from 'typebox/value';
+import { ConfigError, type ConfigInput, LOG_LEVELS, loadConfig } from './config.js';
+import { openCoordinator } from './coordinator.js';
+import { runDemo } from './demo.js';
+import { ApiError } from './errors.js';
+import { newId } from './ids.js';
+import { progressPrinter } from './progress.js';
+import { rotateAdminKey } from './secrets.js';
+import { startServer } from './server.js';
+import {
+  clusterStoredDataset,
+  getDataset,
+  importDataset,
+  listDatasets,
+  precheckImport,
+} from './services/datasets.js';
+import { createRun, getRun, listRuns } from './services/runs.js';
+import { VERSION } from './version.js';
+
+class UsageError extends Error {}
+
+const int = (name: string) => (value: string) => {
+  if (!/^-?\d+$/.test(value))
+    throw new InvalidArgumentError(`${name} must be an integer, got "${value}"`);
+  return Number(value);
+};
+const num = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
+  return n;
+};
+
+/** Validate a request body built from flags against the same schema the REST API uses. */
+function checkBody<T>(schema: TSchema, body: unknown, what: string): T {
+  const errors = [...Value.Errors(schema, body)];
+  if (errors.length > 0) {
+    const lines = errors.map(
+      (e) => `${e.instancePath.replace(/^\//, '').replaceAll('/', '.') || what}: ${e.message}`,
+    );
+    throw new UsageError(`invalid ${what}:\n  ${lines.join('\n  ')}`);
+  }
+  return body as T;
+}
+
+const dataDirOption = () =>
+  new Option(
+    '--data-dir <dir>',
+    'data directory (SQLite database, local object store, secrets)',
+  ).env('ARCHIPELAGO_DATA_DIR');
+
+/** CLI commands work on the data directory directly, like the server, without needing it to run. */
+async function withCoordinator<T>(
+  opts: { dataDir?: string; logLevel?: string },
+  fn: (c: Awaited<ReturnType<typeof openCoordinator>>) => Promise<T>,
+): Promise<T> {
+  const config = loadConfig({ dataDir: opts.dataDir, logLevel: opts.logLevel ?? 'warn' });
+  const coordinator = await openCoordinator(config, {
+    log: pino({ level: config.logLevel }, pino.destination(2)),
+    startJobs: false,
+  });
+  try {
+    return await fn(coordinator);
+  } finally {
+    await coordinator.close();
+  }
+}
+
+const print = (value: unknown, json: boolean, text: () => string) =>
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+
+function clusterSummary(c: {
+  k: number;
+  sizes: number[];
+  inertia: number;
+  fineK: number;
+  durationMs: number;
+  id: string;
+}) {
+  const total = c.sizes.reduce((a, b) => a + b, 0);
+  const rows = c.sizes.map(
+    (s, i) =>
+      `    cluster ${String(i).padStart(2)}  ${String(s).padStart(7)} images  ${((100 * s) / total).toFixed(1).padStart(5)} %`,
+  );
+  return [
+    `  clustering ${c.id}: K=${c.k} (from ${c.fineK} fine centroids) in ${(c.durationMs / 1000).toFixed(1)} s, inertia ${c.inertia.toFixed(1)}`,
+    ...rows,
+  ].join('\n');
+}
+
+export function buildCli(): Command {
+  const program = new Command('coordinator')
+    .description(
+      'Archipelago coordinator: datasets, shards, runs and experts for decentralized diffusion training',
+    )
+    .version(VERSION)
+    .showHelpAfterError();
+
+  program
+    .command('serve')
+    .description('run the coordinator server')
+    .addOption(dataDirOption())
+    .addOption(new Option('--host <host>', 'address to listen on').env('ARCHIPELAGO_HOST'))
+    .addOption(
+      new Option('--port <port>', 'port to listen on (0: any free port)')
+        .argParser(int('--port'))
+        .env('ARCHIPELAGO_PORT'),
+    )
+    .addOption(
+      new Option('--public-url <url>', 'URL workers and browsers use to reach this server').env(
+        'ARCHIPELAGO_PUBLIC_URL',
+      ),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log level')
+        .choices(LOG_LEVELS)
+        .env('ARCHIPELAGO_LOG_LEVEL'),
+    )
+    .action(async (opts: ConfigInput) => {
+      await startServer(loadConfig(opts));
+    });
+
+  const dataset = program.command('dataset').description('import, cluster and inspect datasets');
+  dataset
+    .command('import')
+    .description(
+      'import a folder of PNG/JPEG images or a built-in dataset, optionally clustering it into K shards',
+    )
+    .requiredOption('--name <name>', 'dataset name')
+    .addOption(
+      new Option('--builtin <name>', 'a dataset shipped with Archipelago')
+        .choices(BUILTIN_DATASET_NAMES)
+        .conflicts('folder'),
+    )
+    .option('--folder <dir>', 'folder of PNG/JPEG images (labels from sub-folder names)')
+    .option('--no-labels', 'do not take labels from sub-folder names')
+    .option('--resolution <px>', 'square side in pixels', int('--resolution'))
+    .addOption(new Option('--channels <n>', '1 (grayscale) or 3 (RGB)').choices(['1', '3']))
+    .option(
+      '--embeddings <file.npy>',
+      'precomputed float32 features, one row per image in import order',
+    )
+    .option(
+      '--pca-components <n>',
+      'PCA features when no embeddings are given',
+      int('--pca-components'),
+    )
+    .option('--clusters <k>', 'cluster into K shards right away', int('--clusters'))
+    .option('--fine-k <n>', 'fine centroids of the two-level k-means', int('--fine-k'))
+    .option('--seed <n>', 'clustering seed', int('--seed'))
+    .option('--val-fraction <f>', 'held-out validation fraction per shard', num('--val-fraction'))
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (opts) => {
+      if (!opts.builtin && !opts.folder)
+        throw new UsageError('give --builtin <name> or --folder <dir>');
+      const body = checkBody<ImportDatasetBody>(
+        ImportDatasetBody,
+        {
+          name: opts.name,
+          source: opts.builtin
+            ? { kind: 'builtin', name: opts.builtin }
+            : {
+                kind: 'folder',
+                path: opts.folder,
+                ...(opts.labels === false ? { labelsFromSubfolders: false } : {}),
+              },
+          ...(opts.resolution !== undefined ? { resolution: opts.resolution } : {}),
+          ...(opts.channels !== undefined ? { channels: Number(opts.channels) } : {}),
+          ...(opts.embeddings ? { embeddingsPath: opts.embeddings } : {}),
+          ...(opts.pcaComponents !== undefined ? { pcaComponents: opts.pcaComponents } : {}),
+          ...(opts.clusters !== undefined
+            ? {
+                cluster: {
+                  k: opts.clusters,
+                  ...(opts.fineK !== undefined ? { fineK: opts.fineK } : {}),
+                  ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+                  ...(opts.valFraction !== undefined ? { valFraction: opts.valFraction } : {}),
+                },
+              }
+            : {}),
+        },
+        'import options',
+      );
+      await precheckImport(body);
+      await withCoordinator(opts, async (c) => {
+        const bar = progressPrinter();
+        const result = await importDataset(
+          c,
+          body,
+          { datasetId: newId('dataset') },
+          bar.update,
+        ).finally(bar.done);
+        const ds = getDataset(c.db, result.datasetId);
+        print(ds, opts.json, () =>
+          [
+            `imported dataset ${ds.id} "${ds.name}": ${ds.count} images ${ds.width}x${ds.height}x${ds.channels}, ${ds.classNames.length} classes, features ${ds.featureKind}(${ds.featureDim}) in ${(ds.importMs / 1000).toFixed(1)} s`,
+            ...ds.clusterings.map(clusterSummary),
+          ].join('\n'),
+        );
+      });
+    });
+
+  dataset
+    .command('cluster <datasetId>')
+    .description('cluster an imported dataset into K shards')
+    .requiredOption('--k <k>', 'clusters (experts)', int('--k'))
+    .option('--fine-k <n>', 'fine centroids', int('--fine-k'))
+    .option('--seed <n>', 'seed', int('--seed'))
+    .option('--val-fraction <f>', 'held-out validation fraction per shard', num('--val-fraction'))
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (datasetId: string, opts) => {
+      const body = checkBody<ClusterBody>(
+        ClusterBody,
+        {
+          k: opts.k,
+          ...(opts.fineK !== undefined ? { fineK: opts.fineK } : {}),
+          ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+          ...(opts.valFraction !== undefined ? { valFraction: opts.valFraction } : {}),
+        },
+        'cluster options',
+      );
+      await withCoordinator(opts, async (c) => {
+        getDataset(c.db, datasetId);
+        const bar = progressPrinter();
+        const { clusteringId } = await clusterStoredDataset(
+          c,
+          { ...body, datasetId, clusteringId: newId('clustering') },
+          bar.update,
+        ).finally(bar.done);
+        const ds = getDataset(c.db, datasetId);
+        const cl = ds.clusterings.find((x) => x.id === clusteringId)!;
+        print(cl, opts.json, () => clusterSummary(cl));
+      });
+    });
+
+  dataset
+    .command('list')
+    .description('list datasets')
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (opts) =>
+      withCoordinator(opts, async (c) => {
+        const all = listDatasets(c.db);
+        print(all, opts.json, () =>
+          all.length === 0
+            ? 'no datasets'
+            : all
+                .map(
+                  (d) =>
+                    `${d.id}  ${d.name.padEnd(20)} ${String(d.count).padStart(7)} images  ${d.width}x${d.height}x${d.channels}  clusterings: ${d.clusterings.map((x) => `${x.id}(K=${x.k})`).join(', ') || '-'}`,
+                )
+                .join('\n'),
+        );
+      }),
+    );
+
+  dataset
+    .command('show <datasetId>')
+    .description('show a dataset with its clusterings')
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (id: string, opts) =>
+      withCoordinator(opts, async (c) => {
+        const ds = getDataset(c.db, id);
+        print(ds, opts.json, () =>
+          [
+            `${ds.id} "${ds.name}": ${ds.count} images ${ds.width}x${ds.height}x${ds.channels}`,
+            ...ds.clusterings.map(clusterSummary),
+          ].join('\n'),
+        );
+      }),
+    );
+
+  const run = program.command('run').description('create and inspect training runs');
+  run
+    .command('create')
+    .description('create a run: K experts over a clustering of a dataset')
+    .requiredOption('--dataset <id>', 'dataset id')
+    .requiredOption('--experts <k>', 'number of experts (clusters)', int('--experts'))
+    .option('--objectives <mix>', 'objective mix: ddpm:2,fm:6 | fm | ddpm | any', 'any')
+    .addOption(new Option('--schedule <name>', 'DDPM noise schedule').choices(SCHEDULES))
+    .addOption(new Option('--model <preset>', 'model size preset').choices(MODEL_PRESETS))
+    .requiredOption('--steps <n>', 'training steps per expert', int('--steps'))
+    .option('--checkpoint-interval <n>', 'steps between checkpoints', int('--checkpoint-interval'))
+    .option('--batch-size <n>', 'batch size', int('--batch-size'))
+    .option('--learning-rate <lr>', 'learning rate', num('--learning-rate'))
+    .option('--resolution <px>', "resolution (must match the dataset's)", int('--resolution'))
+    .option('--seed <n>', 'seed', int('--seed'))
+    .option('--name <name>', 'run name')
+    .option('--init-fm-from-ddpm', 'initialise FM experts from a finished DDPM checkpoint')
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (opts) => {
+      const body = checkBody<CreateRunBody>(
+        CreateRunBody,
+        Object.fromEntries(
+          Object.entries({
+            name: opts.name,
+            datasetId: opts.dataset,
+            experts: opts.experts,
+            objectives: opts.objectives,
+            schedule: opts.schedule,
+            model: opts.model,
+            stepsPerExpert: opts.steps,
+            checkpointInterval: opts.checkpointInterval,
+            batchSize: opts.batchSize,
+            learningRate: opts.learningRate,
+            resolution: opts.resolution,
+            seed: opts.seed,
+            initFmFromDdpm: opts.initFmFromDdpm,
+          }).filter(([, v]) => v !== undefined),
+        ),
+        'run options',
+      );
+      await withCoordinator(opts, async (c) => {
+        const created = createRun(c, body);
+        const bar = progressPrinter();
+        // Clustering, when the run needs one, runs here and now.
+        c.jobs.recover();
+        const pending = c.db.query.jobs
+          .findFirst({
+            where: (j, { eq, and }) => and(eq(j.runId, created.id), eq(j.status, 'queued')),
+          })
+          .sync();
+        if (pending) {
+          const timer = setInterval(() => {
+            const p = c.jobs.get(pending.id)?.progress;
+            if (p) bar.update(p.stage, p.done, p.total);
+          }, 200);
+          await c.jobs.waitFor(pending.id).finally(() => {
+            clearInterval(timer);
+            bar.done();
+          });
+        }
+        const shown = getRun(c.db, created.id);
+        print(shown, opts.json, () => runSummary(shown));
+      });
+    });
+
+  run
+    .command('list')
+    .description('list runs')
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (opts) =>
+      withCoordinator(opts, async (c) => {
+        const all = listRuns(c.db);
+        print(all, opts.json, () =>
+          all.length === 0
+            ? 'no runs'
+            : all
+                .map(
+                  (r) =>
+                    `${r.id}  ${r.name.padEnd(24)} ${r.status.padEnd(10)} K=${r.k}  ${r.objectives}`,
+                )
+                .join('\n'),
+        );
+      }),
+    );
+
+  run
+    .command('show <runId>')
+    .description("show a run with each expert's cluster, size, objective and status")
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (id: string, opts) =>
+      withCoordinator(opts, async (c) => {
+        const shown = getRun(c.db, id);
+        print(shown, opts.json, () => runSummary(shown));
+      }),
+    );
+
+  program
+    .command('admin-key')
+    .description('manage the admin API key')
+    .command('rotate')
+    .description('replace the stored admin key with a new one and print it once')
+    .addOption(dataDirOption())
+    .action(async (opts) => {
+      const config = loadConfig({ dataDir: opts.dataDir });
+      process.stdout.write(`${rotateAdminKey(config.dataDir)}\n`);
+    });
+
+  program
+    .command('demo')
+    .description(
+      'the main job on embedded defaults: import the built-in dataset, cluster it, create a mixed-objective run',
+    )
+    .option('--out <dir>', 'where outputs go', 'out/demo')
+    .option('--experts <k>', 'experts (clusters)', int('--experts'), 4)
+    .option('--port <port>', 'port for the coordinator (0: any free port)', int('--port'), 0)
+    .option('--keep-serving', 'keep the coordinator running afterwards')
+    .action(async (opts) => runDemo(opts));
+
+  return program;
+}
+
+function runSummary(r: ReturnType<typeof getRun>): string {
+  const head = `run ${r.id} "${r.name}": ${r.status}, K=${r.k}, objectives ${r.objectives}, ${r.config.stepsPerExpert} steps/expert, model ${r.config.model}${r.error ? `\n  error: ${r.error}` : ''}`;
+  const rows = r.experts.map(
+    (e) =>
+      `  expert ${e.id}  cluster ${String(e.cluster).padStart(2)}  ${e.objective.padEnd(4)} ${(e.schedule ?? '').padEnd(6)} ${e.status.padEnd(9)} size ${String(e.size ?? '-').padStart(6)}  step ${e.step}/${e.targetSteps}`,
+  );
+  return [head, ...rows].join('\n');
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (err) {
+    const known =
+      err instanceof UsageError ||
+      err instanceof ConfigError ||
+      err instanceof ApiError ||
+      (err as { name?: string }).name === 'DatasetImportError';
+    process.stderr.write(
+      `error: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`,
+    );
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  }
+}

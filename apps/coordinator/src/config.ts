@@ -1,0 +1,140 @@
+import path from 'node:path';
+import { type Static, Type } from 'typebox';
+import { Value } from 'typebox/value';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const ConfigSchema = Type.Object({
+  host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+  dataDir: Type.String({ minLength: 1, default: './data' }),
+  publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
+  logLevel: Type.Enum(LOG_LEVELS, { default: 'info' }),
+  adminKey: Type.Optional(Type.String({ minLength: 16 })),
+  redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  migrationsDir: Type.Optional(Type.String({ minLength: 1 })),
+  /** Largest JSON request body accepted by the REST API. */
+  bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 }),
+  /** Jobs run at once by the in-process queue (jobs are CPU-bound: keep it at most the cores). */
+  jobConcurrency: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+  s3: Type.Optional(
+    Type.Object({
+      bucket: Type.String({ minLength: 3 }),
+      prefix: Type.Optional(Type.String()),
+      endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
+      region: Type.Optional(Type.String()),
+      forcePathStyle: Type.Optional(Type.Boolean()),
+    }),
+  ),
+});
+
+export type CoordinatorConfig = Static<typeof ConfigSchema> & {
+  /** Absolute data directory. */
+  dataDir: string;
+  /** Base URL workers and browsers use to reach this coordinator. */
+  publicUrl: string;
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Environment variables the coordinator reads; flags win over them. */
+export const ENV = {
+  host: 'ARCHIPELAGO_HOST',
+  port: 'ARCHIPELAGO_PORT',
+  dataDir: 'ARCHIPELAGO_DATA_DIR',
+  publicUrl: 'ARCHIPELAGO_PUBLIC_URL',
+  logLevel: 'ARCHIPELAGO_LOG_LEVEL',
+  adminKey: 'ARCHIPELAGO_ADMIN_KEY',
+  redisUrl: 'ARCHIPELAGO_REDIS_URL',
+  migrationsDir: 'ARCHIPELAGO_MIGRATIONS_DIR',
+  bodyLimitBytes: 'ARCHIPELAGO_BODY_LIMIT_BYTES',
+  jobConcurrency: 'ARCHIPELAGO_JOB_CONCURRENCY',
+} as const;
+
+const S3_ENV = {
+  bucket: 'ARCHIPELAGO_S3_BUCKET',
+  prefix: 'ARCHIPELAGO_S3_PREFIX',
+  endpoint: 'ARCHIPELAGO_S3_ENDPOINT',
+  region: 'ARCHIPELAGO_S3_REGION',
+  forcePathStyle: 'ARCHIPELAGO_S3_FORCE_PATH_STYLE',
+} as const;
+
+export type ConfigInput = Partial<Record<keyof typeof ENV, string | number | undefined>>;
+
+function fromEnv(env: NodeJS.ProcessEnv): ConfigInput {
+  const out: ConfigInput = {};
+  for (const [field, name] of Object.entries(ENV) as [keyof typeof ENV, string][]) {
+    const value = env[name];
+    if (value !== undefined && value !== '') out[field] = value;
+  }
+  if (out.port === undefined && env.PORT) out.port = env.PORT;
+  return out;
+}
+
+function s3FromEnv(env: NodeJS.ProcessEnv): CoordinatorConfig['s3'] {
+  const bucket = env[S3_ENV.bucket];
+  if (!bucket) return undefined;
+  const s3: NonNullable<CoordinatorConfig['s3']> = { bucket };
+  const prefix = env[S3_ENV.prefix];
+  const endpoint = env[S3_ENV.endpoint];
+  const region = env[S3_ENV.region] ?? env.AWS_REGION;
+  const pathStyle = env[S3_ENV.forcePathStyle];
+  if (prefix) s3.prefix = prefix;
+  if (endpoint) s3.endpoint = endpoint;
+  if (region) s3.region = region;
+  if (pathStyle !== undefined) s3.forcePathStyle = /^(1|true|yes)$/i.test(pathStyle);
+  return s3;
+}
+
+/**
+ * Build the validated configuration: schema defaults, then environment variables, then flags.
+ *
+ * @throws {ConfigError} naming every invalid setting and where it came from.
+ */
+export function loadConfig(
+  flags: ConfigInput = {},
+  env: NodeJS.ProcessEnv = process.env,
+): CoordinatorConfig {
+  const merged: Record<string, unknown> = { ...fromEnv(env) };
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
+  const s3 = s3FromEnv(env);
+  if (s3) merged.s3 = s3;
+  for (const k of ['port', 'bodyLimitBytes', 'jobConcurrency'] as const) {
+    if (typeof merged[k] === 'string' && /^\d+$/.test(merged[k] as string)) {
+      merged[k] = Number(merged[k]);
+    }
+  }
+  const withDefaults = Value.Default(ConfigSchema, merged) as Record<string, unknown>;
+  const errors = [...Value.Errors(ConfigSchema, withDefaults)];
+  if (errors.length > 0) {
+    const lines = errors.map((e) => {
+      const field = e.instancePath.replace(/^\//, '').split('/')[0] ?? '';
+      const envName = ENV[field as keyof typeof ENV];
+      const where = envName ? ` (flag --${kebab(field)} or ${envName})` : '';
+      return `${e.instancePath || '(root)'}: ${e.message}, got ${JSON.stringify(valueAt(withDefaults, e.instancePath))}${where}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const cfg = withDefaults as Static<typeof ConfigSchema>;
+  const dataDir = path.resolve(cfg.dataDir);
+  const shownHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
+  const publicUrl = (cfg.publicUrl ?? `http://${shownHost}:${cfg.port}`).replace(/\/+$/, '');
+  return { ...cfg, dataDir, publicUrl };
+}
+
+function kebab(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function valueAt(obj: Record<string, unknown>, pointer: string): unknown {
+  let cur: unknown = obj;
+  for (const part of pointer.split('/').filter(Boolean)) {
+    cur = (cur as Record<string, unknown> | undefined)?.[part];
+  }
+  return cur;
+}

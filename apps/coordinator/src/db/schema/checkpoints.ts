@@ -1,0 +1,31 @@
+import { index, integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { createdAt } from './columns.js';
+import { experts } from './experts.js';
+
+export const CHECKPOINT_STATUSES = ['uploading', 'accepted', 'rejected'] as const;
+export type CheckpointStatus = (typeof CHECKPOINT_STATUSES)[number];
+
+/** A safetensors checkpoint of an expert at a step; only `accepted` ones are resume points. */
+export const checkpoints = sqliteTable(
+  'checkpoints',
+  {
+    id: text('id').primaryKey(),
+    expertId: text('expert_id')
+      .notNull()
+      .references(() => experts.id, { onDelete: 'cascade' }),
+    leaseId: text('lease_id'),
+    step: integer('step').notNull(),
+    key: text('key').notNull(),
+    sha256: text('sha256').notNull(),
+    bytes: integer('bytes').notNull(),
+    final: integer('final', { mode: 'boolean' }).notNull().default(false),
+    status: text('status').$type<CheckpointStatus>().notNull(),
+    reason: text('reason'),
+    validationLoss: real('validation_loss'),
+    createdAt: createdAt(),
+    decidedAt: integer('decided_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [index('checkpoints_expert_idx').on(t.expertId, t.step)],
+);
+
+export type CheckpointRow = typeof checkpoints.$inferSelect;

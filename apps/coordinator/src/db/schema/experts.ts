@@ -1,0 +1,43 @@
+import type { ExpertObjective, ExpertStatus, Schedule } from '@archipelago/protocol';
+import { index, integer, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { createdAt, updatedAt } from './columns.js';
+import { runs } from './runs.js';
+import { shards } from './shards.js';
+
+/** One expert: a cluster's shard plus its objective, trained by whichever worker leases it. */
+export const experts = sqliteTable(
+  'experts',
+  {
+    id: text('id').primaryKey(),
+    runId: text('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    cluster: integer('cluster').notNull(),
+    objective: text('objective').$type<ExpertObjective>().notNull(),
+    /** DDPM noise schedule; null for flow matching. */
+    schedule: text('schedule').$type<Schedule>(),
+    status: text('status').$type<ExpertStatus>().notNull(),
+    trainShardId: text('train_shard_id').references(() => shards.id),
+    valShardId: text('val_shard_id').references(() => shards.id),
+    targetSteps: integer('target_steps').notNull(),
+    step: integer('step').notNull().default(0),
+    loss: real('loss'),
+    imagesPerSec: real('images_per_sec'),
+    workerId: text('worker_id'),
+    lastHeartbeatAt: integer('last_heartbeat_at', { mode: 'timestamp_ms' }),
+    /** Last accepted checkpoint: the resume point when a lease ends early. */
+    checkpointId: text('checkpoint_id'),
+    checkpointStep: integer('checkpoint_step'),
+    validationLoss: real('validation_loss'),
+    /** Another expert of the run whose checkpoint initialises this one (DDPM -> FM, §7). */
+    initFromExpertId: text('init_from_expert_id'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('experts_run_cluster').on(t.runId, t.cluster),
+    index('experts_status_idx').on(t.status, t.objective),
+  ],
+);
+
+export type ExpertRow = typeof experts.$inferSelect;

@@ -1,0 +1,41 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** preHandler for admin routes: `Authorization: Bearer <admin key>` or `X-API-Key`. */
+    requireAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  }
+}
+
+export function presentedKey(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header?.startsWith('Bearer ')) return header.slice('Bearer '.length).trim();
+  const apiKey = request.headers['x-api-key'];
+  return typeof apiKey === 'string' ? apiKey : undefined;
+}
+
+export default fp(
+  async (app: FastifyInstance) => {
+    app.decorate('requireAdmin', async (request: FastifyRequest, reply: FastifyReply) => {
+      const key = presentedKey(request);
+      if (!key) {
+        return reply
+          .status(401)
+          .header('www-authenticate', 'Bearer')
+          .send({
+            error: {
+              code: 'unauthorized',
+              message: 'admin API key required: send Authorization: Bearer <key>',
+            },
+          });
+      }
+      if (!app.coordinator.adminKey.verify(key)) {
+        return reply
+          .status(403)
+          .send({ error: { code: 'forbidden', message: 'the admin API key is not valid' } });
+      }
+    });
+  },
+  { name: 'auth' },
+);

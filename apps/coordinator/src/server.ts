@@ -1,0 +1,60 @@
+import { type App, buildApp } from './app.js';
+import type { CoordinatorConfig } from './config.js';
+import { type Coordinator, openCoordinator } from './coordinator.js';
+
+export interface RunningServer {
+  app: App;
+  coordinator: Coordinator;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Open the coordinator, listen, and (optionally) close gracefully on SIGINT/SIGTERM. */
+export async function startServer(
+  config: CoordinatorConfig,
+  { handleSignals = true }: { handleSignals?: boolean } = {},
+): Promise<RunningServer> {
+  const coordinator = await openCoordinator(config);
+  const { log } = coordinator;
+  if (coordinator.adminKey.generated) {
+    // Shown once: only its hash is kept.
+    process.stdout.write(
+      `\nAdmin API key (shown once; its hash is in ${coordinator.adminKey.file}):\n  ${coordinator.adminKey.generated}\n\n`,
+    );
+  }
+  const app = await buildApp(coordinator);
+  app.addHook('onClose', async () => coordinator.close());
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  log.info(
+    { url, dataDir: config.dataDir, store: coordinator.store.description },
+    'coordinator listening',
+  );
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= app.close();
+    return closing;
+  };
+  if (handleSignals) {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        log.info({ signal }, 'shutting down');
+        // A second signal, or a shutdown stuck past 10 s, exits at once.
+        const force = setTimeout(() => process.exit(1), 10_000);
+        force.unref();
+        process.once(signal, () => process.exit(1));
+        close().then(
+          () => process.exit(0),
+          (err) => {
+            log.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      });
+    }
+  }
+  return { app, coordinator, url, close };
+}

@@ -1,0 +1,531 @@
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  buildShards,
+  clusterDataset,
+  computeFeatures,
+  decodeShard,
+  encodeNpy,
+  encodeShard,
+  type ImageSet,
+  loadBuiltinDataset,
+  parseNpy,
+  readEmbeddings,
+  readImageFolder,
+  renderGrid,
+} from '@archipelago/data';
+import type { ClusterBody, Clustering, Dataset, ImportDatasetBody } from '@archipelago/protocol';
+import { type ObjectStore, sha256Hex } from '@archipelago/storage';
+import { asc, desc, eq } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.js';
+import {
+  type ClusteringRow,
+  clusterings,
+  type DatasetRow,
+  datasets,
+  events,
+  runs,
+  type ShardRow,
+  shards,
+} from '../db/schema/index.js';
+import { ApiError, notFound } from '../errors.js';
+import { newId } from '../ids.js';
+import { PermanentJobError } from '../jobs/job-queue.js';
+import { bindRunToClustering } from './runs.js';
+
+export interface DatasetDeps {
+  db: Db;
+  store: ObjectStore;
+  log: Logger;
+}
+
+export type Progress = (stage: string, done: number, total: number) => void;
+
+const noProgress: Progress = () => {};
+
+/** Default resolution of a folder import when none is given. */
+export const DEFAULT_FOLDER_RESOLUTION = 32;
+/** Seed of the PCA fit; fixed so a dataset's features never depend on a clustering's seed. */
+const FEATURE_SEED = 0;
+/** Example images per cluster in a clustering's preview grid. */
+const PREVIEW_PER_CLUSTER = 16;
+
+export const datasetPrefix = (datasetId: string) => `datasets/${datasetId}/`;
+export const clusteringPrefix = (datasetId: string, clusteringId: string) =>
+  `datasets/${datasetId}/clusterings/${clusteringId}/`;
+
+/**
+ * Check what can be checked before a job is queued, so obvious mistakes get a 400 at once:
+ * the folder and the embeddings file exist and are readable.
+ */
+export async function precheckImport(body: ImportDatasetBody): Promise<void> {
+  if (body.source.kind === 'folder') {
+    const s = await stat(body.source.path).catch(() => null);
+    if (!s?.isDirectory()) {
+      throw new ApiError(
+        400,
+        'folder_not_found',
+        `${body.source.path} is not a readable folder on the coordinator`,
+      );
+    }
+  }
+  if (body.embeddingsPath) {
+    const s = await stat(body.embeddingsPath).catch(() => null);
+    if (!s?.isFile()) {
+      throw new ApiError(
+        400,
+        'embeddings_not_found',
+        `embeddings file ${body.embeddingsPath} does not exist`,
+      );
+    }
+    if (!body.embeddingsPath.toLowerCase().endsWith('.npy')) {
+      throw new ApiError(
+        400,
+        'unsupported_format',
+        `embeddings file ${body.embeddingsPath} is not a .npy file`,
+      );
+    }
+  }
+  if (body.cluster?.fineK !== undefined && body.cluster.fineK < body.cluster.k) {
+    throw new ApiError(
+      400,
+      'validation_error',
+      `cluster.fineK (${body.cluster.fineK}) must be at least cluster.k (${body.cluster.k})`,
+    );
+  }
+}
+
+async function loadImages(body: ImportDatasetBody, progress: Progress): Promise<ImageSet> {
+  if (body.source.kind === 'builtin') {
+    progress('reading images', 0, 1);
+    const set = await loadBuiltinDataset(body.source.name, {
+      ...(body.resolution ? { resolution: body.resolution } : {}),
+      ...(body.channels ? { channels: body.channels } : {}),
+    });
+    progress('reading images', 1, 1);
+    return set;
+  }
+  const { path: dir, labelsFromSubfolders } = body.source;
+  return readImageFolder(dir, {
+    resolution: body.resolution ?? DEFAULT_FOLDER_RESOLUTION,
+    channels: body.channels ?? 3,
+    ...(labelsFromSubfolders !== undefined ? { labelsFromSubfolders } : {}),
+    onProgress: (done, total) => progress('reading images', done, total),
+  });
+}
+
+async function loadEmbeddings(file: string, rows: number) {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new PermanentJobError(
+      `cannot read embeddings file ${file}: ${(err as Error).message}`,
+      'embeddings_not_found',
+    );
+  }
+  return readEmbeddings(bytes, rows, path.basename(file));
+}
+
+interface ClusteringParams {
+  k: number;
+  fineK?: number | undefined;
+  seed: number;
+  valFraction: number;
+}
+
+interface ClusteringWrite {
+  clustering: typeof clusterings.$inferInsert;
+  shardRows: (typeof shards.$inferInsert)[];
+}
+
+/**
+ * Two-level k-means of the features, then one train and one val shard per cluster plus a preview
+ * grid, written to the store. Returns the rows for the caller to insert in its transaction.
+ */
+async function clusterAndWrite(
+  deps: DatasetDeps,
+  datasetId: string,
+  clusteringId: string,
+  images: ImageSet,
+  features: { features: Float32Array; n: number; d: number; kind: 'pca' | 'embeddings' },
+  params: ClusteringParams,
+  progress: Progress,
+): Promise<ClusteringWrite> {
+  const started = performance.now();
+  const result = await clusterDataset(features.features, features.n, features.d, {
+    k: params.k,
+    seed: params.seed,
+    ...(params.fineK !== undefined ? { fineK: params.fineK } : {}),
+    onProgress: ({ stage, iteration, maxIter }) =>
+      progress(stage === 'fine' ? 'clustering (fine)' : 'clustering (coarse)', iteration, maxIter),
+  });
+  const built = buildShards(images, result.assignments, params.k, {
+    valFraction: params.valFraction,
+    seed: params.seed,
+  });
+  const prefix = clusteringPrefix(datasetId, clusteringId);
+  const shardRows: (typeof shards.$inferInsert)[] = [];
+  let written = 0;
+  for (const c of built) {
+    for (const [split, file] of [
+      ['train', c.train],
+      ['val', c.val],
+    ] as const) {
+      const base = `${prefix}shards/${c.cluster}${split === 'val' ? '.val' : ''}`;
+      await deps.store.put(`${base}.bin`, file.bytes, {
+        contentType: 'application/octet-stream',
+        sha256: file.index.sha256,
+      });
+      await deps.store.put(`${base}.json`, Buffer.from(JSON.stringify(file.index)), {
+        contentType: 'application/json',
+      });
+      shardRows.push({
+        id: newId('shard'),
+        clusteringId,
+        cluster: c.cluster,
+        split,
+        key: `${base}.bin`,
+        indexKey: `${base}.json`,
+        count: file.index.count,
+        bytes: file.index.bytes,
+        sha256: file.index.sha256,
+        classCounts: file.index.classCounts,
+      });
+      progress('writing shards', ++written, built.length * 2);
+    }
+  }
+  const rows = built.map((c) => c.train.index.sourceIndices.slice(0, PREVIEW_PER_CLUSTER));
+  const preview = await renderGrid(images, rows, { scale: images.height <= 32 ? 2 : 1 });
+  const previewKey = `${prefix}preview.png`;
+  await deps.store.put(previewKey, preview, { contentType: 'image/png' });
+  return {
+    clustering: {
+      id: clusteringId,
+      datasetId,
+      k: params.k,
+      fineK: result.fineK,
+      seed: params.seed,
+      valFraction: params.valFraction,
+      featureKind: features.kind,
+      sizes: Array.from(result.sizes),
+      inertia: result.inertia,
+      fineInertia: result.fineInertia,
+      previewKey,
+      durationMs: performance.now() - started,
+    },
+    shardRows,
+  };
+}
+
+function insertClustering(
+  tx: Parameters<Parameters<Db['transaction']>[0]>[0],
+  write: ClusteringWrite,
+) {
+  tx.insert(clusterings).values(write.clustering).run();
+  for (const row of write.shardRows) tx.insert(shards).values(row).run();
+  tx.insert(events)
+    .values({
+      type: 'clustering.created',
+      datasetId: write.clustering.datasetId,
+      data: {
+        clusteringId: write.clustering.id,
+        k: write.clustering.k,
+        sizes: write.clustering.sizes,
+        inertia: write.clustering.inertia,
+      },
+    })
+    .run();
+}
+
+export interface ImportResult {
+  datasetId: string;
+  clusteringId?: string;
+}
+
+/**
+ * Import a dataset: read and normalise the images, compute features (given embeddings or PCA),
+ * store both, and optionally cluster. All-or-nothing: the dataset row is written in one
+ * transaction at the end, and on any failure the objects written so far are deleted.
+ * Idempotent for a given `datasetId`, so a job re-run after a crash finishes the same import.
+ */
+export async function importDataset(
+  deps: DatasetDeps,
+  body: ImportDatasetBody,
+  ids: { datasetId: string; clusteringId?: string },
+  progress: Progress = noProgress,
+): Promise<ImportResult> {
+  const { db, store } = deps;
+  const { datasetId } = ids;
+  const existing = db.select().from(datasets).where(eq(datasets.id, datasetId)).get();
+  if (existing) {
+    const c = ids.clusteringId
+      ? db.select().from(clusterings).where(eq(clusterings.id, ids.clusteringId)).get()
+      : undefined;
+    return { datasetId, ...(c ? { clusteringId: c.id } : {}) };
+  }
+  const started = performance.now();
+  const images = await loadImages(body, progress);
+  const embeddings = body.embeddingsPath
+    ? await loadEmbeddings(body.embeddingsPath, images.count)
+    : undefined;
+  progress('computing features', 0, 1);
+  const features = await computeFeatures(images, {
+    seed: FEATURE_SEED,
+    ...(embeddings ? { embeddings: { data: embeddings.data, dim: embeddings.dim } } : {}),
+    ...(body.pcaComponents ? { pcaComponents: body.pcaComponents } : {}),
+  });
+  progress('computing features', 1, 1);
+
+  const prefix = datasetPrefix(datasetId);
+  // A crashed earlier attempt may have left objects behind.
+  await store.deletePrefix(prefix);
+  try {
+    progress('storing images', 0, 2);
+    const imagesBin = encodeShard(images);
+    const imagesKey = `${prefix}images.bin`;
+    const imagesSha = sha256Hex(imagesBin);
+    await store.put(imagesKey, imagesBin, {
+      contentType: 'application/octet-stream',
+      sha256: imagesSha,
+    });
+    const featuresKey = `${prefix}features.npy`;
+    await store.put(featuresKey, encodeNpy(features.features, [features.n, features.d]), {
+      contentType: 'application/octet-stream',
+    });
+    if (images.sources) {
+      await store.put(`${prefix}sources.json`, Buffer.from(JSON.stringify(images.sources)), {
+        contentType: 'application/json',
+      });
+    }
+    progress('storing images', 2, 2);
+    const importMs = performance.now() - started;
+    let clusteringWrite: ClusteringWrite | undefined;
+    if (body.cluster) {
+      const clusteringId = ids.clusteringId ?? newId('clustering');
+      clusteringWrite = await clusterAndWrite(
+        deps,
+        datasetId,
+        clusteringId,
+        images,
+        features,
+        clusterParams(body.cluster),
+        progress,
+      );
+    }
+    db.transaction((tx) => {
+      tx.insert(datasets)
+        .values({
+          id: datasetId,
+          name: body.name,
+          source: body.source,
+          count: images.count,
+          height: images.height,
+          width: images.width,
+          channels: images.channels,
+          classNames: images.classNames,
+          imagesKey,
+          bytes: imagesBin.length,
+          sha256: imagesSha,
+          featureKind: features.kind,
+          featureDim: features.d,
+          featuresKey,
+          importMs,
+        })
+        .run();
+      tx.insert(events)
+        .values({
+          type: 'dataset.imported',
+          datasetId,
+          data: { name: body.name, count: images.count, featureKind: features.kind, importMs },
+        })
+        .run();
+      if (clusteringWrite) insertClustering(tx, clusteringWrite);
+    });
+    return {
+      datasetId,
+      ...(clusteringWrite ? { clusteringId: clusteringWrite.clustering.id } : {}),
+    };
+  } catch (err) {
+    await store
+      .deletePrefix(prefix)
+      .catch((cleanupErr) =>
+        deps.log.error({ err: cleanupErr, prefix }, 'could not delete a failed import'),
+      );
+    throw err;
+  }
+}
+
+function clusterParams(body: ClusterBody): ClusteringParams {
+  return {
+    k: body.k,
+    fineK: body.fineK,
+    seed: body.seed ?? 0,
+    valFraction: body.valFraction ?? 0.02,
+  };
+}
+
+export interface ClusterPayload extends ClusterBody {
+  datasetId: string;
+  clusteringId: string;
+  runId?: string;
+}
+
+/**
+ * Cluster an imported dataset from its stored images and features. Idempotent for a given
+ * clustering id; when the clustering belongs to a run, the run's experts are bound to the new
+ * shards in the same transaction.
+ */
+export async function clusterStoredDataset(
+  deps: DatasetDeps,
+  payload: ClusterPayload,
+  progress: Progress = noProgress,
+): Promise<{ clusteringId: string }> {
+  const { db, store } = deps;
+  const bindRun = (tx: Parameters<Parameters<Db['transaction']>[0]>[0]) => {
+    if (!payload.runId) return;
+    const run = tx.select().from(runs).where(eq(runs.id, payload.runId)).get();
+    if (run && run.status === 'clustering') bindRunToClustering(tx, run.id, payload.clusteringId);
+  };
+  if (db.select().from(clusterings).where(eq(clusterings.id, payload.clusteringId)).get()) {
+    db.transaction(bindRun);
+    return { clusteringId: payload.clusteringId };
+  }
+  const dataset = db.select().from(datasets).where(eq(datasets.id, payload.datasetId)).get();
+  if (!dataset)
+    throw new PermanentJobError(`dataset ${payload.datasetId} does not exist`, 'not_found');
+  if (payload.k > dataset.count) {
+    throw new PermanentJobError(
+      `${payload.k} clusters need at least ${payload.k} images; dataset ${dataset.id} has ${dataset.count}`,
+      'too_small',
+    );
+  }
+  progress('loading dataset', 0, 2);
+  const imagesBin = await store.getBytes(dataset.imagesKey);
+  if (sha256Hex(imagesBin) !== dataset.sha256) {
+    throw new PermanentJobError(
+      `stored images of dataset ${dataset.id} (${dataset.imagesKey}) fail their sha256 check`,
+      'corrupt_object',
+    );
+  }
+  const images = decodeShard(imagesBin, {
+    classNames: dataset.classNames,
+    file: dataset.imagesKey,
+  });
+  const npy = parseNpy(await store.getBytes(dataset.featuresKey), dataset.featuresKey);
+  progress('loading dataset', 2, 2);
+  const [n, d] = npy.shape as [number, number];
+  const features = {
+    features: new Float32Array(
+      npy.data.buffer.slice(npy.data.byteOffset, npy.data.byteOffset + npy.data.byteLength),
+    ),
+    n,
+    d,
+    kind: dataset.featureKind,
+  };
+  const prefix = clusteringPrefix(dataset.id, payload.clusteringId);
+  await store.deletePrefix(prefix);
+  try {
+    const write = await clusterAndWrite(
+      deps,
+      dataset.id,
+      payload.clusteringId,
+      images,
+      features,
+      clusterParams(payload),
+      progress,
+    );
+    db.transaction((tx) => {
+      insertClustering(tx, write);
+      bindRun(tx);
+    });
+    return { clusteringId: payload.clusteringId };
+  } catch (err) {
+    await store.deletePrefix(prefix).catch(() => {});
+    throw err;
+  }
+}
+
+function toClustering(row: ClusteringRow, shardRows: ShardRow[]): Clustering {
+  return {
+    id: row.id,
+    datasetId: row.datasetId,
+    k: row.k,
+    fineK: row.fineK,
+    seed: row.seed,
+    valFraction: row.valFraction,
+    featureKind: row.featureKind,
+    sizes: row.sizes,
+    inertia: row.inertia,
+    fineInertia: row.fineInertia,
+    durationMs: row.durationMs,
+    previewUrl: `/api/v1/datasets/${row.datasetId}/clusterings/${row.id}/preview.png`,
+    createdAt: row.createdAt.toISOString(),
+    shards: shardRows
+      .filter((s) => s.clusteringId === row.id)
+      .sort((a, b) => a.cluster - b.cluster || a.split.localeCompare(b.split))
+      .map((s) => ({
+        id: s.id,
+        cluster: s.cluster,
+        split: s.split,
+        count: s.count,
+        bytes: s.bytes,
+        sha256: s.sha256,
+        key: s.key,
+        classCounts: s.classCounts,
+      })),
+  };
+}
+
+function toDataset(db: Db, row: DatasetRow): Dataset {
+  const cs = db
+    .select()
+    .from(clusterings)
+    .where(eq(clusterings.datasetId, row.id))
+    .orderBy(asc(clusterings.createdAt))
+    .all();
+  const shardRows = cs.length
+    ? cs.flatMap((c) => db.select().from(shards).where(eq(shards.clusteringId, c.id)).all())
+    : [];
+  return {
+    id: row.id,
+    name: row.name,
+    source: row.source,
+    count: row.count,
+    height: row.height,
+    width: row.width,
+    channels: row.channels,
+    classNames: row.classNames,
+    featureKind: row.featureKind,
+    featureDim: row.featureDim,
+    bytes: row.bytes,
+    sha256: row.sha256,
+    importMs: row.importMs,
+    createdAt: row.createdAt.toISOString(),
+    clusterings: cs.map((c) => toClustering(c, shardRows)),
+  };
+}
+
+export function getDataset(db: Db, id: string): Dataset {
+  const row = db.select().from(datasets).where(eq(datasets.id, id)).get();
+  if (!row) throw notFound('dataset', id);
+  return toDataset(db, row);
+}
+
+export function listDatasets(db: Db, limit = 100): Dataset[] {
+  return db
+    .select()
+    .from(datasets)
+    .orderBy(desc(datasets.createdAt))
+    .limit(limit)
+    .all()
+    .map((r) => toDataset(db, r));
+}
+
+export function getClustering(db: Db, datasetId: string, clusteringId: string): Clustering {
+  const row = db.select().from(clusterings).where(eq(clusterings.id, clusteringId)).get();
+  if (!row || row.datasetId !== datasetId)
+    throw notFound(`clustering of dataset ${datasetId}:`, clusteringId);
+  return toClustering(row, db.select().from(shards).where(eq(shards.clusteringId, row.id)).all());
+}

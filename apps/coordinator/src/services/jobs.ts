@@ -1,0 +1,26 @@
+import type { Job } from '@archipelago/protocol';
+import { eq } from 'drizzle-orm';
+import type { Db } from '../db/database.js';
+import { type JobRow, jobs } from '../db/schema/index.js';
+import { notFound } from '../errors.js';
+
+export function toJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    attempts: row.attempts,
+    progress: row.progress ?? null,
+    result: row.result ?? null,
+    error: row.error,
+    createdAt: row.createdAt.toISOString(),
+    startedAt: row.startedAt?.toISOString() ?? null,
+    finishedAt: row.finishedAt?.toISOString() ?? null,
+  };
+}
+
+export function getJob(db: Db, id: string): Job {
+  const row = db.select().from(jobs).where(eq(jobs.id, id)).get();
+  if (!row) throw notFound('job', id);
+  return toJob(row);
+}

@@ -1,0 +1,294 @@
+import {
+  type CreateRunBody,
+  type Expert,
+  type ExpertObjective,
+  ObjectiveMixError,
+  parseObjectiveMix,
+  type Run,
+  type RunConfig,
+} from '@archipelago/protocol';
+import { and, asc, desc, eq } from 'drizzle-orm';
+import type { Db } from '../db/database.js';
+import {
+  clusterings,
+  datasets,
+  type ExpertRow,
+  events,
+  experts,
+  type JobRow,
+  type RunRow,
+  runs,
+  shards,
+} from '../db/schema/index.js';
+import { ApiError, notFound } from '../errors.js';
+import { newId } from '../ids.js';
+import type { JobQueue } from '../jobs/job-queue.js';
+
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+export interface RunDeps {
+  db: Db;
+  jobs: JobQueue;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/**
+ * Create a run: K experts over a clustering of the dataset with K clusters. An existing
+ * clustering with the same K and seed is reused; otherwise the run starts in `clustering` and a
+ * cluster job binds its experts to shards when it finishes.
+ */
+export function createRun(deps: RunDeps, body: CreateRunBody): Run {
+  const { db } = deps;
+  const dataset = db.select().from(datasets).where(eq(datasets.id, body.datasetId)).get();
+  if (!dataset) throw notFound('dataset', body.datasetId);
+  const k = body.experts;
+  if (k > dataset.count) {
+    throw new ApiError(
+      400,
+      'too_many_experts',
+      `${k} experts for ${dataset.count} images: each expert needs its own cluster of images`,
+    );
+  }
+  let objectives: ExpertObjective[];
+  try {
+    objectives = parseObjectiveMix(body.objectives ?? 'any', k);
+  } catch (err) {
+    if (err instanceof ObjectiveMixError) throw new ApiError(400, err.code, err.message);
+    throw err;
+  }
+  const resolution = body.resolution ?? dataset.height;
+  if (resolution !== dataset.height || dataset.height !== dataset.width) {
+    throw new ApiError(
+      400,
+      'resolution_mismatch',
+      `resolution ${resolution} differs from dataset ${dataset.id} (${dataset.width}x${dataset.height}); import the dataset at ${resolution} px instead`,
+    );
+  }
+  const seed = body.seed ?? 0;
+  const stepsPerExpert = body.stepsPerExpert;
+  const config: RunConfig = {
+    resolution,
+    channels: dataset.channels,
+    model: body.model ?? 'tiny',
+    schedule: body.schedule ?? 'cosine',
+    stepsPerExpert,
+    checkpointInterval: body.checkpointInterval ?? Math.max(1, Math.floor(stepsPerExpert / 10)),
+    batchSize: body.batchSize ?? 64,
+    learningRate: body.learningRate ?? 3e-4,
+    seed,
+    numClasses: dataset.classNames.length,
+    initFmFromDdpm: body.initFmFromDdpm ?? false,
+  };
+  if (config.checkpointInterval > stepsPerExpert) {
+    throw new ApiError(
+      400,
+      'invalid_checkpoint_interval',
+      `checkpointInterval ${config.checkpointInterval} exceeds stepsPerExpert ${stepsPerExpert}`,
+    );
+  }
+
+  let clusteringId: string | null = null;
+  if (body.clusteringId) {
+    const c = db.select().from(clusterings).where(eq(clusterings.id, body.clusteringId)).get();
+    if (!c || c.datasetId !== dataset.id) {
+      throw notFound(`clustering of dataset ${dataset.id}:`, body.clusteringId);
+    }
+    if (c.k !== k) {
+      throw new ApiError(
+        400,
+        'clustering_mismatch',
+        `clustering ${c.id} has ${c.k} clusters, the run asks for ${k} experts`,
+      );
+    }
+    clusteringId = c.id;
+  } else {
+    const reusable = db
+      .select()
+      .from(clusterings)
+      .where(
+        and(
+          eq(clusterings.datasetId, dataset.id),
+          eq(clusterings.k, k),
+          eq(clusterings.seed, seed),
+        ),
+      )
+      .orderBy(desc(clusterings.createdAt))
+      .all()
+      .find(
+        (c) =>
+          (body.fineK === undefined || c.fineK === body.fineK) &&
+          (body.valFraction === undefined || c.valFraction === body.valFraction),
+      );
+    clusteringId = reusable?.id ?? null;
+  }
+
+  const runId = newId('run');
+  const now = new Date();
+  db.transaction((tx) => {
+    tx.insert(runs)
+      .values({
+        id: runId,
+        name: body.name ?? `${dataset.name} x${k}`,
+        datasetId: dataset.id,
+        clusteringId,
+        status: clusteringId ? 'training' : 'clustering',
+        k,
+        objectives: body.objectives ?? 'any',
+        fineK: body.fineK ?? null,
+        valFraction: body.valFraction ?? null,
+        config,
+        startedAt: now,
+      })
+      .run();
+    objectives.forEach((objective, cluster) => {
+      tx.insert(experts)
+        .values({
+          id: newId('expert'),
+          runId,
+          cluster,
+          objective,
+          schedule: objective === 'fm' ? null : config.schedule,
+          status: 'pending',
+          targetSteps: stepsPerExpert,
+        })
+        .run();
+    });
+    tx.insert(events)
+      .values({
+        type: 'run.created',
+        runId,
+        datasetId: dataset.id,
+        data: { k, objectives: body.objectives ?? 'any', clusteringId },
+      })
+      .run();
+    if (clusteringId) bindRunToClustering(tx, runId, clusteringId);
+  });
+  if (!clusteringId) {
+    deps.jobs.enqueue(
+      'cluster-dataset',
+      {
+        datasetId: dataset.id,
+        clusteringId: newId('clustering'),
+        k,
+        seed,
+        ...(body.fineK !== undefined ? { fineK: body.fineK } : {}),
+        ...(body.valFraction !== undefined ? { valFraction: body.valFraction } : {}),
+        runId,
+      },
+      { runId, datasetId: dataset.id },
+    );
+  }
+  return getRun(db, runId);
+}
+
+/** Point every expert of the run at its cluster's shards and start training. */
+export function bindRunToClustering(tx: Tx, runId: string, clusteringId: string): void {
+  const rows = tx.select().from(shards).where(eq(shards.clusteringId, clusteringId)).all();
+  const byCluster = new Map<number, { train?: string; val?: string }>();
+  for (const s of rows) {
+    const entry = byCluster.get(s.cluster) ?? {};
+    entry[s.split] = s.id;
+    byCluster.set(s.cluster, entry);
+  }
+  const runExperts = tx.select().from(experts).where(eq(experts.runId, runId)).all();
+  for (const e of runExperts) {
+    const entry = byCluster.get(e.cluster);
+    if (!entry?.train)
+      throw new Error(`clustering ${clusteringId} has no train shard for cluster ${e.cluster}`);
+    tx.update(experts)
+      .set({ trainShardId: entry.train, valShardId: entry.val ?? null })
+      .where(eq(experts.id, e.id))
+      .run();
+  }
+  tx.update(runs).set({ clusteringId, status: 'training' }).where(eq(runs.id, runId)).run();
+  tx.insert(events)
+    .values({ type: 'run.training', runId, data: { clusteringId, experts: runExperts.length } })
+    .run();
+}
+
+/** A job that a run waited on failed for good: the run fails with the job's error. */
+export function failRunForJob(db: Db, job: JobRow): void {
+  if (!job.runId) return;
+  db.transaction((tx) => {
+    const run = tx.select().from(runs).where(eq(runs.id, job.runId!)).get();
+    if (!run || run.status === 'failed' || run.status === 'cancelled') return;
+    const error = `${job.name} job ${job.id} failed: ${job.error ?? 'unknown error'}`;
+    tx.update(runs)
+      .set({ status: 'failed', error, finishedAt: new Date() })
+      .where(eq(runs.id, run.id))
+      .run();
+    tx.insert(events)
+      .values({ type: 'run.failed', runId: run.id, data: { error, jobId: job.id } })
+      .run();
+  });
+}
+
+function toExpert(row: ExpertRow, sizes: Map<string, number>): Expert {
+  return {
+    id: row.id,
+    cluster: row.cluster,
+    objective: row.objective,
+    schedule: row.schedule,
+    status: row.status,
+    size: row.trainShardId ? (sizes.get(row.trainShardId) ?? null) : null,
+    valSize: row.valShardId ? (sizes.get(row.valShardId) ?? null) : null,
+    step: row.step,
+    targetSteps: row.targetSteps,
+    loss: row.loss,
+    imagesPerSec: row.imagesPerSec,
+    workerId: row.workerId,
+    lastHeartbeatAt: iso(row.lastHeartbeatAt),
+    checkpointStep: row.checkpointStep,
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+function toRun(db: Db, row: RunRow): Run {
+  const expertRows = db
+    .select()
+    .from(experts)
+    .where(eq(experts.runId, row.id))
+    .orderBy(asc(experts.cluster))
+    .all();
+  const sizes = new Map<string, number>();
+  if (row.clusteringId) {
+    for (const s of db
+      .select({ id: shards.id, count: shards.count })
+      .from(shards)
+      .where(eq(shards.clusteringId, row.clusteringId))
+      .all()) {
+      sizes.set(s.id, s.count);
+    }
+  }
+  return {
+    id: row.id,
+    name: row.name,
+    datasetId: row.datasetId,
+    clusteringId: row.clusteringId,
+    status: row.status,
+    k: row.k,
+    objectives: row.objectives,
+    config: row.config,
+    error: row.error,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    experts: expertRows.map((e) => toExpert(e, sizes)),
+  };
+}
+
+export function getRun(db: Db, id: string): Run {
+  const row = db.select().from(runs).where(eq(runs.id, id)).get();
+  if (!row) throw notFound('run', id);
+  return toRun(db, row);
+}
+
+export function listRuns(db: Db, limit = 100): Run[] {
+  return db
+    .select()
+    .from(runs)
+    .orderBy(desc(runs.createdAt))
+    .limit(limit)
+    .all()
+    .map((r) => toRun(db, r));
+}

@@ -1,0 +1,22 @@
+import { type Static, Type } from 'typebox';
+
+/** Training objectives an expert can use (method.md §3). `any`: the worker's choice at lease time. */
+export const OBJECTIVES = ['ddpm', 'fm'] as const;
+export const Objective = Type.Enum(OBJECTIVES);
+export type Objective = Static<typeof Objective>;
+
+export const ExpertObjective = Type.Union([Objective, Type.Literal('any')]);
+export type ExpertObjective = Static<typeof ExpertObjective>;
+
+/** DDPM noise schedules (method.md §3): cosine is the default, linear matches DiT/ImageNet checkpoints. */
+export const SCHEDULES = ['cosine', 'linear'] as const;
+export const Schedule = Type.Enum(SCHEDULES);
+export type Schedule = Static<typeof Schedule>;
+
+/**
+ * Named DiT/AdaLN-Single size presets, smallest first. `packages/models` maps each name to its
+ * architecture; the names live here because runs, leases and manifests all carry them.
+ */
+export const MODEL_PRESETS = ['tiny', 'small', 'base', 'large'] as const;
+export const ModelPreset = Type.Enum(MODEL_PRESETS);
+export type ModelPreset = Static<typeof ModelPreset>;

@@ -1,0 +1,131 @@
+import { type Static, type TSchema, Type } from 'typebox';
+import { Id, Timestamp } from './common.js';
+import { ExpertObjective, ModelPreset, Schedule } from './models.js';
+
+/** Run lifecycle (architecture.md): draft -> clustering -> training -> routing -> published. */
+export const RUN_STATUSES = [
+  'draft',
+  'clustering',
+  'training',
+  'routing',
+  'published',
+  'failed',
+  'cancelled',
+] as const;
+export const RunStatus = Type.Enum(RUN_STATUSES);
+export type RunStatus = Static<typeof RunStatus>;
+
+/** Expert lifecycle: pending -> leased -> (training <-> leased) -> validating -> done. */
+export const EXPERT_STATUSES = [
+  'pending',
+  'leased',
+  'training',
+  'validating',
+  'done',
+  'failed',
+] as const;
+export const ExpertStatus = Type.Enum(EXPERT_STATUSES);
+export type ExpertStatus = Static<typeof ExpertStatus>;
+
+export const CreateRunBody = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    datasetId: Id,
+    experts: Type.Integer({ minimum: 1, maximum: 256, description: 'K: one expert per cluster.' }),
+    objectives: Type.Optional(
+      Type.String({
+        maxLength: 200,
+        default: 'any',
+        description: 'Objective mix, e.g. `ddpm:2,fm:6`, a single objective, or `any`.',
+      }),
+    ),
+    schedule: Type.Optional(Schedule),
+    resolution: Type.Optional(
+      Type.Integer({ minimum: 8, maximum: 512, description: "Default: the dataset's." }),
+    ),
+    model: Type.Optional(ModelPreset),
+    stepsPerExpert: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+    checkpointInterval: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'Default: steps / 10.' }),
+    ),
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, default: 64 })),
+    learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.0003 })),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 0 })),
+    clusteringId: Type.Optional(Id),
+    fineK: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })),
+    valFraction: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5 })),
+    initFmFromDdpm: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: "Initialise FM experts from a finished DDPM expert's checkpoint (§7).",
+      }),
+    ),
+  },
+  { additionalProperties: false, title: 'CreateRunBody' },
+);
+export type CreateRunBody = Static<typeof CreateRunBody>;
+
+/** Everything a worker needs to train an expert the same way every time; stored with the run. */
+export const RunConfig = Type.Object(
+  {
+    resolution: Type.Integer(),
+    channels: Type.Integer(),
+    model: ModelPreset,
+    schedule: Schedule,
+    stepsPerExpert: Type.Integer(),
+    checkpointInterval: Type.Integer(),
+    batchSize: Type.Integer(),
+    learningRate: Type.Number(),
+    seed: Type.Integer(),
+    numClasses: Type.Integer(),
+    initFmFromDdpm: Type.Boolean(),
+  },
+  { title: 'RunConfig' },
+);
+export type RunConfig = Static<typeof RunConfig>;
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+export const Expert = Type.Object(
+  {
+    id: Id,
+    cluster: Type.Integer(),
+    objective: ExpertObjective,
+    schedule: Nullable(Schedule),
+    status: ExpertStatus,
+    size: Nullable(Type.Integer({ description: 'Training images in its shard.' })),
+    valSize: Nullable(Type.Integer()),
+    step: Type.Integer(),
+    targetSteps: Type.Integer(),
+    loss: Nullable(Type.Number()),
+    imagesPerSec: Nullable(Type.Number()),
+    workerId: Nullable(Id),
+    lastHeartbeatAt: Nullable(Timestamp),
+    checkpointStep: Nullable(Type.Integer()),
+    updatedAt: Timestamp,
+  },
+  { title: 'Expert' },
+);
+export type Expert = Static<typeof Expert>;
+
+export const Run = Type.Object(
+  {
+    id: Id,
+    name: Type.String(),
+    datasetId: Id,
+    clusteringId: Nullable(Id),
+    status: RunStatus,
+    k: Type.Integer(),
+    objectives: Type.String(),
+    config: RunConfig,
+    error: Nullable(Type.String()),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    experts: Type.Array(Expert),
+  },
+  { title: 'Run' },
+);
+export type Run = Static<typeof Run>;
+
+export const RunList = Type.Object({ runs: Type.Array(Run) }, { title: 'RunList' });
+export type RunList = Static<typeof RunList>;
