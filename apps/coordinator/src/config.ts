@@ -33,6 +33,8 @@ export type CoordinatorConfig = Static<typeof ConfigSchema> & {
   dataDir: string;
   /** Base URL workers and browsers use to reach this coordinator. */
   publicUrl: string;
+  /** False when publicUrl was derived from host and port (so port 0 is resolved at listen). */
+  publicUrlExplicit: boolean;
 };
 
 export class ConfigError extends Error {
@@ -124,7 +126,7 @@ export function loadConfig(
   const dataDir = path.resolve(cfg.dataDir);
   const shownHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
   const publicUrl = (cfg.publicUrl ?? `http://${shownHost}:${cfg.port}`).replace(/\/+$/, '');
-  return { ...cfg, dataDir, publicUrl };
+  return { ...cfg, dataDir, publicUrl, publicUrlExplicit: cfg.publicUrl !== undefined };
 }
 
 function kebab(s: string): string {

@@ -1,3 +1,4 @@
+import { LocalObjectStore } from '@archipelago/storage';
 import { type App, buildApp } from './app.js';
 import type { CoordinatorConfig } from './config.js';
 import { type Coordinator, openCoordinator } from './coordinator.js';
@@ -28,6 +29,13 @@ export async function startServer(
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  if (!config.publicUrlExplicit && config.port === 0) {
+    // Port 0 became a real port only now: presigned local-store URLs must carry it.
+    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    config.publicUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    if (coordinator.store instanceof LocalObjectStore)
+      coordinator.store.setBaseUrl(`${config.publicUrl}/store`);
+  }
   log.info(
     { url, dataDir: config.dataDir, store: coordinator.store.description },
     'coordinator listening',

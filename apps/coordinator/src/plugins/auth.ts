@@ -3,7 +3,7 @@ import fp from 'fastify-plugin';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** preHandler for admin routes: `Authorization: Bearer <admin key>` or `X-API-Key`. */
+    /** onRequest hook for admin routes (before body validation): `Authorization: Bearer <admin key>` or `X-API-Key`. */
     requireAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
   }
 }

@@ -1,0 +1,132 @@
+import type { Dataset, Run } from '@archipelago/protocol';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { events } from '../src/db/schema/index.js';
+import { auth, makeApp, makeImageFolder, type TestApp, waitForJob } from './helpers.js';
+
+describe('runs', () => {
+  let t: TestApp;
+  let dataset: Dataset;
+  beforeAll(async () => {
+    t = await makeApp();
+    const dir = await makeImageFolder(t.dataDir, 4, 8);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/datasets',
+      headers: auth,
+      payload: {
+        name: 'patterns',
+        source: { kind: 'folder', path: dir },
+        resolution: 16,
+        cluster: { k: 4 },
+      },
+    });
+    const job = await waitForJob(t.app, res.json().job.id);
+    expect(job.status, job.error ?? '').toBe('succeeded');
+    dataset = (
+      await t.app.inject({ method: 'GET', url: `/api/v1/datasets/${job.result!.datasetId}` })
+    ).json();
+  });
+  afterAll(async () => t.close());
+
+  const create = (payload: Record<string, unknown>) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/api/v1/runs',
+      headers: auth,
+      payload: { datasetId: dataset.id, stepsPerExpert: 1000, ...payload },
+    });
+
+  it('creates a run over an existing clustering: experts bound to shards, mixed objectives, training', async () => {
+    const res = await create({
+      experts: 4,
+      objectives: 'ddpm:1,fm:3',
+      model: 'tiny',
+      checkpointInterval: 100,
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const run = res.json() as Run;
+    expect(run.status).toBe('training');
+    expect(run.clusteringId).toBe(dataset.clusterings[0]!.id);
+    expect(run.config).toMatchObject({
+      resolution: 16,
+      channels: 3,
+      model: 'tiny',
+      schedule: 'cosine',
+      checkpointInterval: 100,
+      numClasses: 4,
+    });
+    expect(run.experts.map((e) => [e.cluster, e.objective, e.schedule, e.status])).toEqual([
+      [0, 'ddpm', 'cosine', 'pending'],
+      [1, 'fm', null, 'pending'],
+      [2, 'fm', null, 'pending'],
+      [3, 'fm', null, 'pending'],
+    ]);
+    const sizes = dataset.clusterings[0]!.shards.filter((s) => s.split === 'train').map(
+      (s) => s.count,
+    );
+    expect(run.experts.map((e) => e.size)).toEqual(sizes);
+    expect(run.experts.every((e) => e.step === 0 && e.targetSteps === 1000)).toBe(true);
+
+    const shown = (await t.app.inject({ method: 'GET', url: `/api/v1/runs/${run.id}` })).json();
+    expect(shown).toEqual(run);
+    const list = (await t.app.inject({ method: 'GET', url: '/api/v1/runs' })).json();
+    expect(list.runs.map((r: Run) => r.id)).toContain(run.id);
+    const log = t.coordinator.db.select().from(events).where(eq(events.runId, run.id)).all();
+    expect(log.map((e) => e.type)).toEqual(['run.created', 'run.training']);
+  });
+
+  it('clusters first when no clustering with that K exists, then starts training', async () => {
+    const res = await create({ experts: 2, objectives: 'any', seed: 7 });
+    expect(res.statusCode, res.body).toBe(201);
+    const run = res.json() as Run;
+    expect(run.status).toBe('clustering');
+    expect(run.clusteringId).toBeNull();
+    expect(run.experts.every((e) => e.size === null)).toBe(true);
+    const jobRow = t.coordinator.db.query.jobs
+      .findFirst({ where: (j, { eq: e }) => e(j.runId, run.id) })
+      .sync();
+    const job = await waitForJob(t.app, jobRow!.id);
+    expect(job.status, job.error ?? '').toBe('succeeded');
+    const after = (
+      await t.app.inject({ method: 'GET', url: `/api/v1/runs/${run.id}` })
+    ).json() as Run;
+    expect(after.status).toBe('training');
+    expect(after.clusteringId).toBe(job.result!.clusteringId);
+    expect(after.experts.reduce((a, e) => a + (e.size ?? 0) + (e.valSize ?? 0), 0)).toBe(32);
+  });
+
+  it('rejects objective mixes that do not fit, naming the problem', async () => {
+    const sum = await create({ experts: 4, objectives: 'ddpm:2,fm:6' });
+    expect(sum.statusCode).toBe(400);
+    expect(sum.json().error).toEqual({
+      code: 'invalid_objective_mix',
+      message: 'objective mix "ddpm:2,fm:6" names 8 experts but the run has 4',
+    });
+    const unknown = await create({ experts: 2, objectives: 'edm:2' });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().error.message).toMatch(/valid: ddpm, fm, any/);
+  });
+
+  it('rejects an unknown model preset, a resolution mismatch, too many experts and a missing dataset', async () => {
+    const preset = await create({ experts: 4, model: 'gigantic' });
+    expect(preset.statusCode).toBe(400);
+    expect(preset.json().error.message).toMatch(/tiny, small, base, large/);
+    const res = await create({ experts: 4, resolution: 64 });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('resolution_mismatch');
+    const many = await create({ experts: 200 });
+    expect(many.statusCode).toBe(400);
+    expect(many.json().error.code).toBe('too_many_experts');
+    const missing = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/runs',
+      headers: auth,
+      payload: { datasetId: 'ds_000000000000', experts: 2, stepsPerExpert: 10 },
+    });
+    expect(missing.statusCode).toBe(404);
+    const interval = await create({ experts: 4, checkpointInterval: 5000 });
+    expect(interval.statusCode).toBe(400);
+    expect(interval.json().error.code).toBe('invalid_checkpoint_interval');
+  });
+});
