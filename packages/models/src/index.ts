@@ -1,1 +1,3 @@
 export * from './backend.js';
+export * from './checkpoint/index.js';
+export * from './nn/index.js';
