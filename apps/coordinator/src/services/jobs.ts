@@ -1,5 +1,6 @@
 import type { Job } from '@archipelago/protocol';
 import { eq } from 'drizzle-orm';
+import type { FastifyReply } from 'fastify';
 import type { Db } from '../db/database.js';
 import { type JobRow, jobs } from '../db/schema/index.js';
 import { notFound } from '../errors.js';
@@ -23,4 +24,13 @@ export function getJob(db: Db, id: string): Job {
   const row = db.select().from(jobs).where(eq(jobs.id, id)).get();
   if (!row) throw notFound('job', id);
   return toJob(row);
+}
+
+/** Reply 202 Accepted with the queued job and where to poll it. */
+export function acceptJob(reply: FastifyReply, job: JobRow) {
+  const link = `/api/v1/jobs/${job.id}`;
+  return reply
+    .status(202)
+    .header('location', link)
+    .send({ job: toJob(job), links: { job: link } });
 }

@@ -21,7 +21,7 @@ import {
   listDatasets,
   precheckImport,
 } from '../../services/datasets.js';
-import { toJob } from '../../services/jobs.js';
+import { acceptJob } from '../../services/jobs.js';
 
 const ClusteringParams = Type.Object({ id: Id, clusteringId: Id }, { additionalProperties: false });
 const adminErrors = { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply };
@@ -55,10 +55,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         },
         { datasetId, maxAttempts: 2 },
       );
-      return reply
-        .status(202)
-        .header('location', `/api/v1/jobs/${job.id}`)
-        .send({ job: toJob(job), links: { job: `/api/v1/jobs/${job.id}` } });
+      return acceptJob(reply, job);
     },
   );
 
@@ -119,10 +116,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         { ...request.body, datasetId: dataset.id, clusteringId: newId('clustering') },
         { datasetId: dataset.id },
       );
-      return reply
-        .status(202)
-        .header('location', `/api/v1/jobs/${job.id}`)
-        .send({ job: toJob(job), links: { job: `/api/v1/jobs/${job.id}` } });
+      return acceptJob(reply, job);
     },
   );
 
