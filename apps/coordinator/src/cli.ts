@@ -328,8 +328,8 @@ export function buildCli(): Command {
       await withCoordinator(opts, async (c) => {
         const created = createRun(c, body);
         const bar = progressPrinter();
-        // Clustering, when the run needs one, runs here and now.
-        c.jobs.recover();
+        // Clustering, when the run needs one, runs here and now (only that job: a server
+        // sharing this data dir keeps its own).
         const pending = c.db.query.jobs
           .findFirst({
             where: (j, { eq, and }) => and(eq(j.runId, created.id), eq(j.status, 'queued')),
@@ -340,7 +340,7 @@ export function buildCli(): Command {
             const p = c.jobs.get(pending.id)?.progress;
             if (p) bar.update(p.stage, p.done, p.total);
           }, 200);
-          await c.jobs.waitFor(pending.id).finally(() => {
+          await c.jobs.processJob(pending.id).finally(() => {
             clearInterval(timer);
             bar.done();
           });

@@ -42,3 +42,15 @@ export const JobAccepted = Type.Object(
   { title: 'JobAccepted' },
 );
 export type JobAccepted = Static<typeof JobAccepted>;
+
+export const JobList = Type.Object({ jobs: Type.Array(Job) }, { title: 'JobList' });
+export type JobList = Static<typeof JobList>;
+
+export const JobListQuery = Type.Object(
+  {
+    status: Type.Optional(JobStatus),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+  },
+  { additionalProperties: false },
+);
+export type JobListQuery = Static<typeof JobListQuery>;

@@ -101,6 +101,15 @@ export class JobQueue {
     return queued.length;
   }
 
+  /**
+   * Process one queued job in this process (the CLI uses it for the job it just queued), leaving
+   * every other job to whichever process runs the queue.
+   */
+  processJob(id: string): Promise<JobRow> {
+    this.schedule(id);
+    return this.waitFor(id);
+  }
+
   get(id: string): JobRow | undefined {
     return this.options.db.select().from(jobs).where(eq(jobs.id, id)).get();
   }

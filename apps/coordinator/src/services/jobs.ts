@@ -1,5 +1,5 @@
-import type { Job } from '@archipelago/protocol';
-import { eq } from 'drizzle-orm';
+import type { Job, JobStatus } from '@archipelago/protocol';
+import { desc, eq } from 'drizzle-orm';
 import type { FastifyReply } from 'fastify';
 import type { Db } from '../db/database.js';
 import { type JobRow, jobs } from '../db/schema/index.js';
@@ -33,4 +33,18 @@ export function acceptJob(reply: FastifyReply, job: JobRow) {
     .status(202)
     .header('location', link)
     .send({ job: toJob(job), links: { job: link } });
+}
+
+/** Jobs, newest first, optionally only those with one status. */
+export function listJobs(
+  db: Db,
+  opts: { status?: JobStatus | undefined; limit?: number | undefined },
+): Job[] {
+  const query = db.select().from(jobs);
+  const filtered = opts.status ? query.where(eq(jobs.status, opts.status)) : query;
+  return filtered
+    .orderBy(desc(jobs.createdAt))
+    .limit(opts.limit ?? 100)
+    .all()
+    .map(toJob);
 }

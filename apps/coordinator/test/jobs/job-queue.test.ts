@@ -105,4 +105,15 @@ describe('JobQueue (in-process)', () => {
     expect(seen.sort()).toEqual([queued.id, running.id].sort());
     await q.stop();
   });
+
+  it('processJob runs just the named job, leaving the others queued', async () => {
+    const q = new JobQueue({ db, log, handlers: { 'import-dataset': async () => ({}) } });
+    await q.stop();
+    const a = q.enqueue('import-dataset', {});
+    const b = q.enqueue('import-dataset', {});
+    const cli = new JobQueue({ db, log, handlers: { 'import-dataset': async () => ({}) } });
+    expect((await cli.processJob(b.id)).status).toBe('succeeded');
+    expect(cli.get(a.id)!.status).toBe('queued');
+    await cli.stop();
+  });
 });

@@ -1,8 +1,21 @@
-import { ErrorReply, IdParams, Job } from '@archipelago/protocol';
+import { ErrorReply, IdParams, Job, JobList, JobListQuery } from '@archipelago/protocol';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { getJob } from '../../services/jobs.js';
+import { getJob, listJobs } from '../../services/jobs.js';
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Jobs, newest first; filter by status',
+        querystring: JobListQuery,
+        response: { 200: JobList },
+      },
+    },
+    async (request) => ({ jobs: listJobs(app.coordinator.db, request.query) }),
+  );
+
   app.get(
     '/:id',
     {
