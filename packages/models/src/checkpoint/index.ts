@@ -1,1 +1,46 @@
-export {};
+export {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_METADATA_KEY,
+  CHECKPOINT_VERSION,
+  type CheckpointExpectation,
+  type CheckpointKind,
+  type CheckpointMeta,
+  type CheckpointMetaInput,
+  type CheckpointObjective,
+  type CheckpointParam,
+  type CheckpointParams,
+  type CheckpointParent,
+  canonicalJson,
+  checkpointSha256,
+  type LoadedCheckpoint,
+  loadCheckpoint,
+  type SaveCheckpointOptions,
+  saveCheckpoint,
+  validateCheckpointMeta,
+} from './checkpoint.js';
+export {
+  type ConvertDdpmToFmOptions,
+  convertDdpmToFm,
+  isOutputProjection,
+  OUTPUT_PROJECTION_PREFIX,
+} from './ddpm-to-fm.js';
+export { CheckpointError, type CheckpointErrorCode } from './errors.js';
+export {
+  bf16ToFloat32,
+  DEFAULT_MAX_HEADER_BYTES,
+  type DecodedSafetensors,
+  type DecodeSafetensorsOptions,
+  decodeSafetensors,
+  encodeSafetensors,
+  f16ToFloat32,
+  float32ToBf16,
+  float32ToF16,
+  isSafetensorsDtype,
+  SAFETENSORS_DTYPES,
+  type SafetensorsArrayTypes,
+  type SafetensorsDtype,
+  type SafetensorsTensor,
+  type SafetensorsTensorInput,
+  type SafetensorsTypedArray,
+  safetensorsDtypeSize,
+} from './safetensors.js';
