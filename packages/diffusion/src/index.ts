@@ -1,1 +1,73 @@
-export {};
+export { ConfigError } from './config-error.js';
+export {
+  CONVERSION_MODES,
+  type EpsToVelocityOptions,
+  epsToVelocity,
+  resolveEpsToVelocityOptions,
+} from './conversion/eps-to-velocity.js';
+export { velocityToEps, velocityToEpsNetwork } from './conversion/velocity-to-eps.js';
+export {
+  combineExperts,
+  type EnsembleCall,
+  type EnsembleStats,
+  type ExpertEnsemble,
+} from './ensemble/combine.js';
+export { withGuidance } from './ensemble/guidance.js';
+export {
+  COMBINE_STRATEGY_KINDS,
+  type CombineStrategy,
+  type ExpertSelection,
+  resolveCombineStrategy,
+  selectExperts,
+} from './ensemble/select-experts.js';
+export { EXPERT_OBJECTIVES, type ExpertSpec, velocityExpert } from './expert-adapter.js';
+export {
+  GaussianMixture,
+  type GaussianMixtureConfig,
+  type PathStatistics,
+} from './gaussian-mixture.js';
+export type { FmEpsilonModel, Network, Router, VelocityModel } from './model.js';
+export { createObjective } from './objectives/create-objective.js';
+export {
+  DdpmEpsObjective,
+  ddpmTrainingBatch,
+  sampleDdpmSteps,
+} from './objectives/ddpm-eps.js';
+export {
+  FlowMatchingObjective,
+  FM_TIME_SAMPLING_KINDS,
+  type FmTimeSampling,
+  fmTrainingBatch,
+  resolveFmTimeSampling,
+  sampleFmTimes,
+} from './objectives/flow-matching.js';
+export { meanSquaredError } from './objectives/mean-squared-error.js';
+export {
+  OBJECTIVE_NAMES,
+  type Objective,
+  type ObjectiveConfig,
+  type TrainingBatch,
+} from './objectives/objective.js';
+export { ddim, ddimSteps } from './samplers/ddim.js';
+export { euler } from './samplers/euler.js';
+export { heun } from './samplers/heun.js';
+export {
+  initialNoise,
+  SAMPLERS,
+  type SamplingConfig,
+  sample,
+} from './samplers/sample.js';
+export { assertTimeGrid, type Sampler, type SamplerOptions } from './samplers/sampler.js';
+export { type TimeGridOptions, timeGrid } from './samplers/time-grid.js';
+export { COSINE_MAX_BETA, cosineAlphaBar, ddpmCosineBetas } from './schedules/ddpm-cosine.js';
+export { ddpmLinearBetas } from './schedules/ddpm-linear.js';
+export {
+  createDdpmSchedule,
+  DDPM_SCHEDULE_KINDS,
+  DdpmSchedule,
+  type DdpmScheduleConfig,
+  type ResolvedDdpmScheduleConfig,
+  resolveDdpmScheduleConfig,
+} from './schedules/ddpm-schedule.js';
+export { fmLogSnr, fmTimeForLogSnr, fmVpScale } from './schedules/fm-log-snr.js';
+export { deriveSeed } from './seed.js';
