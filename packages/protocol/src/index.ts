@@ -5,3 +5,4 @@ export * from './jobs.js';
 export * from './models.js';
 export * from './objective-mix.js';
 export * from './runs.js';
+export * from './worker/index.js';

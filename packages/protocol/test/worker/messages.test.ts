@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_FRAME_BYTES, negotiateProtocol, parseFrame } from '../../src/worker/messages.js';
+
+const hello = {
+  type: 'hello',
+  protocols: [1],
+  token: 'wt_0123456789abcdef',
+  name: 'gpu-box-0',
+  objective: 'ddpm',
+  backend: 'tensorflow-gpu',
+  hardware: { cpus: 16, memoryBytes: 64e9, gpu: { index: 0, name: 'RTX 4090' }, threads: 1 },
+  version: '0.1.0',
+};
+
+describe('parseFrame', () => {
+  it('accepts a valid frame from the right side and types it by its type', () => {
+    const r = parseFrame(JSON.stringify(hello), 'worker');
+    expect(r).toEqual({ ok: true, message: hello });
+    const bytes = new TextEncoder().encode(
+      JSON.stringify({ type: 'lease.none', retryAfterMs: 500, reason: 'no pending experts' }),
+    );
+    expect(parseFrame(bytes, 'coordinator').ok).toBe(true);
+  });
+
+  it('refuses malformed JSON, non-objects and invalid UTF-8', () => {
+    expect(parseFrame('{"type":', 'worker')).toMatchObject({ ok: false, code: 'bad_json' });
+    expect(parseFrame('[1,2]', 'worker')).toMatchObject({ ok: false, code: 'invalid_message' });
+    expect(parseFrame(new Uint8Array([0x7b, 0xff, 0x7d]), 'worker')).toMatchObject({
+      ok: false,
+      code: 'bad_json',
+    });
+  });
+
+  it('refuses unknown types, and types of the other side, listing the valid ones', () => {
+    const r = parseFrame('{"type":"lease.steal"}', 'worker');
+    expect(r).toMatchObject({ ok: false, code: 'unknown_type' });
+    expect(!r.ok && r.message).toMatch(
+      /unknown message type "lease.steal"; valid: hello, lease.request, heartbeat/,
+    );
+    expect(
+      parseFrame(
+        JSON.stringify({
+          type: 'welcome',
+          protocol: 1,
+          workerId: 'wk_abcdefabcdef',
+          heartbeatMs: 1000,
+          leaseTtlMs: 3000,
+          maxFrameBytes: 65536,
+        }),
+        'worker',
+      ),
+    ).toMatchObject({
+      ok: false,
+      code: 'unknown_type',
+    });
+  });
+
+  it('names the offending field of a schema violation', () => {
+    const r = parseFrame(
+      JSON.stringify({
+        type: 'heartbeat',
+        leaseId: 'ls_abcdefabcdef',
+        step: -1,
+        loss: 0.1,
+        imagesPerSec: 10,
+      }),
+      'worker',
+    );
+    expect(r).toMatchObject({ ok: false, code: 'invalid_message', inReplyTo: 'heartbeat' });
+    expect(!r.ok && r.message).toMatch(/^heartbeat: \/step must be >= 0/);
+    const extra = parseFrame(JSON.stringify({ ...hello, admin: true }), 'worker');
+    expect(!extra.ok && extra.message).toBe('hello: /admin is not an allowed property');
+    const badHash = parseFrame(
+      JSON.stringify({
+        type: 'checkpoint.begin',
+        leaseId: 'ls_abcdefabcdef',
+        step: 10,
+        bytes: 100,
+        sha256: 'XYZ',
+        final: false,
+      }),
+      'worker',
+    );
+    expect(!badHash.ok && badHash.message).toMatch(/\/sha256/);
+  });
+
+  it('refuses frames over the size limit before parsing them', () => {
+    const big = JSON.stringify({ ...hello, name: 'x'.repeat(MAX_FRAME_BYTES) });
+    expect(parseFrame(big, 'worker')).toMatchObject({ ok: false, code: 'frame_too_large' });
+    expect(parseFrame(JSON.stringify(hello), 'worker', 100)).toMatchObject({
+      ok: false,
+      code: 'frame_too_large',
+    });
+  });
+});
+
+describe('negotiateProtocol', () => {
+  it('picks the highest common version, or null', () => {
+    expect(negotiateProtocol([1, 2, 3])).toBe(1);
+    expect(negotiateProtocol([2])).toBeNull();
+  });
+});
