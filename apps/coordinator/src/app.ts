@@ -10,6 +10,8 @@ import healthRoutes from './routes/health/index.js';
 import jobRoutes from './routes/jobs/index.js';
 import runRoutes from './routes/runs/index.js';
 import storeRoutes from './routes/store/index.js';
+import tokenRoutes from './routes/tokens/index.js';
+import workerRoutes from './routes/workers/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -46,5 +48,7 @@ export async function buildApp(coordinator: Coordinator): Promise<App> {
   await app.register(datasetRoutes, { prefix: '/api/v1/datasets' });
   await app.register(runRoutes, { prefix: '/api/v1/runs' });
   await app.register(jobRoutes, { prefix: '/api/v1/jobs' });
+  await app.register(tokenRoutes, { prefix: '/api/v1/tokens' });
+  await app.register(workerRoutes, { prefix: '/api/v1/workers' });
   return app as unknown as App;
 }

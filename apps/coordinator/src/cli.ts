@@ -8,7 +8,7 @@ import {
 } from '@archipelago/protocol';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
-import type { TSchema } from 'typebox';
+import { type TSchema, Type } from 'typebox';
 import { Value } from 'typebox/value';
 import { ConfigError, type ConfigInput, LOG_LEVELS, loadConfig } from './config.js';
 import { openCoordinator } from './coordinator.js';
@@ -26,9 +26,12 @@ import {
   precheckImport,
 } from './services/datasets.js';
 import { createRun, getRun, listRuns } from './services/runs.js';
+import { createToken, listTokens, revokeToken } from './services/tokens.js';
 import { VERSION } from './version.js';
 
 class UsageError extends Error {}
+
+const TokenBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) });
 
 const int = (name: string) => (value: string) => {
   if (!/^-?\d+$/.test(value))
@@ -380,6 +383,60 @@ export function buildCli(): Command {
       withCoordinator(opts, async (c) => {
         const shown = getRun(c.db, id);
         print(shown, opts.json, () => runSummary(shown));
+      }),
+    );
+
+  const token = program.command('token').description('worker tokens: create, list, revoke');
+  token
+    .command('create')
+    .description('create a worker token and print its secret (shown once)')
+    .requiredOption('--name <name>', 'who the token is for')
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (opts) =>
+      withCoordinator(opts, async (c) => {
+        const created = createToken(
+          c.db,
+          checkBody<{ name: string }>(TokenBody, { name: opts.name }, 'token options').name,
+        );
+        print(
+          created,
+          opts.json,
+          () =>
+            `${created.token}\n(token ${created.id} "${created.name}"; the secret is not shown again)`,
+        );
+      }),
+    );
+  token
+    .command('list')
+    .description('list worker tokens')
+    .option('--json', 'print JSON')
+    .addOption(dataDirOption())
+    .action(async (opts) =>
+      withCoordinator(opts, async (c) => {
+        const all = listTokens(c.db);
+        print(all, opts.json, () =>
+          all.length === 0
+            ? 'no tokens'
+            : all
+                .map(
+                  (t) =>
+                    `${t.id}  ${t.name.padEnd(24)} ${t.prefix}…  ${t.revokedAt ? `revoked ${t.revokedAt}` : 'active'}`,
+                )
+                .join('\n'),
+        );
+      }),
+    );
+  token
+    .command('revoke <tokenId>')
+    .description(
+      "revoke a token; a running coordinator closes its workers' connections at their next heartbeat",
+    )
+    .addOption(dataDirOption())
+    .action(async (id: string, opts) =>
+      withCoordinator(opts, async (c) => {
+        const t = revokeToken(c.db, id);
+        process.stdout.write(`revoked ${t.id} "${t.name}"\n`);
       }),
     );
 

@@ -17,6 +17,12 @@ const ConfigSchema = Type.Object({
   bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 }),
   /** Jobs run at once by the in-process queue (jobs are CPU-bound: keep it at most the cores). */
   jobConcurrency: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+  /** Workers heartbeat this often while they hold a lease. */
+  heartbeatMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5000 }),
+  /** A lease not renewed for this long expires (about three missed heartbeats). */
+  leaseTtlMs: Type.Integer({ minimum: 150, maximum: 3_600_000, default: 15_000 }),
+  /** Largest checkpoint a worker may upload. */
+  maxCheckpointBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 ** 3 }),
   s3: Type.Optional(
     Type.Object({
       bucket: Type.String({ minLength: 3 }),
@@ -56,6 +62,9 @@ export const ENV = {
   migrationsDir: 'ARCHIPELAGO_MIGRATIONS_DIR',
   bodyLimitBytes: 'ARCHIPELAGO_BODY_LIMIT_BYTES',
   jobConcurrency: 'ARCHIPELAGO_JOB_CONCURRENCY',
+  heartbeatMs: 'ARCHIPELAGO_HEARTBEAT_MS',
+  leaseTtlMs: 'ARCHIPELAGO_LEASE_TTL_MS',
+  maxCheckpointBytes: 'ARCHIPELAGO_MAX_CHECKPOINT_BYTES',
 } as const;
 
 const S3_ENV = {
@@ -106,7 +115,14 @@ export function loadConfig(
   for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
   const s3 = s3FromEnv(env);
   if (s3) merged.s3 = s3;
-  for (const k of ['port', 'bodyLimitBytes', 'jobConcurrency'] as const) {
+  for (const k of [
+    'port',
+    'bodyLimitBytes',
+    'jobConcurrency',
+    'heartbeatMs',
+    'leaseTtlMs',
+    'maxCheckpointBytes',
+  ] as const) {
     if (typeof merged[k] === 'string' && /^\d+$/.test(merged[k] as string)) {
       merged[k] = Number(merged[k]);
     }
@@ -123,6 +139,11 @@ export function loadConfig(
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const cfg = withDefaults as Static<typeof ConfigSchema>;
+  if (cfg.leaseTtlMs < 2 * cfg.heartbeatMs) {
+    throw new ConfigError(
+      `invalid configuration:\n  leaseTtlMs (${cfg.leaseTtlMs}) must be at least twice heartbeatMs (${cfg.heartbeatMs}), or one late heartbeat loses the lease`,
+    );
+  }
   const dataDir = path.resolve(cfg.dataDir);
   const shownHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
   const publicUrl = (cfg.publicUrl ?? `http://${shownHost}:${cfg.port}`).replace(/\/+$/, '');

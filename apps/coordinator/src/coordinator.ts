@@ -8,6 +8,7 @@ import { createJobHandlers, isPermanentJobError } from './jobs/handlers.js';
 import { JobQueue } from './jobs/job-queue.js';
 import { type AdminKey, loadAdminKey, loadOrCreateSecret } from './secrets.js';
 import { failRunForJob } from './services/runs.js';
+import { WorkerHub } from './workers/worker-hub.js';
 
 /** Everything the server, the CLI and job processors share: one per data directory. */
 export interface Coordinator {
@@ -19,6 +20,8 @@ export interface Coordinator {
   readonly adminKey: AdminKey;
   /** The TensorFlow.js backend clustering and (later) sampling run on. */
   readonly backend: BackendInfo;
+  /** Live worker connections and the lease clock (started by the server, not the CLI). */
+  readonly hub: WorkerHub;
   close(): Promise<void>;
 }
 
@@ -56,6 +59,7 @@ export async function openCoordinator(
     isPermanent: isPermanentJobError,
     onFailed: (job) => failRunForJob(db, job),
   });
+  const hub = new WorkerHub({ db, store, log, config });
   if (options.startJobs !== false) {
     const recovered = jobs.recover();
     if (recovered > 0) log.info({ recovered }, 're-queued unfinished jobs');
@@ -68,7 +72,9 @@ export async function openCoordinator(
     log,
     adminKey,
     backend,
+    hub,
     async close() {
+      hub.stop();
       await jobs.stop();
       await store.close();
       db.$client.close();

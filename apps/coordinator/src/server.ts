@@ -3,6 +3,9 @@ import { type App, buildApp } from './app.js';
 import type { CoordinatorConfig } from './config.js';
 import { type Coordinator, openCoordinator } from './coordinator.js';
 
+/** How long a shutdown waits for in-flight requests before cutting their connections. */
+const DRAIN_MS = 3000;
+
 export interface RunningServer {
   app: App;
   coordinator: Coordinator;
@@ -36,6 +39,7 @@ export async function startServer(
     if (coordinator.store instanceof LocalObjectStore)
       coordinator.store.setBaseUrl(`${config.publicUrl}/store`);
   }
+  coordinator.hub.start();
   log.info(
     { url, dataDir: config.dataDir, store: coordinator.store.description },
     'coordinator listening',
@@ -43,7 +47,12 @@ export async function startServer(
 
   let closing: Promise<void> | null = null;
   const close = () => {
-    closing ??= app.close();
+    if (!closing) {
+      // Drain in-flight requests, but never wait on them for more than a few seconds.
+      const deadline = setTimeout(() => app.server.closeAllConnections(), DRAIN_MS);
+      deadline.unref();
+      closing = app.close().finally(() => clearTimeout(deadline));
+    }
     return closing;
   };
   if (handleSignals) {

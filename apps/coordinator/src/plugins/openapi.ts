@@ -25,6 +25,7 @@ export default fp(
           { name: 'datasets', description: 'Import and cluster datasets' },
           { name: 'runs', description: 'Training runs and their experts' },
           { name: 'jobs', description: 'Long-running coordinator work' },
+          { name: 'workers', description: 'Worker tokens and connected workers' },
         ],
       },
     });

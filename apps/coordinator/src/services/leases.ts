@@ -1,0 +1,561 @@
+import { createHash } from 'node:crypto';
+import type { ExpertObjective, LeaseGrant, Objective } from '@archipelago/protocol';
+import type { ObjectStore } from '@archipelago/storage';
+import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
+import type { Db } from '../db/database.js';
+import {
+  type CheckpointRow,
+  checkpoints,
+  type ExpertRow,
+  events,
+  experts,
+  type LeaseRow,
+  leases,
+  runs,
+  shards,
+} from '../db/schema/index.js';
+import { newId } from '../ids.js';
+
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+export interface LeaseDeps {
+  db: Db;
+  store: ObjectStore;
+  config: { leaseTtlMs: number; maxCheckpointBytes: number };
+}
+
+/** Why a worker's lease request or lease message was refused; `code` goes into the error frame. */
+export class LeaseError extends Error {
+  constructor(
+    readonly code: 'unknown_lease' | 'lease_expired' | 'invalid_message' | 'out_of_order',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LeaseError';
+  }
+}
+
+/** Presigned URLs handed to workers live this long: enough to download a shard or upload a checkpoint. */
+const URL_TTL_SECONDS = 3600;
+
+export const checkpointKey = (runId: string, cluster: number, step: number) =>
+  `runs/${runId}/experts/${cluster}/ckpt-${String(step).padStart(9, '0')}.safetensors`;
+
+/** Which expert objectives a worker with `objective` may train. */
+function compatible(objective: ExpertObjective): ExpertObjective[] {
+  return objective === 'any' ? ['ddpm', 'fm', 'any'] : [objective, 'any'];
+}
+
+/**
+ * The oldest-waiting pending expert this worker can train, leased to it in one transaction. The
+ * partial unique index on active leases makes a double lease impossible even across processes.
+ * An `any` expert takes the worker's objective (flow matching for an `any` worker) for good.
+ */
+export function tryLease(
+  db: Db,
+  workerId: string,
+  workerObjective: ExpertObjective,
+  ttlMs: number,
+): { lease: LeaseRow; expert: ExpertRow } | null {
+  return db.transaction((tx) => {
+    const candidates = tx
+      .select({ expert: experts, run: runs })
+      .from(experts)
+      .innerJoin(runs, eq(runs.id, experts.runId))
+      .where(
+        and(
+          eq(experts.status, 'pending'),
+          eq(runs.status, 'training'),
+          inArray(experts.objective, compatible(workerObjective)),
+          sql`${experts.trainShardId} is not null`,
+        ),
+      )
+      .orderBy(asc(runs.createdAt), asc(experts.updatedAt), asc(experts.cluster))
+      .limit(50)
+      .all();
+    for (const { expert, run } of candidates) {
+      const objective: Objective =
+        expert.objective === 'any'
+          ? workerObjective === 'ddpm'
+            ? 'ddpm'
+            : 'fm'
+          : expert.objective;
+      // An FM expert initialised from DDPM waits until a DDPM expert of its run is done.
+      if (
+        objective === 'fm' &&
+        run.config.initFmFromDdpm &&
+        !expert.checkpointId &&
+        !ddpmDonor(tx, run.id)
+      )
+        continue;
+      const now = new Date();
+      const lease = tx
+        .insert(leases)
+        .values({
+          id: newId('lease'),
+          expertId: expert.id,
+          workerId,
+          status: 'active',
+          startStep: expert.checkpointStep ?? 0,
+          lastStep: expert.checkpointStep ?? 0,
+          grantedAt: now,
+          expiresAt: new Date(now.getTime() + ttlMs),
+        })
+        .returning()
+        .get();
+      const updated = tx
+        .update(experts)
+        .set({
+          status: 'leased',
+          workerId,
+          objective,
+          schedule: objective === 'fm' ? null : (expert.schedule ?? run.config.schedule),
+          lastHeartbeatAt: now,
+          initFromExpertId:
+            objective === 'fm' && run.config.initFmFromDdpm && !expert.checkpointId
+              ? ddpmDonor(tx, run.id)!.id
+              : expert.initFromExpertId,
+        })
+        .where(eq(experts.id, expert.id))
+        .returning()
+        .get();
+      tx.insert(events)
+        .values({
+          type: 'lease.granted',
+          runId: run.id,
+          expertId: expert.id,
+          workerId,
+          data: { leaseId: lease.id, objective, fromStep: lease.startStep },
+        })
+        .run();
+      return { lease, expert: updated };
+    }
+    return null;
+  });
+}
+
+function ddpmDonor(tx: Tx, runId: string): ExpertRow | undefined {
+  return tx
+    .select()
+    .from(experts)
+    .where(and(eq(experts.runId, runId), eq(experts.objective, 'ddpm'), eq(experts.status, 'done')))
+    .orderBy(asc(experts.cluster))
+    .get();
+}
+
+async function objectRef(store: ObjectStore, key: string, sha256: string, bytes: number) {
+  const { url, expiresAt } = await store.presignGet(key, { ttlSeconds: URL_TTL_SECONDS });
+  return { url, sha256, bytes, expiresAt: expiresAt.toISOString() };
+}
+
+/** Everything the worker needs for this lease, with presigned URLs for the shard and the resume point. */
+export async function buildGrant(
+  deps: LeaseDeps,
+  lease: LeaseRow,
+  expert: ExpertRow,
+): Promise<LeaseGrant> {
+  const { db, store } = deps;
+  const run = db.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
+  const train = db.select().from(shards).where(eq(shards.id, expert.trainShardId!)).get()!;
+  const val = expert.valShardId
+    ? db.select().from(shards).where(eq(shards.id, expert.valShardId)).get()
+    : undefined;
+  const resume = expert.checkpointId
+    ? db.select().from(checkpoints).where(eq(checkpoints.id, expert.checkpointId)).get()
+    : undefined;
+  const donor =
+    !resume && expert.initFromExpertId
+      ? db.select().from(experts).where(eq(experts.id, expert.initFromExpertId)).get()
+      : undefined;
+  const donorCkpt = donor?.checkpointId
+    ? db.select().from(checkpoints).where(eq(checkpoints.id, donor.checkpointId)).get()
+    : undefined;
+  const c = run.config;
+  return {
+    type: 'lease.grant',
+    leaseId: lease.id,
+    expert: { id: expert.id, runId: run.id, cluster: expert.cluster },
+    objective: expert.objective === 'ddpm' ? 'ddpm' : 'fm',
+    ...(expert.objective === 'ddpm' ? { schedule: expert.schedule ?? c.schedule } : {}),
+    shard: {
+      train: await objectRef(store, train.key, train.sha256, train.bytes),
+      ...(val && val.count > 0
+        ? { val: await objectRef(store, val.key, val.sha256, val.bytes) }
+        : {}),
+      count: train.count,
+      valCount: val?.count ?? 0,
+    },
+    model: {
+      preset: c.model,
+      imageSize: c.resolution,
+      channels: c.channels,
+      numClasses: c.numClasses,
+    },
+    training: {
+      targetSteps: expert.targetSteps,
+      checkpointInterval: c.checkpointInterval,
+      batchSize: c.batchSize,
+      learningRate: c.learningRate,
+      seed: c.seed * 1000 + expert.cluster,
+    },
+    ...(resume
+      ? {
+          resumeFrom: {
+            checkpoint: await objectRef(store, resume.key, resume.sha256, resume.bytes),
+            step: resume.step,
+          },
+        }
+      : {}),
+    ...(donorCkpt
+      ? {
+          initFrom: {
+            checkpoint: await objectRef(store, donorCkpt.key, donorCkpt.sha256, donorCkpt.bytes),
+            objective: 'ddpm' as const,
+          },
+        }
+      : {}),
+  };
+}
+
+/** The worker's active lease, or the reason it has none. */
+function activeLease(
+  tx: Tx,
+  leaseId: string,
+  workerId: string,
+): { lease: LeaseRow; expert: ExpertRow } {
+  const lease = tx.select().from(leases).where(eq(leases.id, leaseId)).get();
+  if (!lease || lease.workerId !== workerId)
+    throw new LeaseError('unknown_lease', `lease ${leaseId} is not held by this worker`);
+  if (lease.status !== 'active')
+    throw new LeaseError('lease_expired', `lease ${leaseId} is ${lease.status}; request a new one`);
+  if (lease.expiresAt.getTime() < Date.now())
+    throw new LeaseError(
+      'lease_expired',
+      `lease ${leaseId} expired at ${lease.expiresAt.toISOString()}`,
+    );
+  const expert = tx.select().from(experts).where(eq(experts.id, lease.expertId)).get()!;
+  return { lease, expert };
+}
+
+/** Renew a lease and record progress. */
+export function heartbeat(
+  db: Db,
+  ttlMs: number,
+  workerId: string,
+  hb: { leaseId: string; step: number; loss: number | null; imagesPerSec: number },
+): Date {
+  return db.transaction((tx) => {
+    const { lease, expert } = activeLease(tx, hb.leaseId, workerId);
+    const now = new Date();
+    const expiresAt = new Date(now.getTime() + ttlMs);
+    tx.update(leases).set({ expiresAt, lastStep: hb.step }).where(eq(leases.id, lease.id)).run();
+    const firstProgress = expert.status === 'leased';
+    tx.update(experts)
+      .set({
+        status: 'training',
+        step: hb.step,
+        loss: hb.loss !== null && Number.isFinite(hb.loss) ? hb.loss : expert.loss,
+        imagesPerSec: hb.imagesPerSec,
+        lastHeartbeatAt: now,
+      })
+      .where(eq(experts.id, expert.id))
+      .run();
+    if (firstProgress) {
+      tx.insert(events)
+        .values({
+          type: 'expert.training',
+          runId: expert.runId,
+          expertId: expert.id,
+          workerId,
+          data: { leaseId: lease.id, step: hb.step },
+        })
+        .run();
+    }
+    return expiresAt;
+  });
+}
+
+/** End a lease early; its expert returns to the pool at its last accepted checkpoint. */
+function endLease(
+  tx: Tx,
+  lease: LeaseRow,
+  status: 'released' | 'expired' | 'revoked',
+  reason: string,
+): void {
+  tx.update(leases).set({ status, endedAt: new Date() }).where(eq(leases.id, lease.id)).run();
+  const expert = tx.select().from(experts).where(eq(experts.id, lease.expertId)).get()!;
+  if (expert.status === 'done') return;
+  tx.update(experts)
+    .set({
+      status: 'pending',
+      workerId: null,
+      step: expert.checkpointStep ?? 0,
+      imagesPerSec: null,
+    })
+    .where(eq(experts.id, expert.id))
+    .run();
+  tx.insert(events)
+    .values({
+      type: `lease.${status}`,
+      runId: expert.runId,
+      expertId: expert.id,
+      workerId: lease.workerId,
+      data: { leaseId: lease.id, reason, resumeStep: expert.checkpointStep ?? 0 },
+    })
+    .run();
+}
+
+export function releaseLease(db: Db, workerId: string, leaseId: string, reason: string): void {
+  db.transaction((tx) => {
+    const { lease } = activeLease(tx, leaseId, workerId);
+    endLease(tx, lease, 'released', reason);
+  });
+}
+
+/** Expire every active lease past its deadline; returns them (to notify connected workers). */
+export function expireLeases(db: Db, now = new Date()): LeaseRow[] {
+  return db.transaction((tx) => {
+    const due = tx
+      .select()
+      .from(leases)
+      .where(and(eq(leases.status, 'active'), lt(leases.expiresAt, now)))
+      .all();
+    for (const lease of due)
+      endLease(
+        tx,
+        lease,
+        'expired',
+        `no heartbeat since ${new Date(lease.expiresAt.getTime()).toISOString()}`,
+      );
+    return due;
+  });
+}
+
+/** Revoke every active lease of a set of workers (their token was revoked). */
+export function revokeWorkerLeases(db: Db, workerIds: string[], reason: string): LeaseRow[] {
+  if (workerIds.length === 0) return [];
+  return db.transaction((tx) => {
+    const active = tx
+      .select()
+      .from(leases)
+      .where(and(eq(leases.status, 'active'), inArray(leases.workerId, workerIds)))
+      .all();
+    for (const lease of active) endLease(tx, lease, 'revoked', reason);
+    return active;
+  });
+}
+
+/** Register an upload: a checkpoint row and a presigned PUT URL scoped to its one object. */
+export async function beginCheckpoint(
+  deps: LeaseDeps,
+  workerId: string,
+  msg: { leaseId: string; step: number; bytes: number; sha256: string; final: boolean },
+) {
+  const { db, store, config } = deps;
+  if (msg.bytes > config.maxCheckpointBytes) {
+    throw new LeaseError(
+      'invalid_message',
+      `checkpoint of ${msg.bytes} bytes exceeds the limit of ${config.maxCheckpointBytes}`,
+    );
+  }
+  const { row, expert } = db.transaction((tx) => {
+    const { lease, expert } = activeLease(tx, msg.leaseId, workerId);
+    if (msg.step > expert.targetSteps)
+      throw new LeaseError(
+        'invalid_message',
+        `step ${msg.step} is past the target of ${expert.targetSteps}`,
+      );
+    if (msg.final && msg.step !== expert.targetSteps) {
+      throw new LeaseError(
+        'invalid_message',
+        `a final checkpoint must be at step ${expert.targetSteps}, not ${msg.step}`,
+      );
+    }
+    if (expert.checkpointStep !== null && msg.step <= expert.checkpointStep) {
+      throw new LeaseError(
+        'invalid_message',
+        `step ${msg.step} is not after the last accepted checkpoint (step ${expert.checkpointStep})`,
+      );
+    }
+    const inserted = tx
+      .insert(checkpoints)
+      .values({
+        id: newId('checkpoint'),
+        expertId: expert.id,
+        leaseId: lease.id,
+        step: msg.step,
+        key: checkpointKey(expert.runId, expert.cluster, msg.step),
+        sha256: msg.sha256,
+        bytes: msg.bytes,
+        final: msg.final,
+        status: 'uploading',
+      })
+      .returning()
+      .get();
+    return { row: inserted, expert };
+  });
+  const put = await store.presignPut(row.key, {
+    ttlSeconds: URL_TTL_SECONDS,
+    bytes: row.bytes,
+    sha256: row.sha256,
+  });
+  return {
+    checkpoint: row,
+    expert,
+    putUrl: put.url,
+    headers: put.headers,
+    expiresAt: put.expiresAt,
+  };
+}
+
+export type CommitResult =
+  | { accepted: true; checkpoint: CheckpointRow; expertDone: boolean; runId: string }
+  | { accepted: false; checkpoint: CheckpointRow; reason: string };
+
+/**
+ * Verify an uploaded checkpoint (present, exact size, sha256 of the stored bytes) and make it the
+ * expert's resume point. A rejected upload is deleted and the previous resume point stays.
+ */
+export async function commitCheckpoint(
+  deps: LeaseDeps,
+  workerId: string,
+  leaseId: string,
+  checkpointId: string,
+): Promise<CommitResult> {
+  const { db, store } = deps;
+  const ckpt = db.transaction((tx) => {
+    activeLease(tx, leaseId, workerId);
+    const row = tx.select().from(checkpoints).where(eq(checkpoints.id, checkpointId)).get();
+    if (!row || row.leaseId !== leaseId)
+      throw new LeaseError(
+        'unknown_lease',
+        `checkpoint ${checkpointId} does not belong to lease ${leaseId}`,
+      );
+    if (row.status !== 'uploading')
+      throw new LeaseError('out_of_order', `checkpoint ${checkpointId} was already ${row.status}`);
+    return row;
+  });
+  const reason = await verifyUpload(store, ckpt);
+  if (reason) {
+    await store.delete(ckpt.key).catch(() => {});
+    const rejected = db.transaction((tx) => {
+      const updated = tx
+        .update(checkpoints)
+        .set({ status: 'rejected', reason, decidedAt: new Date() })
+        .where(eq(checkpoints.id, ckpt.id))
+        .returning()
+        .get();
+      const expert = tx.select().from(experts).where(eq(experts.id, ckpt.expertId)).get()!;
+      tx.insert(events)
+        .values({
+          type: 'checkpoint.rejected',
+          runId: expert.runId,
+          expertId: expert.id,
+          workerId,
+          data: { checkpointId: ckpt.id, step: ckpt.step, reason },
+        })
+        .run();
+      return updated;
+    });
+    return { accepted: false, checkpoint: rejected, reason };
+  }
+  return db.transaction((tx) => {
+    const { lease, expert } = activeLease(tx, leaseId, workerId);
+    const accepted = tx
+      .update(checkpoints)
+      .set({ status: 'accepted', decidedAt: new Date() })
+      .where(eq(checkpoints.id, ckpt.id))
+      .returning()
+      .get();
+    const done = ckpt.final && ckpt.step >= expert.targetSteps;
+    tx.update(experts)
+      .set({
+        checkpointId: ckpt.id,
+        checkpointStep: ckpt.step,
+        step: Math.max(expert.step, ckpt.step),
+        ...(done ? { status: 'done', workerId: null } : {}),
+      })
+      .where(eq(experts.id, expert.id))
+      .run();
+    tx.insert(events)
+      .values({
+        type: 'checkpoint.accepted',
+        runId: expert.runId,
+        expertId: expert.id,
+        workerId,
+        data: { checkpointId: ckpt.id, step: ckpt.step, bytes: ckpt.bytes, sha256: ckpt.sha256 },
+      })
+      .run();
+    if (done) {
+      tx.update(leases)
+        .set({ status: 'completed', endedAt: new Date(), lastStep: ckpt.step })
+        .where(eq(leases.id, lease.id))
+        .run();
+      tx.insert(events)
+        .values({
+          type: 'expert.done',
+          runId: expert.runId,
+          expertId: expert.id,
+          workerId,
+          data: { step: ckpt.step, checkpointId: ckpt.id },
+        })
+        .run();
+      const remaining = tx
+        .select({ n: sql<number>`count(*)` })
+        .from(experts)
+        .where(and(eq(experts.runId, expert.runId), sql`${experts.status} != 'done'`))
+        .get()!.n;
+      if (remaining === 0) {
+        tx.update(runs)
+          .set({ status: 'routing' })
+          .where(and(eq(runs.id, expert.runId), eq(runs.status, 'training')))
+          .run();
+        tx.insert(events)
+          .values({
+            type: 'run.routing',
+            runId: expert.runId,
+            data: { reason: 'every expert is done' },
+          })
+          .run();
+      }
+    }
+    return { accepted: true as const, checkpoint: accepted, expertDone: done, runId: expert.runId };
+  });
+}
+
+async function verifyUpload(store: ObjectStore, ckpt: CheckpointRow): Promise<string | null> {
+  const info = await store.head(ckpt.key);
+  if (!info) return `no object was uploaded to ${ckpt.key}`;
+  if (info.bytes !== ckpt.bytes) return `uploaded ${info.bytes} bytes, announced ${ckpt.bytes}`;
+  // Hash what is stored rather than trusting metadata a client could set.
+  const hash = createHash('sha256');
+  for await (const chunk of await store.getStream(ckpt.key)) hash.update(chunk as Buffer);
+  const actual = hash.digest('hex');
+  if (actual !== ckpt.sha256) return `sha256 of the upload is ${actual}, announced ${ckpt.sha256}`;
+  return null;
+}
+
+/** The worker says its lease is finished: fine once its final checkpoint was accepted. */
+export function confirmComplete(
+  db: Db,
+  workerId: string,
+  leaseId: string,
+  checkpointId: string,
+): void {
+  const lease = db.select().from(leases).where(eq(leases.id, leaseId)).get();
+  if (!lease || lease.workerId !== workerId)
+    throw new LeaseError('unknown_lease', `lease ${leaseId} is not held by this worker`);
+  const ckpt = db.select().from(checkpoints).where(eq(checkpoints.id, checkpointId)).get();
+  if (
+    lease.status !== 'completed' ||
+    !ckpt ||
+    ckpt.leaseId !== leaseId ||
+    ckpt.status !== 'accepted' ||
+    !ckpt.final
+  ) {
+    throw new LeaseError(
+      'out_of_order',
+      `lease ${leaseId} is not complete: commit its final checkpoint first`,
+    );
+  }
+}

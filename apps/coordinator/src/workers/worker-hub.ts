@@ -1,0 +1,421 @@
+import {
+  type CoordinatorMessage,
+  type ErrorFrame,
+  type Hello,
+  MAX_FRAME_BYTES,
+  negotiateProtocol,
+  parseFrame,
+  type WorkerErrorCode,
+  type WorkerMessage,
+} from '@archipelago/protocol';
+import { and, eq } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { Db } from '../db/database.js';
+import { events, type LeaseRow, workers } from '../db/schema/index.js';
+import { newId } from '../ids.js';
+import {
+  beginCheckpoint,
+  buildGrant,
+  commitCheckpoint,
+  confirmComplete,
+  expireLeases,
+  heartbeat,
+  type LeaseDeps,
+  LeaseError,
+  releaseLease,
+  revokeWorkerLeases,
+  tryLease,
+} from '../services/leases.js';
+import { checkToken } from '../services/tokens.js';
+
+/** WebSocket close codes (4000-4999 are the application's). */
+export const CLOSE = {
+  protocol: 1008,
+  tooLarge: 1009,
+  unauthorized: 4001,
+  revoked: 4003,
+  rateLimited: 4029,
+  shutdown: 1001,
+} as const;
+
+export interface HubOptions extends LeaseDeps {
+  log: Logger;
+  config: LeaseDeps['config'] & { heartbeatMs: number };
+  /** Hello attempts allowed per remote address per minute. */
+  helloRateLimit?: number;
+}
+
+/** Malformed frames tolerated on one connection before it is closed. */
+const MAX_BAD_FRAMES = 20;
+
+/**
+ * Every live worker connection, and the lease clock. Each connection handles its frames one at a
+ * time, in order; state lives in SQLite, so a restarted coordinator loses nothing.
+ */
+export class WorkerHub {
+  private readonly connections = new Map<string, WorkerConnection>();
+  private readonly helloTimes = new Map<string, number[]>();
+  private timer: NodeJS.Timeout | null = null;
+  /** Set once the coordinator shuts down: late socket events must not touch the database. */
+  stopped = false;
+
+  constructor(readonly options: HubOptions) {}
+
+  get db(): Db {
+    return this.options.db;
+  }
+
+  /** Start expiring leases (and reconcile those that expired while the coordinator was down). */
+  start(): void {
+    this.sweep();
+    const every = Math.max(50, Math.min(1000, Math.floor(this.options.config.leaseTtlMs / 4)));
+    this.timer = setInterval(() => this.sweep(), every);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const c of this.connections.values()) c.close(CLOSE.shutdown, 'coordinator shutting down');
+  }
+
+  accept(socket: WebSocket, remote: string): void {
+    const conn = new WorkerConnection(this, socket, remote);
+    socket.on('close', () => conn.closed());
+  }
+
+  /** Connected workers by id. */
+  online(): string[] {
+    return [...this.connections.keys()];
+  }
+
+  register(conn: WorkerConnection, workerId: string): void {
+    const previous = this.connections.get(workerId);
+    if (previous && previous !== conn)
+      previous.close(CLOSE.protocol, 'replaced by a new connection of the same worker');
+    this.connections.set(workerId, conn);
+  }
+
+  unregister(conn: WorkerConnection, workerId: string): void {
+    if (this.connections.get(workerId) === conn) this.connections.delete(workerId);
+  }
+
+  allowHello(remote: string): boolean {
+    const limit = this.options.helloRateLimit ?? 120;
+    const now = Date.now();
+    const recent = (this.helloTimes.get(remote) ?? []).filter((t) => now - t < 60_000);
+    recent.push(now);
+    this.helloTimes.set(remote, recent);
+    return recent.length <= limit;
+  }
+
+  /** Close the live connections of a revoked token and end their leases. */
+  revokeToken(tokenId: string): number {
+    const affected = this.db
+      .select({ id: workers.id })
+      .from(workers)
+      .where(eq(workers.tokenId, tokenId))
+      .all()
+      .map((w) => w.id);
+    const ended = revokeWorkerLeases(this.db, affected, 'worker token revoked');
+    for (const lease of ended) this.notifyLeaseEnded(lease, 'worker token revoked');
+    let closed = 0;
+    for (const id of affected) {
+      const conn = this.connections.get(id);
+      if (conn) {
+        conn.sendError('token_revoked', 'this worker token was revoked', true);
+        conn.close(CLOSE.revoked, 'token revoked');
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  private sweep(): void {
+    try {
+      for (const lease of expireLeases(this.db)) {
+        this.options.log.info({ lease: lease.id, worker: lease.workerId }, 'lease expired');
+        this.notifyLeaseEnded(lease, 'lease expired: no heartbeat within the lease TTL');
+      }
+    } catch (err) {
+      this.options.log.error({ err }, 'lease sweep failed');
+    }
+  }
+
+  private notifyLeaseEnded(lease: LeaseRow, reason: string): void {
+    this.connections.get(lease.workerId)?.send({ type: 'lease.revoke', leaseId: lease.id, reason });
+  }
+}
+
+/** One worker's socket: hello first, then requests handled strictly in order. */
+class WorkerConnection {
+  private workerId: string | null = null;
+  private tokenId: string | null = null;
+  private objective: Hello['objective'] = 'any';
+  private badFrames = 0;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly hub: WorkerHub,
+    private readonly socket: WebSocket,
+    private readonly remote: string,
+  ) {
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      this.chain = this.chain.then(() => this.onFrame(data, isBinary));
+    });
+  }
+
+  send(message: CoordinatorMessage): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  sendError(code: WorkerErrorCode, message: string, fatal: boolean, inReplyTo?: string): void {
+    const frame: ErrorFrame = {
+      type: 'error',
+      code,
+      message,
+      fatal,
+      ...(inReplyTo ? { inReplyTo } : {}),
+    };
+    this.send(frame);
+  }
+
+  close(code: number, reason: string): void {
+    if (
+      this.socket.readyState === this.socket.OPEN ||
+      this.socket.readyState === this.socket.CONNECTING
+    ) {
+      this.socket.close(code, reason);
+      // A peer that never answers the closing handshake must not hold up shutdown.
+      setTimeout(() => this.socket.terminate(), 1000).unref();
+    }
+  }
+
+  closed(): void {
+    if (!this.workerId || this.hub.stopped) return;
+    this.hub.unregister(this, this.workerId);
+    // Leases stay: a worker that reconnects within the TTL re-attaches to its lease.
+    this.hub.db
+      .update(workers)
+      .set({ online: false, lastSeenAt: new Date() })
+      .where(eq(workers.id, this.workerId))
+      .run();
+  }
+
+  private async onFrame(data: Buffer, isBinary: boolean): Promise<void> {
+    const { log } = this.hub.options;
+    if (isBinary)
+      return this.bad(
+        'invalid_message',
+        'binary frames are not part of the protocol; send JSON text',
+      );
+    const parsed = parseFrame(data, 'worker', MAX_FRAME_BYTES);
+    if (!parsed.ok) {
+      if (parsed.code === 'frame_too_large') {
+        this.sendError(parsed.code, parsed.message, true);
+        return this.close(CLOSE.tooLarge, 'frame too large');
+      }
+      return this.bad(parsed.code, parsed.message, parsed.inReplyTo);
+    }
+    const msg = parsed.message;
+    try {
+      if (!this.workerId) {
+        if (msg.type !== 'hello') {
+          this.sendError(
+            'out_of_order',
+            `the first frame must be hello, not ${msg.type}`,
+            true,
+            msg.type,
+          );
+          return this.close(CLOSE.protocol, 'hello expected');
+        }
+        return this.onHello(msg);
+      }
+      await this.onMessage(msg);
+    } catch (err) {
+      if (err instanceof LeaseError) return this.sendError(err.code, err.message, false, msg.type);
+      log.error({ err, worker: this.workerId, type: msg.type }, 'worker message failed');
+      this.sendError(
+        'internal_error',
+        'the coordinator could not handle this message; see its log',
+        false,
+        msg.type,
+      );
+    }
+  }
+
+  private bad(code: WorkerErrorCode, message: string, inReplyTo?: string): void {
+    this.badFrames++;
+    const fatal = this.badFrames >= MAX_BAD_FRAMES;
+    this.sendError(code, message, fatal, inReplyTo);
+    if (fatal) this.close(CLOSE.protocol, 'too many invalid frames');
+  }
+
+  private onHello(msg: Hello): void {
+    const { db, config } = this.hub.options;
+    if (!this.hub.allowHello(this.remote)) {
+      this.sendError(
+        'rate_limited',
+        'too many connection attempts from this address; wait a minute',
+        true,
+        'hello',
+      );
+      return this.close(CLOSE.rateLimited, 'rate limited');
+    }
+    const protocol = negotiateProtocol(msg.protocols);
+    if (protocol === null) {
+      this.sendError(
+        'unsupported_protocol',
+        `no common protocol version: worker speaks ${msg.protocols.join(', ')}, coordinator speaks 1`,
+        true,
+        'hello',
+      );
+      return this.close(CLOSE.protocol, 'unsupported protocol');
+    }
+    const token = checkToken(db, msg.token);
+    if (!token.ok) {
+      const text =
+        token.code === 'token_revoked' ? 'this worker token was revoked' : 'unknown worker token';
+      this.sendError(token.code, text, true, 'hello');
+      return this.close(token.code === 'token_revoked' ? CLOSE.revoked : CLOSE.unauthorized, text);
+    }
+    const now = new Date();
+    const known = msg.workerId
+      ? db
+          .select()
+          .from(workers)
+          .where(and(eq(workers.id, msg.workerId), eq(workers.tokenId, token.row.id)))
+          .get()
+      : undefined;
+    const fields = {
+      name: msg.name,
+      objective: msg.objective,
+      backend: msg.backend,
+      hardware: msg.hardware as Record<string, unknown>,
+      protocolVersion: protocol,
+      online: true,
+      connectedAt: now,
+      lastSeenAt: now,
+    };
+    const workerId = db.transaction((tx) => {
+      const id = known?.id ?? newId('worker');
+      if (known) tx.update(workers).set(fields).where(eq(workers.id, id)).run();
+      else
+        tx.insert(workers)
+          .values({ id, tokenId: token.row.id, ...fields })
+          .run();
+      tx.insert(events)
+        .values({
+          type: 'worker.connected',
+          workerId: id,
+          data: {
+            name: msg.name,
+            objective: msg.objective,
+            backend: msg.backend,
+            remote: this.remote,
+            reattached: Boolean(known),
+          },
+        })
+        .run();
+      return id;
+    });
+    this.workerId = workerId;
+    this.tokenId = token.row.id;
+    this.objective = msg.objective;
+    this.hub.register(this, workerId);
+    this.send({
+      type: 'welcome',
+      protocol,
+      workerId,
+      heartbeatMs: config.heartbeatMs,
+      leaseTtlMs: config.leaseTtlMs,
+      maxFrameBytes: MAX_FRAME_BYTES,
+    });
+  }
+
+  private async onMessage(msg: WorkerMessage): Promise<void> {
+    const { db, config } = this.hub.options;
+    const workerId = this.workerId!;
+    db.update(workers).set({ lastSeenAt: new Date() }).where(eq(workers.id, workerId)).run();
+    switch (msg.type) {
+      case 'hello':
+        return this.sendError(
+          'out_of_order',
+          'hello was already accepted on this connection',
+          false,
+          'hello',
+        );
+      case 'lease.request': {
+        const leased = tryLease(db, workerId, this.objective, config.leaseTtlMs);
+        if (!leased) {
+          return this.send({
+            type: 'lease.none',
+            retryAfterMs: config.heartbeatMs,
+            reason: `no pending expert for objective ${this.objective}`,
+          });
+        }
+        return this.send(await buildGrant(this.hub.options, leased.lease, leased.expert));
+      }
+      case 'heartbeat': {
+        // A token revoked elsewhere (CLI, another coordinator process) is noticed here.
+        if (this.tokenRevoked()) {
+          this.hub.revokeToken(this.tokenId!);
+          return;
+        }
+        const expiresAt = heartbeat(db, config.leaseTtlMs, workerId, msg);
+        return this.send({
+          type: 'heartbeat.ack',
+          leaseId: msg.leaseId,
+          expiresAt: expiresAt.toISOString(),
+        });
+      }
+      case 'checkpoint.begin': {
+        const r = await beginCheckpoint(this.hub.options, workerId, msg);
+        return this.send({
+          type: 'checkpoint.url',
+          leaseId: msg.leaseId,
+          checkpointId: r.checkpoint.id,
+          putUrl: r.putUrl,
+          headers: r.headers,
+          expiresAt: r.expiresAt.toISOString(),
+        });
+      }
+      case 'checkpoint.commit': {
+        const r = await commitCheckpoint(this.hub.options, workerId, msg.leaseId, msg.checkpointId);
+        if (r.accepted)
+          return this.send({
+            type: 'checkpoint.accepted',
+            leaseId: msg.leaseId,
+            checkpointId: r.checkpoint.id,
+            step: r.checkpoint.step,
+          });
+        return this.send({
+          type: 'checkpoint.rejected',
+          leaseId: msg.leaseId,
+          checkpointId: r.checkpoint.id,
+          reason: r.reason,
+        });
+      }
+      case 'lease.release':
+        return releaseLease(db, workerId, msg.leaseId, msg.reason);
+      case 'lease.complete':
+        return confirmComplete(db, workerId, msg.leaseId, msg.checkpointId);
+      case 'error':
+        this.hub.options.log.warn(
+          { worker: workerId, code: msg.code, message: msg.message },
+          'worker reported an error',
+        );
+        return;
+    }
+  }
+
+  private tokenRevoked(): boolean {
+    const { db } = this.hub.options;
+    return (
+      db.query.workerTokens.findFirst({ where: (t, { eq: e }) => e(t.id, this.tokenId!) }).sync()
+        ?.revokedAt != null
+    );
+  }
+}

@@ -1,0 +1,371 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { CheckpointUrl, Dataset, LeaseGrant, Run, Welcome } from '@archipelago/protocol';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { type RunningServer, startServer } from '../../src/server.js';
+import { ADMIN_KEY, makeImageFolder } from '../helpers.js';
+import { hello, TestClient } from './socket-client.js';
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('worker protocol over real sockets', () => {
+  let dir: string;
+  let server: RunningServer;
+  let base: string;
+  let token: string;
+  let tokenId: string;
+  const api = async (method: string, route: string, body?: unknown) => {
+    const res = await fetch(`${base}${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${ADMIN_KEY}`,
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const makeRun = async (k: number, objectives: string, steps = 10, interval = 5): Promise<Run> => {
+    const folder = await makeImageFolder(
+      path.join(dir, `imgs-${k}-${objectives.replace(/[:,]/g, '')}`),
+      2,
+      Math.max(2, k),
+    );
+    const imp = await api('POST', '/api/v1/datasets', {
+      name: 'x',
+      source: { kind: 'folder', path: folder },
+      resolution: 8,
+      cluster: { k },
+    });
+    let job = imp.body.job as { id: string; status: string; result: { datasetId: string } };
+    while (job.status !== 'succeeded') {
+      if (job.status === 'failed') throw new Error(JSON.stringify(job));
+      await new Promise((r) => setTimeout(r, 50));
+      job = (await api('GET', `/api/v1/jobs/${job.id}`)).body as typeof job;
+    }
+    const ds = (await api('GET', `/api/v1/datasets/${job.result.datasetId}`))
+      .body as unknown as Dataset;
+    const run = await api('POST', '/api/v1/runs', {
+      datasetId: ds.id,
+      experts: k,
+      objectives,
+      stepsPerExpert: steps,
+      checkpointInterval: interval,
+    });
+    expect(run.status).toBe(201);
+    return run.body as unknown as Run;
+  };
+  const connect = async (objective: 'ddpm' | 'fm' | 'any', extra: Record<string, unknown> = {}) => {
+    const c = await TestClient.connect(base);
+    const w = (await c.request(hello(token, objective, extra))) as Welcome;
+    expect(w.type).toBe('welcome');
+    return { c, welcome: w };
+  };
+  const upload = async (
+    c: TestClient,
+    leaseId: string,
+    step: number,
+    bytes: Uint8Array,
+    final = false,
+    announced = sha(bytes),
+  ) => {
+    const url = (await c.request({
+      type: 'checkpoint.begin',
+      leaseId,
+      step,
+      bytes: bytes.length,
+      sha256: announced,
+      final,
+    })) as CheckpointUrl;
+    expect(url.type, JSON.stringify(url)).toBe('checkpoint.url');
+    const put = await fetch(url.putUrl, { method: 'PUT', headers: url.headers, body: bytes });
+    return { url, put };
+  };
+
+  // A fresh coordinator per test: leases expire within a test (TTL 400 ms), and leasing is
+  // oldest-run-first, so runs left by one test would be granted in the next.
+  const start = async (
+    timing: { heartbeatMs: number; leaseTtlMs: number },
+    dataDir = path.join(dir, 'data'),
+  ) => {
+    server = await startServer(
+      loadConfig({ dataDir, port: 0, logLevel: 'silent', adminKey: ADMIN_KEY, ...timing }, {}),
+      { handleSignals: false },
+    );
+    base = server.url;
+    const t = await api('POST', '/api/v1/tokens', { name: 'volunteers' });
+    expect(t.status).toBe(201);
+    token = t.body.token as string;
+    tokenId = t.body.id as string;
+  };
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'arch-proto-'));
+    // Generous timing so a loaded CI machine never expires a lease by accident.
+    await start({ heartbeatMs: 1000, leaseTtlMs: 10_000 });
+  });
+  afterEach(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a bad token, and frames before hello, with an error frame and a close', async () => {
+    const bad = await TestClient.connect(base);
+    const err = await bad.request(hello('wt_not_a_real_token', 'ddpm'));
+    expect(err).toMatchObject({ type: 'error', code: 'unauthorized', fatal: true });
+    expect((await bad.closedWith).code).toBe(4001);
+    const early = await TestClient.connect(base);
+    expect(await early.request({ type: 'lease.request' })).toMatchObject({
+      type: 'error',
+      code: 'out_of_order',
+      fatal: true,
+    });
+    expect((await early.closedWith).code).toBe(1008);
+    const old = await TestClient.connect(base);
+    expect(await old.request(hello(token, 'ddpm', { protocols: [7] }))).toMatchObject({
+      code: 'unsupported_protocol',
+    });
+  });
+
+  it('answers malformed, unknown, invalid and oversized frames with error frames, never crashing', async () => {
+    const { c } = await connect('ddpm');
+    expect(await c.request('{"type":')).toMatchObject({
+      type: 'error',
+      code: 'bad_json',
+      fatal: false,
+    });
+    expect(await c.request({ type: 'lease.steal' })).toMatchObject({
+      code: 'unknown_type',
+      fatal: false,
+    });
+    expect(
+      await c.request({
+        type: 'heartbeat',
+        leaseId: 'ls_000000000000',
+        step: -5,
+        loss: 0,
+        imagesPerSec: 0,
+      }),
+    ).toMatchObject({
+      code: 'invalid_message',
+      inReplyTo: 'heartbeat',
+    });
+    expect(
+      await c.request({
+        type: 'heartbeat',
+        leaseId: 'ls_000000000000',
+        step: 5,
+        loss: 0,
+        imagesPerSec: 0,
+      }),
+    ).toMatchObject({ code: 'unknown_lease' });
+    // Still usable after all that.
+    expect((await c.request({ type: 'lease.request' })).type).toMatch(/^lease\./);
+    c.send({ type: 'lease.release', leaseId: 'ls_000000000000', reason: 'x' });
+    expect(await c.next()).toMatchObject({ code: 'unknown_lease' });
+    c.send(JSON.stringify({ type: 'heartbeat', pad: 'x'.repeat(200_000) }));
+    expect(await c.next()).toMatchObject({ code: 'frame_too_large', fatal: true });
+    expect((await c.closedWith).code).toBe(1009);
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  });
+
+  it('leases by objective, renews by heartbeat, and takes checkpoints through presigned URLs', async () => {
+    const run = await makeRun(2, 'ddpm:1,fm:1', 10, 5);
+    const { c: ddpm } = await connect('ddpm');
+    const grant = (await ddpm.request({ type: 'lease.request' })) as LeaseGrant;
+    expect(grant).toMatchObject({
+      type: 'lease.grant',
+      objective: 'ddpm',
+      schedule: 'cosine',
+      expert: { runId: run.id, cluster: 0 },
+    });
+    expect(grant.training).toMatchObject({ targetSteps: 10, checkpointInterval: 5 });
+    expect(grant.resumeFrom).toBeUndefined();
+    const shard = new Uint8Array(await (await fetch(grant.shard.train.url)).arrayBuffer());
+    expect(sha(shard)).toBe(grant.shard.train.sha256);
+    // The only other expert is FM: a second DDPM worker gets nothing.
+    const { c: ddpm2 } = await connect('ddpm');
+    expect(await ddpm2.request({ type: 'lease.request' })).toMatchObject({ type: 'lease.none' });
+    const { c: fm } = await connect('fm');
+    const fmGrant = (await fm.request({ type: 'lease.request' })) as LeaseGrant;
+    expect(fmGrant).toMatchObject({ objective: 'fm', expert: { cluster: 1 } });
+    expect(fmGrant.schedule).toBeUndefined();
+
+    const ack = await ddpm.request({
+      type: 'heartbeat',
+      leaseId: grant.leaseId,
+      step: 3,
+      loss: 0.5,
+      imagesPerSec: 12,
+    });
+    expect(ack).toMatchObject({ type: 'heartbeat.ack', leaseId: grant.leaseId });
+    const shown = (await api('GET', `/api/v1/runs/${run.id}`)).body as unknown as Run;
+    expect(shown.experts[0]).toMatchObject({
+      status: 'training',
+      step: 3,
+      loss: 0.5,
+      imagesPerSec: 12,
+    });
+    expect(shown.experts[0]!.workerId).toMatch(/^wk_/);
+
+    // A checkpoint: wrong hash rejected and deleted; then a good one accepted.
+    const body = new Uint8Array(4096).map((_, i) => i % 7);
+    const lying = await upload(ddpm, grant.leaseId, 5, body, false, sha(new Uint8Array(4096)));
+    expect(lying.put.status).toBe(400); // the local store checks the announced hash on upload
+    const rejected = await ddpm.request({
+      type: 'checkpoint.commit',
+      leaseId: grant.leaseId,
+      checkpointId: lying.url.checkpointId,
+    });
+    expect(rejected).toMatchObject({ type: 'checkpoint.rejected' });
+    expect((rejected as { reason: string }).reason).toMatch(/no object was uploaded/);
+    const good = await upload(ddpm, grant.leaseId, 5, body);
+    expect(good.put.status).toBe(200);
+    expect(
+      await ddpm.request({
+        type: 'checkpoint.commit',
+        leaseId: grant.leaseId,
+        checkpointId: good.url.checkpointId,
+      }),
+    ).toMatchObject({
+      type: 'checkpoint.accepted',
+      step: 5,
+    });
+    const again = await ddpm.request({
+      type: 'checkpoint.commit',
+      leaseId: grant.leaseId,
+      checkpointId: good.url.checkpointId,
+    });
+    expect(again).toMatchObject({ type: 'error', code: 'out_of_order' });
+    expect(
+      await ddpm.request({
+        type: 'checkpoint.begin',
+        leaseId: grant.leaseId,
+        step: 4,
+        bytes: 10,
+        sha256: 'a'.repeat(64),
+        final: false,
+      }),
+    ).toMatchObject({
+      code: 'invalid_message',
+    });
+
+    // Final checkpoint: the expert is done.
+    const final = await upload(
+      ddpm,
+      grant.leaseId,
+      10,
+      body.map((v) => v + 1),
+      true,
+    );
+    expect(
+      await ddpm.request({
+        type: 'checkpoint.commit',
+        leaseId: grant.leaseId,
+        checkpointId: final.url.checkpointId,
+      }),
+    ).toMatchObject({
+      type: 'checkpoint.accepted',
+      step: 10,
+    });
+    ddpm.send({
+      type: 'lease.complete',
+      leaseId: grant.leaseId,
+      checkpointId: final.url.checkpointId,
+    });
+    const after = (await api('GET', `/api/v1/runs/${run.id}`)).body as unknown as Run;
+    expect(after.experts[0]).toMatchObject({ status: 'done', checkpointStep: 10 });
+    expect(after.status).toBe('training');
+    for (const c of [ddpm, ddpm2, fm]) c.close();
+  });
+
+  it('an expired lease returns the expert to the pool; the next worker resumes from the last accepted checkpoint', async () => {
+    // Its own coordinator with a short lease TTL (closed by afterEach in place of the default one).
+    const normal = server;
+    await start({ heartbeatMs: 100, leaseTtlMs: 400 }, path.join(dir, 'short-ttl'));
+    await normal.close();
+    const run = await makeRun(1, 'fm', 20, 5);
+    const { c: first } = await connect('fm');
+    const g1 = (await first.request({ type: 'lease.request' })) as LeaseGrant;
+    expect(g1.expert.runId).toBe(run.id);
+    const body = new Uint8Array(1000).fill(3);
+    const up = await upload(first, g1.leaseId, 5, body);
+    expect(
+      await first.request({
+        type: 'checkpoint.commit',
+        leaseId: g1.leaseId,
+        checkpointId: up.url.checkpointId,
+      }),
+    ).toMatchObject({ type: 'checkpoint.accepted' });
+    // No more heartbeats: the lease (TTL 400 ms) expires; the worker hears lease.revoke.
+    expect(await first.next(5000)).toMatchObject({ type: 'lease.revoke', leaseId: g1.leaseId });
+    expect(
+      await first.request({
+        type: 'heartbeat',
+        leaseId: g1.leaseId,
+        step: 6,
+        loss: 1,
+        imagesPerSec: 1,
+      }),
+    ).toMatchObject({ code: 'lease_expired' });
+    const mid = (await api('GET', `/api/v1/runs/${run.id}`)).body as unknown as Run;
+    expect(mid.experts[0]).toMatchObject({
+      status: 'pending',
+      step: 5,
+      checkpointStep: 5,
+      workerId: null,
+    });
+    const { c: second } = await connect('any');
+    const g2 = (await second.request({ type: 'lease.request' })) as LeaseGrant;
+    expect(g2.expert.id).toBe(g1.expert.id);
+    expect(g2.resumeFrom?.step).toBe(5);
+    const resumed = new Uint8Array(
+      await (await fetch(g2.resumeFrom!.checkpoint.url)).arrayBuffer(),
+    );
+    expect(sha(resumed)).toBe(sha(body));
+    first.close();
+    second.close();
+  });
+
+  it('revoking a token closes its live connections and ends their leases', async () => {
+    const extra = await api('POST', '/api/v1/tokens', { name: 'to-revoke' });
+    const { c } = await (async () => {
+      const cl = await TestClient.connect(base);
+      await cl.request(hello(extra.body.token as string, 'any'));
+      return { c: cl };
+    })();
+    await makeRun(1, 'ddpm', 10, 5);
+    const g = (await c.request({ type: 'lease.request' })) as LeaseGrant;
+    expect(g.type).toBe('lease.grant');
+    const revoked = await api('DELETE', `/api/v1/tokens/${extra.body.id}`);
+    expect(revoked.body).toMatchObject({ closedConnections: 1 });
+    expect((await c.closedWith).code).toBe(4003);
+    const again = await TestClient.connect(base);
+    expect(await again.request(hello(extra.body.token as string, 'any'))).toMatchObject({
+      code: 'token_revoked',
+    });
+    const { c: other } = await connect('ddpm');
+    const regrant = (await other.request({ type: 'lease.request' })) as LeaseGrant;
+    expect(regrant.expert.id).toBe(g.expert.id);
+    other.close();
+    expect(tokenId).toMatch(/^tok_/);
+  });
+
+  it('hands each expert to exactly one of many workers asking at once', async () => {
+    const run = await makeRun(12, 'any', 10, 5);
+    const clients = await Promise.all(Array.from({ length: 60 }, () => connect('any')));
+    const replies = await Promise.all(clients.map(({ c }) => c.request({ type: 'lease.request' })));
+    const grants = replies.filter(
+      (r): r is LeaseGrant => r.type === 'lease.grant' && r.expert.runId === run.id,
+    );
+    expect(grants).toHaveLength(12);
+    expect(new Set(grants.map((g) => g.expert.id)).size).toBe(12);
+    expect(
+      replies.filter((r) => r.type === 'lease.none').length +
+        replies.filter((r) => r.type === 'lease.grant').length,
+    ).toBe(60);
+    for (const { c } of clients) c.close();
+  });
+});
