@@ -262,7 +262,8 @@ class WorkerConnection {
         true,
         'hello',
       );
-      return this.close(CLOSE.rateLimited, 'rate limited');
+      this.close(CLOSE.rateLimited, 'rate limited');
+      return;
     }
     const protocol = negotiateProtocol(msg.protocols);
     if (protocol === null) {
@@ -272,14 +273,16 @@ class WorkerConnection {
         true,
         'hello',
       );
-      return this.close(CLOSE.protocol, 'unsupported protocol');
+      this.close(CLOSE.protocol, 'unsupported protocol');
+      return;
     }
     const token = checkToken(db, msg.token);
     if (!token.ok) {
       const text =
         token.code === 'token_revoked' ? 'this worker token was revoked' : 'unknown worker token';
       this.sendError(token.code, text, true, 'hello');
-      return this.close(token.code === 'token_revoked' ? CLOSE.revoked : CLOSE.unauthorized, text);
+      this.close(token.code === 'token_revoked' ? CLOSE.revoked : CLOSE.unauthorized, text);
+      return;
     }
     const now = new Date();
     const known = msg.workerId
