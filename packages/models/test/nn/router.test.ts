@@ -1,0 +1,87 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend.js';
+import { type RouterConfig, RouterNet } from '../../src/nn/router.js';
+import { createTrainer } from '../../src/nn/train-step.js';
+
+const CONFIG: RouterConfig = {
+  imageSize: 8,
+  channels: 1,
+  patchSize: 2,
+  hidden: 32,
+  depth: 2,
+  heads: 2,
+  mlpRatio: 2,
+  numClusters: 3,
+};
+
+describe('RouterNet', () => {
+  beforeAll(async () => {
+    await initBackend({ backend: 'wasm' });
+  });
+
+  it('names its parameters like the DiT trunk plus cls_token and head', () => {
+    const r = new RouterNet(CONFIG, 0);
+    const names = [...r.params.keys()];
+    expect(names.slice(0, 2)).toEqual(['cls_token', 'patch_embed.weight']);
+    expect(names).toContain('t_block.1.weight');
+    expect(names).toContain('blocks.1.scale_shift_table');
+    expect(names.slice(-2)).toEqual(['head.weight', 'head.bias']);
+    expect(names.some((n) => n.startsWith('final_layer') || n.startsWith('y_embedder'))).toBe(
+      false,
+    );
+    expect(r.params.get('cls_token')!.shape).toEqual([1, 1, 32]);
+    expect(r.params.get('head.weight')!.shape).toEqual([32, 3]);
+    expect(r.config).toEqual(CONFIG);
+    expect(() => new RouterNet({ ...CONFIG, numClusters: 1 })).toThrow(
+      /numClusters must be an integer >= 2/,
+    );
+    expect(() => new RouterNet({ ...CONFIG, numClasses: 3 } as unknown as RouterConfig)).toThrow(
+      /unknown key\(s\) numClasses; valid: imageSize, .*numClusters/,
+    );
+    r.dispose();
+  });
+
+  it('gives [B, K] logits; softmax sums to 1; uniform at init (zero head)', () => {
+    const r = new RouterNet(CONFIG, 0);
+    tf.tidy(() => {
+      const x = tf.randomNormal([4, 8, 8, 1], 0, 1, 'float32', 1);
+      const tau = tf.tensor1d([0, 250.5, 500, 999]);
+      expect(r.apply(x, tau).shape).toEqual([4, 3]);
+      const p = r.probabilities(x, tau).arraySync();
+      for (const row of p) {
+        expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+        for (const v of row) expect(v).toBeCloseTo(1 / 3, 6);
+      }
+    });
+    r.dispose();
+  });
+
+  it('learns: cross-entropy falls on a separable toy problem and every parameter gets a gradient', () => {
+    const r = new RouterNet(CONFIG, 1);
+    const B = 12;
+    // Cluster k: images of constant brightness k - 1 plus noise.
+    const labels = Array.from({ length: B }, (_, i) => i % 3);
+    const x = tf.tidy(() =>
+      tf.add(
+        tf.reshape(tf.tensor1d(labels.map((k) => k - 1)), [B, 1, 1, 1]),
+        tf.randomNormal([B, 8, 8, 1], 0, 0.3, 'float32', 2),
+      ),
+    );
+    const tau = tf.tensor1d(Array.from({ length: B }, (_, i) => i * 80));
+    const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), 3);
+    const lossFn = () => tf.losses.softmaxCrossEntropy(onehot, r.apply(x, tau)) as tf.Scalar;
+    const trainer = createTrainer({ params: r.params, learningRate: 3e-3 });
+    const first = trainer.step(lossFn);
+    expect(first).toBeCloseTo(Math.log(3), 4);
+    let last = first;
+    for (let i = 0; i < 30; i++) last = trainer.step(lossFn);
+    expect(last).toBeLessThan(0.5 * first);
+    const { grads } = trainer.computeGradients(lossFn);
+    const zero = [...grads].filter(([, g]) => tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]) === 0);
+    expect(zero.map(([n]) => n)).toEqual([]);
+    tf.dispose([...grads.values(), x, tau, onehot]);
+    trainer.dispose();
+    r.dispose();
+  }, 30_000);
+});

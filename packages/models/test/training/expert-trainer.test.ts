@@ -1,0 +1,149 @@
+import {
+  createDdpmSchedule,
+  createObjective,
+  heun,
+  initialNoise,
+  type ObjectiveConfig,
+  timeGrid,
+  velocityExpert,
+} from '@archipelago/diffusion';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend.js';
+import { convertDdpmToFm } from '../../src/checkpoint/index.js';
+import { ExpertTrainer } from '../../src/training/index.js';
+import { learningRateAt, MIXTURE, nearModes, sampleMixture } from './helpers.js';
+
+const MLP = { kind: 'mlp', config: { dim: 2, hidden: 64, depth: 2 } } as const;
+const OBJECTIVES: Record<'fm' | 'ddpm', ObjectiveConfig> = {
+  fm: { name: 'fm', timeSampling: { kind: 'uniform' } },
+  ddpm: { name: 'ddpm', schedule: { kind: 'cosine' } },
+};
+await initBackend({ backend: 'wasm' });
+
+const STEPS = 400;
+const BATCH = 256;
+const LR = 1e-2;
+/** Held-out set and the seed of its noise: every loss below is measured on the same noised batch. */
+const HELD_OUT = sampleMixture(4096, 99).x;
+const EVAL_SEED = 5;
+
+/** The objective's loss of the closed-form optimal predictor on the held-out noised batch. */
+function idealLoss(config: ObjectiveConfig): number {
+  return tf.tidy(() => {
+    const objective = createObjective(config);
+    const x0 = tf.tensor(HELD_OUT.data, HELD_OUT.shape);
+    const { xt, tau, target } = objective.sampleTraining(x0, EVAL_SEED);
+    const pred =
+      config.name === 'fm'
+        ? MIXTURE.idealVelocity()(xt, tf.div(tau, 999))
+        : MIXTURE.idealEpsilon(createDdpmSchedule(config.schedule))(xt, tau);
+    return objective.loss(pred, target).dataSync()[0]!;
+  });
+}
+
+describe('MLP experts on a 2-D Gaussian mixture (3 modes, 14 sigma apart)', () => {
+  const runs = {} as Record<
+    'fm' | 'ddpm',
+    { trainer: ExpertTrainer; initial: number; final: number; ideal: number }
+  >;
+
+  beforeAll(async () => {
+    for (const name of ['fm', 'ddpm'] as const) {
+      const trainer = await ExpertTrainer.create({
+        network: MLP,
+        objective: OBJECTIVES[name],
+        optimizer: { learningRate: LR },
+        seed: 1,
+      });
+      const initial = trainer.evalLoss(HELD_OUT, EVAL_SEED);
+      for (let i = 0; i < STEPS; i++) {
+        trainer.learningRate = learningRateAt(LR, i, STEPS);
+        await trainer.step(sampleMixture(BATCH, 1000 + 2 * i).x);
+      }
+      const final = trainer.evalLoss(HELD_OUT, EVAL_SEED);
+      runs[name] = { trainer, initial, final, ideal: idealLoss(OBJECTIVES[name]) };
+      console.info(`${name}: held-out loss ${initial} -> ${final}, optimum ${runs[name].ideal}`);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const run of Object.values(runs)) await run.trainer.dispose();
+  });
+
+  // Measured (seed 1, 400 steps): fm 1.347 -> 0.690 (optimum 0.686); ddpm 1.008 -> 0.235
+  // (optimum 0.228).
+  // The zero predictor's FM loss is only twice the optimum on this data (the velocity e - x0 is
+  // unpredictable from x_t near t = 0), so "below half the initial loss" cannot hold for FM;
+  // the test asks instead that training closes 80% of the gap to the closed-form optimum.
+  it.each(['fm', 'ddpm'] as const)(
+    '%s: the held-out loss falls most of the way to the closed-form optimum',
+    (name) => {
+      const { trainer, initial, final, ideal } = runs[name];
+      expect(trainer.stepCount).toBe(STEPS);
+      expect(final - ideal).toBeLessThan(0.2 * (initial - ideal));
+      expect(final).toBeGreaterThan(ideal - 0.02); // nothing beats the optimum (up to sampling noise)
+      expect(final / initial).toBeLessThan(name === 'fm' ? 0.6 : 0.5);
+    },
+  );
+
+  // Measured: 0.942 (fm) and 0.902 (ddpm) of the samples within 3 sigma (0.90-0.95 over seeds
+  // 1-4 while tuning); the closed-form velocity gives 1.0 with the same sampler and noise.
+  it.each(['fm', 'ddpm'] as const)(
+    '%s: 30 Heun steps of 500 samples land within 3 sigma of a mode (more than 0.8 of them)',
+    (name) => {
+      const { trainer } = runs[name];
+      const objective = OBJECTIVES[name];
+      const velocity = velocityExpert(
+        objective.name === 'fm'
+          ? { objective: 'fm', network: trainer.network() }
+          : { objective: 'ddpm', network: trainer.network(), schedule: objective.schedule },
+      );
+      const noise = initialNoise([500, 2], 7);
+      const samples = heun(velocity, noise, timeGrid(30));
+      const near = nearModes(samples);
+      console.info(`${name}: ${near} of 500 Heun samples within 3 sigma of a mode`);
+      expect(near).toBeGreaterThan(0.8);
+      tf.dispose([noise, samples]);
+    },
+  );
+
+  // Held-out FM loss at steps 0..20, measured (lr 1e-2, the same batches and seed for both):
+  //   converted: 1.347 1.257 1.085 0.898 0.868 0.911 0.855 0.809 0.824 0.818 0.830
+  //              0.820 0.806 0.782 0.765 0.782 0.781 0.773 0.788 0.783 0.758
+  //   scratch:   1.347 1.340 1.321 1.281 1.214 1.128 1.049 1.116 1.025 1.046 1.031
+  //              1.035 1.040 1.022 0.998 0.999 1.014 0.970 0.968 0.980 0.989
+  // The converted expert reaches scratch's 20-step loss (0.989) at step 3.
+  it('FM from the converted DDPM expert learns faster than FM from scratch (method.md section 7)', async () => {
+    const init = await convertDdpmToFm(await runs.ddpm.trainer.save());
+    const curves: Record<string, number[]> = {};
+    for (const [name, from] of [
+      ['converted', { init }],
+      ['scratch', {}],
+    ] as const) {
+      const trainer = await ExpertTrainer.create({
+        network: MLP,
+        objective: OBJECTIVES.fm,
+        optimizer: { learningRate: LR },
+        seed: 2,
+        ...from,
+      });
+      const curve = [trainer.evalLoss(HELD_OUT, EVAL_SEED)];
+      for (let i = 0; i < 20; i++) {
+        await trainer.step(sampleMixture(BATCH, 5000 + 2 * i).x);
+        curve.push(trainer.evalLoss(HELD_OUT, EVAL_SEED));
+      }
+      curves[name] = curve;
+      await trainer.dispose();
+    }
+    const { converted, scratch } = curves as { converted: number[]; scratch: number[] };
+    console.info(JSON.stringify({ converted, scratch }));
+    // Step 0: both output projections are zero, so both predict 0: the same loss.
+    expect(converted[0]).toBe(scratch[0]);
+    for (let k = 1; k <= 20; k++) expect(converted[k], `step ${k}`).toBeLessThan(scratch[k]!);
+    // Steps to reach the loss scratch training has after 20 steps.
+    const reach = converted.findIndex((l) => l <= scratch[20]!);
+    expect(reach).toBeGreaterThan(0);
+    expect(reach).toBeLessThan(10);
+  }, 60_000);
+});
