@@ -41,14 +41,14 @@ inertia = float(((x - centres[labels]) ** 2).sum())
 print(json.dumps({'version': sklearn.__version__, 'seconds': seconds, 'inertia': inertia}))
 `;
 
-/** A python3 that has scikit-learn (Debian's python3-sklearn lives in /usr/bin/python3). */
-function findPython() {
+/** A python3 that has `module` (Debian's python3-sklearn and python3-torch live in /usr/bin/python3). */
+function findPython(module) {
   for (const exe of ['python3', '/usr/bin/python3']) {
-    if (spawnSync(exe, ['-c', 'import sklearn'], { stdio: 'ignore' }).status === 0) return exe;
+    if (spawnSync(exe, ['-c', `import ${module}`], { stdio: 'ignore' }).status === 0) return exe;
   }
   return null;
 }
-const PYTHON = findPython();
+const PYTHON = findPython('sklearn');
 const backend = await initBackend();
 const common = { cores: os.cpus().length, node: process.version, backend: backend.name };
 const emit = (record) => process.stdout.write(`${JSON.stringify({ ...record, ...common })}\n`);
@@ -160,4 +160,49 @@ try {
   }
 } finally {
   await rm(tmp, { recursive: true, force: true });
+}
+
+// 3. Training and sampling: the DiT expert per backend and thread count, and PyTorch on the same
+// architecture in the same run as the reference (when python3-torch is installed).
+const modelsBench = path.resolve(import.meta.dirname, '../packages/models/bench');
+/** Run a bench script, pass its JSON lines through (adding the common fields), return them. */
+function runLines(cmd, args, env = {}) {
+  const r = spawnSync(cmd, args, {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.status !== 0) {
+    note(`${path.basename(args.at(-1) ?? cmd)} failed with exit ${r.status}`);
+    return [];
+  }
+  const records = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
+  for (const rec of records)
+    process.stdout.write(`${JSON.stringify({ cores: common.cores, node: common.node, ...rec })}\n`);
+  return records;
+}
+const ours = runLines(process.execPath, [path.join(modelsBench, 'train-parallel.mjs')]);
+runLines(process.execPath, [path.join(modelsBench, 'sample.mjs')]);
+const TORCH = findPython('torch');
+if (TORCH) {
+  const torch = runLines(TORCH, [path.join(modelsBench, 'torch_reference.py')]);
+  const best = (rows) => rows.reduce((a, b) => (b.ms_per_step < a.ms_per_step ? b : a));
+  const mine = ours.filter((r) => r.name === 'train_step_reference');
+  if (mine.length > 0 && torch.length > 0) {
+    const a = best(mine);
+    const b = best(torch);
+    emit({
+      bench: 'train_step_reference_vs_pytorch',
+      name: 'train_step_reference_ratio',
+      ours: { backend: a.backend, threads: a.threads, ms_per_step: a.ms_per_step },
+      pytorch: { threads: b.threads, ms_per_step: b.ms_per_step, version: b.torch },
+      ratio: round(a.ms_per_step / b.ms_per_step, 2),
+    });
+  }
+} else {
+  note('PyTorch reference skipped: no python3 with torch (apt-get install python3-torch)');
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// Training-step throughput of a DiT expert (DDPM eps loss, Adam) on the wasm backend, in the
+// Training-step throughput of a DiT expert (DDPM eps loss, Adam) per available backend, in the
 // calling thread and data-parallel over 2 worker threads. One JSON object per line on stdout,
 // progress on stderr. Needs the built package: `npm run build -w @archipelago/models`.
-// Environment: BENCH_STEPS (timed steps per run, default 5), BENCH_WARMUP (default 2).
+// Environment: BENCH_STEPS (timed steps per run, default 5), BENCH_WARMUP (default 2),
+// BENCH_BACKENDS (default "wasm,cpu"; the pure-JS cpu backend takes ~30 s a step, so it runs
+// one timed step on one thread).
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { ditConfigFromPreset, ExpertTrainer, initBackend } from '../dist/index.js';
@@ -27,41 +29,53 @@ const CONFIGS = [
   { name: 'train_step_tiny', config: ditConfigFromPreset('tiny', data) },
 ];
 
-const backend = await initBackend({ backend: 'wasm' });
 const note = (line) => process.stderr.write(`${line}\n`);
-const x0 = tf.randomUniform([BATCH, 28, 28, 1], -1, 1, 'float32', 1);
+const BACKENDS = (process.env.BENCH_BACKENDS ?? 'wasm,cpu').split(',');
 
-for (const { name, config } of CONFIGS) {
-  for (const threads of [1, 2]) {
-    const trainer = await ExpertTrainer.create({
-      network: { kind: 'dit', config },
-      objective: { name: 'ddpm', schedule: { kind: 'cosine' } },
-      optimizer: { learningRate: 1e-4 },
-      seed: 0,
-      threads,
-    });
-    try {
-      for (let i = 0; i < WARMUP; i++) await trainer.step(x0);
-      const start = performance.now();
-      for (let i = 0; i < STEPS; i++) await trainer.step(x0);
-      const msPerStep = (performance.now() - start) / STEPS;
-      note(`${name} threads=${threads}: ${msPerStep.toFixed(0)} ms/step`);
-      process.stdout.write(
-        `${JSON.stringify({
-          name,
-          backend: backend.name,
-          threads,
-          ms_per_step: Number(msPerStep.toFixed(1)),
-          images_per_s: Number(((BATCH * 1000) / msPerStep).toFixed(1)),
-          batch: BATCH,
-          steps: STEPS,
-          cores: os.cpus().length,
-          config,
-        })}\n`,
-      );
-    } finally {
-      await trainer.dispose();
+for (const backendName of BACKENDS) {
+  let backend;
+  try {
+    backend = await initBackend({ backend: backendName });
+  } catch (err) {
+    note(`backend ${backendName} skipped: ${err.message}`);
+    continue;
+  }
+  const slow = backend.name === 'cpu';
+  const x0 = tf.randomUniform([BATCH, 28, 28, 1], -1, 1, 'float32', 1);
+  for (const { name, config } of slow ? CONFIGS.slice(0, 1) : CONFIGS) {
+    for (const threads of slow ? [1] : [1, 2]) {
+      const steps = slow ? 1 : STEPS;
+      const warmup = slow ? 0 : WARMUP;
+      const trainer = await ExpertTrainer.create({
+        network: { kind: 'dit', config },
+        objective: { name: 'ddpm', schedule: { kind: 'cosine' } },
+        optimizer: { learningRate: 1e-4 },
+        seed: 0,
+        threads,
+      });
+      try {
+        for (let i = 0; i < warmup; i++) await trainer.step(x0);
+        const start = performance.now();
+        for (let i = 0; i < steps; i++) await trainer.step(x0);
+        const msPerStep = (performance.now() - start) / steps;
+        note(`${name} threads=${threads}: ${msPerStep.toFixed(0)} ms/step`);
+        process.stdout.write(
+          `${JSON.stringify({
+            name,
+            backend: backend.name,
+            threads,
+            ms_per_step: Number(msPerStep.toFixed(1)),
+            images_per_s: Number(((BATCH * 1000) / msPerStep).toFixed(1)),
+            batch: BATCH,
+            steps,
+            cores: os.cpus().length,
+            config,
+          })}\n`,
+        );
+      } finally {
+        await trainer.dispose();
+      }
     }
   }
+  x0.dispose();
 }
-x0.dispose();
