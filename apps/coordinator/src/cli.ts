@@ -459,6 +459,9 @@ export function buildCli(): Command {
     .option('--out <dir>', 'where outputs go', 'out/demo')
     .option('--experts <k>', 'experts (clusters)', int('--experts'), 4)
     .option('--port <port>', 'port for the coordinator (0: any free port)', int('--port'), 0)
+    .option('--workers <n>', 'worker processes to spawn', int('--workers'), 2)
+    .option('--steps <n>', 'training steps per expert', int('--steps'), 200)
+    .option('--batch-size <n>', 'training batch size', int('--batch-size'), 32)
     .option('--keep-serving', 'keep the coordinator running afterwards')
     .action(async (opts) => runDemo(opts));
 

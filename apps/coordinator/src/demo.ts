@@ -1,7 +1,9 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, openSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Dataset, Job, JobAccepted, Run } from '@archipelago/protocol';
 import { loadConfig } from './config.js';
 import { progressPrinter } from './progress.js';
@@ -11,7 +13,45 @@ export interface DemoOptions {
   out: string;
   experts: number;
   port: number;
+  /** Worker processes spawned on this machine (objectives alternate ddpm, fm). */
+  workers: number;
+  /** Training steps per expert. */
+  steps: number;
+  batchSize: number;
   keepServing?: boolean;
+}
+
+/** The worker CLI, built beside the coordinator in this monorepo. */
+const WORKER_BIN = fileURLToPath(new URL('../../worker/dist/bin.js', import.meta.url));
+
+function spawnWorker(
+  base: string,
+  token: string,
+  objective: 'ddpm' | 'fm',
+  dir: string,
+  log: string,
+) {
+  const out = openSync(log, 'a');
+  return spawn(
+    process.execPath,
+    [
+      WORKER_BIN,
+      '--coordinator',
+      base,
+      '--token',
+      token,
+      '--objective',
+      objective,
+      '--work-dir',
+      dir,
+      '--name',
+      path.basename(dir),
+      '--exit-when-idle',
+      '--backend',
+      'wasm',
+    ],
+    { stdio: ['ignore', out, out] },
+  );
 }
 
 const MARKER = '.archipelago-demo';
@@ -94,11 +134,11 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       experts: opts.experts,
       objectives: demoObjectives(opts.experts),
       model: 'tiny',
-      stepsPerExpert: 2000,
-      checkpointInterval: 200,
+      stepsPerExpert: opts.steps,
+      checkpointInterval: Math.max(1, Math.floor(opts.steps / 4)),
+      batchSize: opts.batchSize,
     });
     await writeFile(path.join(out, 'dataset.json'), `${JSON.stringify(dataset, null, 2)}\n`);
-    await writeFile(path.join(out, 'run.json'), `${JSON.stringify(run, null, 2)}\n`);
     const total = clustering.sizes.reduce((a, b) => a + b, 0);
     log(
       `\nImported ${dataset.count} MNIST digits (${dataset.width}x${dataset.height}, features ${dataset.featureKind}-${dataset.featureDim}) and clustered them into K=${clustering.k} shards in ${((performance.now() - started) / 1000).toFixed(1)} s`,
@@ -112,11 +152,81 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         `  expert ${e.cluster}: ${String(size).padStart(5)} images (${((100 * size) / total).toFixed(1)} %), objective ${e.objective}${e.schedule ? ` (${e.schedule})` : ''}, ${e.status}`,
       );
     }
-    log(`\nRun ${run.id} is ${run.status}: ${run.experts.length} experts wait for workers.`);
+    // Volunteers: worker processes on this machine, leasing experts over the WebSocket.
+    if (!existsSync(WORKER_BIN))
+      throw new Error(`worker not built: ${WORKER_BIN} is missing (npm run build)`);
+    const token = await api<{ token: string }>('POST', '/api/v1/tokens', { name: 'demo workers' });
+    const workersDir = path.join(out, 'workers');
+    await mkdir(workersDir, { recursive: true });
+    const children: ChildProcess[] = [];
+    const exits: Promise<number | null>[] = [];
+    for (let i = 0; i < opts.workers; i++) {
+      const objective = i % 2 === 0 ? 'ddpm' : 'fm';
+      const child = spawnWorker(
+        base,
+        token.token,
+        objective,
+        path.join(workersDir, `worker-${i}`),
+        path.join(workersDir, `worker-${i}.log`),
+      );
+      children.push(child);
+      exits.push(new Promise((r) => child.once('exit', (code) => r(code))));
+    }
+    log(
+      `\nTraining ${run.experts.length} experts (${opts.steps} steps each, batch ${opts.batchSize}) with ${opts.workers} worker processes (logs in ${workersDir})`,
+    );
+    const trainStart = performance.now();
+    let trained: Run = run;
+    let allExited = false;
+    let lastLine = 0;
+    void Promise.all(exits).then(() => {
+      allExited = true;
+    });
+    try {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 1000));
+        trained = await api<Run>('GET', `/api/v1/runs/${run.id}`);
+        const parts = trained.experts.map(
+          (e) =>
+            `${e.cluster}:${e.objective} ${e.status === 'done' ? 'done' : `${e.step}/${e.targetSteps}`}${e.loss !== null ? ` (${e.loss.toFixed(3)})` : ''}`,
+        );
+        const line = `training  ${parts.join('  ')}`;
+        if (process.stdout.isTTY)
+          bar.update(
+            line,
+            trained.experts.filter((e) => e.status === 'done').length,
+            trained.experts.length,
+          );
+        else if (performance.now() - lastLine > 10_000) {
+          log(line);
+          lastLine = performance.now();
+        }
+        if (trained.experts.every((e) => e.status === 'done')) break;
+        if (trained.status === 'failed') throw new Error(`run ${run.id} failed: ${trained.error}`);
+        if (allExited)
+          throw new Error(`every worker exited before the run finished; see ${workersDir}`);
+      }
+    } finally {
+      bar.done();
+      for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+      await Promise.all(exits);
+    }
+    await writeFile(path.join(out, 'run.json'), `${JSON.stringify(trained, null, 2)}\n`);
+    log(
+      `Trained ${trained.experts.length} experts in ${((performance.now() - trainStart) / 1000).toFixed(0)} s:`,
+    );
+    for (const e of trained.experts) {
+      log(
+        `  expert ${e.cluster} (${e.objective}${e.schedule ? `, ${e.schedule}` : ''}): step ${e.checkpointStep}/${e.targetSteps}, loss ${e.loss?.toFixed(4) ?? '-'}`,
+      );
+    }
+    log(
+      `Run ${run.id} is ${trained.status}; checkpoints are under ${path.join(dataDir, 'objects', 'objects', 'runs', run.id)}`,
+    );
     log(`Outputs in ${out}:`);
     log('  clusters.png   one row of example digits per cluster');
     log('  dataset.json   the dataset, its clustering and shards (sha256, counts)');
-    log('  run.json       the run and its experts');
+    log('  run.json       the run and its trained experts');
     log(`API docs: ${base}/docs   run: ${base}/api/v1/runs/${run.id}`);
     if (opts.keepServing) {
       log(`\nServing until Ctrl-C. Admin key for this demo: ${adminKey}`);
