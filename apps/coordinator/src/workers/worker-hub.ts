@@ -42,7 +42,7 @@ export const CLOSE = {
 export interface HubOptions extends LeaseDeps {
   log: Logger;
   config: LeaseDeps['config'] & { heartbeatMs: number };
-  /** Hello attempts allowed per remote address per minute. */
+  /** Failed hellos (bad tokens) allowed per remote address per minute. */
   helloRateLimit?: number;
 }
 
@@ -55,7 +55,7 @@ const MAX_BAD_FRAMES = 20;
  */
 export class WorkerHub {
   private readonly connections = new Map<string, WorkerConnection>();
-  private readonly helloTimes = new Map<string, number[]>();
+  private readonly failedHellos = new Map<string, number[]>();
   private timer: NodeJS.Timeout | null = null;
   /** Set once the coordinator shuts down: late socket events must not touch the database. */
   stopped = false;
@@ -102,13 +102,24 @@ export class WorkerHub {
     if (this.connections.get(workerId) === conn) this.connections.delete(workerId);
   }
 
+  /**
+   * Whether `remote` may try a hello now: an address with too many failed hellos (unknown or
+   * revoked tokens) in the last minute is refused, so tokens cannot be guessed at speed, while
+   * any number of valid workers behind one NAT can connect.
+   */
   allowHello(remote: string): boolean {
-    const limit = this.options.helloRateLimit ?? 120;
+    const limit = this.options.helloRateLimit ?? 30;
     const now = Date.now();
-    const recent = (this.helloTimes.get(remote) ?? []).filter((t) => now - t < 60_000);
-    recent.push(now);
-    this.helloTimes.set(remote, recent);
-    return recent.length <= limit;
+    const recent = (this.failedHellos.get(remote) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length === 0) this.failedHellos.delete(remote);
+    else this.failedHellos.set(remote, recent);
+    return recent.length < limit;
+  }
+
+  helloFailed(remote: string): void {
+    const list = this.failedHellos.get(remote) ?? [];
+    list.push(Date.now());
+    this.failedHellos.set(remote, list);
   }
 
   /** Close the live connections of a revoked token and end their leases. */
@@ -258,7 +269,7 @@ class WorkerConnection {
     if (!this.hub.allowHello(this.remote)) {
       this.sendError(
         'rate_limited',
-        'too many connection attempts from this address; wait a minute',
+        'too many failed connection attempts from this address; wait a minute',
         true,
         'hello',
       );
@@ -278,6 +289,7 @@ class WorkerConnection {
     }
     const token = checkToken(db, msg.token);
     if (!token.ok) {
+      this.hub.helloFailed(this.remote);
       const text =
         token.code === 'token_revoked' ? 'this worker token was revoked' : 'unknown worker token';
       this.sendError(token.code, text, true, 'hello');

@@ -6,6 +6,7 @@ import type { CheckpointUrl, Dataset, LeaseGrant, Run, Welcome } from '@archipel
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { type RunningServer, startServer } from '../../src/server.js';
+import { revokeToken } from '../../src/services/tokens.js';
 import { ADMIN_KEY, makeImageFolder } from '../helpers.js';
 import { hello, TestClient } from './socket-client.js';
 
@@ -353,9 +354,40 @@ describe('worker protocol over real sockets', () => {
     expect(tokenId).toMatch(/^tok_/);
   });
 
+  it('a token revoked outside the server (CLI, database) is noticed at the next heartbeat', async () => {
+    const extra = await api('POST', '/api/v1/tokens', { name: 'cli-revoked' });
+    const c = await TestClient.connect(base);
+    await c.request(hello(extra.body.token as string, 'any'));
+    await makeRun(1, 'fm', 10, 5);
+    const g = (await c.request({ type: 'lease.request' })) as LeaseGrant;
+    expect(g.type).toBe('lease.grant');
+    revokeToken(server.coordinator.db, extra.body.id as string);
+    c.send({ type: 'heartbeat', leaseId: g.leaseId, step: 1, loss: 1, imagesPerSec: 1 });
+    expect(await c.next()).toMatchObject({ type: 'lease.revoke', leaseId: g.leaseId });
+    expect(await c.next()).toMatchObject({ type: 'error', code: 'token_revoked', fatal: true });
+    expect((await c.closedWith).code).toBe(4003);
+    const run = (await api('GET', `/api/v1/runs/${g.expert.runId}`)).body as unknown as Run;
+    expect(run.experts[0]).toMatchObject({ status: 'pending', workerId: null });
+  });
+
+  it('refuses an address after too many bad tokens, but not valid workers', async () => {
+    for (let i = 0; i < 30; i++) {
+      const bad = await TestClient.connect(base);
+      expect(await bad.request(hello(`wt_wrong_${i}_0000000`, 'any'))).toMatchObject({
+        code: 'unauthorized',
+      });
+    }
+    const limited = await TestClient.connect(base);
+    expect(await limited.request(hello(token, 'any'))).toMatchObject({
+      code: 'rate_limited',
+      fatal: true,
+    });
+    expect((await limited.closedWith).code).toBe(4029);
+  });
+
   it('hands each expert to exactly one of many workers asking at once', async () => {
     const run = await makeRun(12, 'any', 10, 5);
-    const clients = await Promise.all(Array.from({ length: 60 }, () => connect('any')));
+    const clients = await Promise.all(Array.from({ length: 200 }, () => connect('any')));
     const replies = await Promise.all(clients.map(({ c }) => c.request({ type: 'lease.request' })));
     const grants = replies.filter(
       (r): r is LeaseGrant => r.type === 'lease.grant' && r.expert.runId === run.id,
@@ -365,7 +397,7 @@ describe('worker protocol over real sockets', () => {
     expect(
       replies.filter((r) => r.type === 'lease.none').length +
         replies.filter((r) => r.type === 'lease.grant').length,
-    ).toBe(60);
+    ).toBe(200);
     for (const { c } of clients) c.close();
   });
 });
