@@ -8,6 +8,7 @@ import type { Dataset, Job, JobAccepted, Run } from '@archipelago/protocol';
 import { loadConfig } from './config.js';
 import { progressPrinter } from './progress.js';
 import { startServer } from './server.js';
+import { renderExpertSamples } from './services/expert-samples.js';
 
 export interface DemoOptions {
   out: string;
@@ -212,6 +213,13 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       await Promise.all(exits);
     }
     await writeFile(path.join(out, 'run.json'), `${JSON.stringify(trained, null, 2)}\n`);
+    const samples = await renderExpertSamples(
+      server.coordinator.db,
+      server.coordinator.store,
+      run.id,
+      { perExpert: 12, steps: 20 },
+    );
+    if (samples) await writeFile(path.join(out, 'experts.png'), samples);
     log(
       `Trained ${trained.experts.length} experts in ${((performance.now() - trainStart) / 1000).toFixed(0)} s:`,
     );
@@ -227,6 +235,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     log('  clusters.png   one row of example digits per cluster');
     log('  dataset.json   the dataset, its clustering and shards (sha256, counts)');
     log('  run.json       the run and its trained experts');
+    log(
+      '  experts.png    one row of samples per expert, each from its own final checkpoint (20 Euler steps)',
+    );
     log(`API docs: ${base}/docs   run: ${base}/api/v1/runs/${run.id}`);
     if (opts.keepServing) {
       log(`\nServing until Ctrl-C. Admin key for this demo: ${adminKey}`);
