@@ -84,7 +84,7 @@ export async function renderExpertSamples(
   const [h, w, ch] = shape;
   const size = h * w * ch;
   const pixels = new Uint8Array(rows.length * perExpert * size);
-  rows.forEach((r, i) => pixels.set(r, i * perExpert * size));
+  for (const [i, r] of rows.entries()) pixels.set(r, i * perExpert * size);
   const set = {
     height: h,
     width: w,
