@@ -81,13 +81,9 @@ export function tryLease(
             : 'fm'
           : expert.objective;
       // An FM expert initialised from DDPM waits until a DDPM expert of its run is done.
-      if (
-        objective === 'fm' &&
-        run.config.initFmFromDdpm &&
-        !expert.checkpointId &&
-        !ddpmDonor(tx, run.id)
-      )
-        continue;
+      const needsDonor = objective === 'fm' && run.config.initFmFromDdpm && !expert.checkpointId;
+      const donor = needsDonor ? ddpmDonor(tx, run.id) : undefined;
+      if (needsDonor && !donor) continue;
       const now = new Date();
       const lease = tx
         .insert(leases)
@@ -111,10 +107,7 @@ export function tryLease(
           objective,
           schedule: objective === 'fm' ? null : (expert.schedule ?? run.config.schedule),
           lastHeartbeatAt: now,
-          initFromExpertId:
-            objective === 'fm' && run.config.initFmFromDdpm && !expert.checkpointId
-              ? ddpmDonor(tx, run.id)!.id
-              : expert.initFromExpertId,
+          initFromExpertId: donor?.id ?? expert.initFromExpertId,
         })
         .where(eq(experts.id, expert.id))
         .returning()

@@ -1,4 +1,4 @@
-import type { Tensor, Tensor1D } from '@tensorflow/tfjs-core';
+import { fill, type Tensor, type Tensor1D, tidy } from '@tensorflow/tfjs-core';
 import type { VelocityModel } from '../model.js';
 
 /** Options every sampler takes. */
@@ -38,4 +38,31 @@ export function assertTimeGrid(grid: readonly number[]): void {
       );
     }
   }
+}
+
+/**
+ * The loop every velocity sampler shares: validate the grid, apply `step` from each grid time to
+ * the next (inside a tidy, so only the new state survives), free the previous state, report it.
+ * `step(x, t, tNext, vAt)` returns the next `[B, ...]` state; `vAt(x, t)` calls the model at a
+ * per-sample time `t`.
+ */
+export function integrate(
+  model: VelocityModel,
+  xT: Tensor,
+  grid: readonly number[],
+  options: SamplerOptions,
+  step: (x: Tensor, t: number, tNext: number, vAt: (x: Tensor, t: number) => Tensor) => Tensor,
+): Tensor {
+  assertTimeGrid(grid);
+  const batch = xT.shape[0]!;
+  const vAt = (x: Tensor, t: number) => model(x, fill([batch], t) as Tensor1D, options.labels);
+  let x = xT;
+  for (let i = 0; i + 1 < grid.length; i++) {
+    const current = x;
+    const next = tidy(() => step(current, grid[i]!, grid[i + 1]!, vAt));
+    if (current !== xT) current.dispose();
+    x = next;
+    options.onStep?.(i, x);
+  }
+  return x;
 }

@@ -1,6 +1,6 @@
 import { MAX_FRAME_BYTES } from '@archipelago/protocol';
 import websocket from '@fastify/websocket';
-import { desc } from 'drizzle-orm';
+import { desc, eq } from 'drizzle-orm';
 import type { FastifyPluginAsync } from 'fastify';
 import { leases, workers } from '../../db/schema/index.js';
 
@@ -38,8 +38,8 @@ const routes: FastifyPluginAsync = async (app) => {
         db
           .select()
           .from(leases)
+          .where(eq(leases.status, 'active'))
           .all()
-          .filter((l) => l.status === 'active')
           .map((l) => [l.workerId, l]),
       );
       return {
