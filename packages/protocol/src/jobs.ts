@@ -5,7 +5,13 @@ import { Id, Timestamp } from './common.js';
  * Queue names of coordinator-side jobs. Processors are plain async functions keyed by these;
  * they run in-process by default and through BullMQ when Redis is configured.
  */
-export const JOB_NAMES = ['import-dataset', 'cluster-dataset'] as const;
+export const JOB_NAMES = [
+  'import-dataset',
+  'cluster-dataset',
+  'validate-checkpoint',
+  'train-router',
+  'publish-ensemble',
+] as const;
 export const JobName = Type.Enum(JOB_NAMES);
 export type JobName = Static<typeof JobName>;
 

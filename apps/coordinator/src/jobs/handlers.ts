@@ -7,7 +7,7 @@ import { type ImportDatasetPayload, importDatasetJob } from './import-dataset.js
 import { type JobHandler, PermanentJobError } from './job-queue.js';
 
 /** Queue name -> processor. The same table serves the in-process queue and (later) BullMQ. */
-export function createJobHandlers(deps: DatasetDeps): Record<JobName, JobHandler> {
+export function createJobHandlers(deps: DatasetDeps): Partial<Record<JobName, JobHandler>> {
   return {
     'import-dataset': (ctx, payload) =>
       importDatasetJob(deps, ctx, payload as unknown as ImportDatasetPayload),

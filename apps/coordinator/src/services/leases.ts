@@ -8,6 +8,7 @@ import {
   checkpoints,
   type ExpertRow,
   events,
+  expertMetrics,
   experts,
   type LeaseRow,
   leases,
@@ -253,6 +254,19 @@ export function heartbeat(
       })
       .where(eq(experts.id, expert.id))
       .run();
+    // The training curve: one point per heartbeat that moved the step on.
+    if (hb.loss !== null && Number.isFinite(hb.loss) && hb.step !== expert.step) {
+      tx.insert(expertMetrics)
+        .values({
+          expertId: expert.id,
+          runId: expert.runId,
+          step: hb.step,
+          loss: hb.loss,
+          imagesPerSec: hb.imagesPerSec,
+          at: now,
+        })
+        .run();
+    }
     if (firstProgress) {
       tx.insert(events)
         .values({

@@ -14,6 +14,7 @@ export const ensembles = sqliteTable(
     manifestSha256: text('manifest_sha256').notNull(),
     routerKey: text('router_key').notNull(),
     routerSha256: text('router_sha256').notNull(),
+    routerId: text('router_id'),
     /** Ed25519 signature (base64) over the canonical manifest, and the signing key's id. */
     signature: text('signature').notNull(),
     keyId: text('key_id').notNull(),

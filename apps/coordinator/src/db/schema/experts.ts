@@ -29,6 +29,10 @@ export const experts = sqliteTable(
     checkpointId: text('checkpoint_id'),
     checkpointStep: integer('checkpoint_step'),
     validationLoss: real('validation_loss'),
+    /** Loss of an untrained (zero-output) network on the same held-out batch. */
+    validationBaseline: real('validation_baseline'),
+    /** Why validation last rejected a final checkpoint (null once one passes). */
+    validationError: text('validation_error'),
     /** Another expert of the run whose checkpoint initialises this one (DDPM -> FM, §7). */
     initFromExpertId: text('init_from_expert_id'),
     createdAt: createdAt(),
