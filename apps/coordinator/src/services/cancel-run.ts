@@ -1,0 +1,88 @@
+import type { Run, RunStatus } from '@archipelago/protocol';
+import { and, eq, inArray } from 'drizzle-orm';
+import type { Db } from '../db/database.js';
+import { events, experts, type LeaseRow, leases, runs } from '../db/schema/index.js';
+import { ApiError, notFound } from '../errors.js';
+import { getRun } from './runs.js';
+
+/** A run in one of these states has finished: cancelling it changes nothing. */
+export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['published', 'failed', 'cancelled'];
+
+/**
+ * Cancel a run: status `cancelled`, every active lease of its experts revoked (their experts go
+ * back to `pending` at their last accepted checkpoint, and are never leased again because only
+ * training runs are), one event per revoked lease and one for the run, all in one transaction.
+ * Workers learn at their next heartbeat, which the coordinator answers with `lease_expired`.
+ *
+ * Cancelling a cancelled run again is a no-op.
+ *
+ * @returns the run and the revoked leases (so connected workers can be told at once).
+ * @throws {ApiError} 404 for an unknown run, 409 for a run that is published or failed.
+ */
+export function cancelRun(
+  db: Db,
+  runId: string,
+  reason = 'run cancelled by an organiser',
+): { run: Run; revoked: LeaseRow[] } {
+  const revoked = db.transaction((tx) => {
+    const run = tx.select().from(runs).where(eq(runs.id, runId)).get();
+    if (!run) throw notFound('run', runId);
+    if (run.status === 'cancelled') return [];
+    if (TERMINAL_RUN_STATUSES.includes(run.status))
+      throw new ApiError(409, 'run_finished', `run ${runId} is already ${run.status}`);
+    const now = new Date();
+    tx.update(runs).set({ status: 'cancelled', finishedAt: now }).where(eq(runs.id, runId)).run();
+    const runExperts = tx.select().from(experts).where(eq(experts.runId, runId)).all();
+    const active = runExperts.length
+      ? tx
+          .select()
+          .from(leases)
+          .where(
+            and(
+              eq(leases.status, 'active'),
+              inArray(
+                leases.expertId,
+                runExperts.map((e) => e.id),
+              ),
+            ),
+          )
+          .all()
+      : [];
+    for (const lease of active) {
+      const expert = runExperts.find((e) => e.id === lease.expertId)!;
+      tx.update(leases)
+        .set({ status: 'revoked', endedAt: now })
+        .where(eq(leases.id, lease.id))
+        .run();
+      if (expert.status !== 'done' && expert.status !== 'validating') {
+        tx.update(experts)
+          .set({
+            status: 'pending',
+            workerId: null,
+            step: expert.checkpointStep ?? 0,
+            imagesPerSec: null,
+          })
+          .where(eq(experts.id, expert.id))
+          .run();
+      }
+      tx.insert(events)
+        .values({
+          type: 'lease.revoked',
+          runId,
+          expertId: expert.id,
+          workerId: lease.workerId,
+          data: { leaseId: lease.id, reason, resumeStep: expert.checkpointStep ?? 0 },
+        })
+        .run();
+    }
+    tx.insert(events)
+      .values({
+        type: 'run.cancelled',
+        runId,
+        data: { reason, previousStatus: run.status, revokedLeases: active.length },
+      })
+      .run();
+    return active;
+  });
+  return { run: getRun(db, runId), revoked };
+}
