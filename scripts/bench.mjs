@@ -187,6 +187,10 @@ function runLines(cmd, args, env = {}) {
 }
 const ours = runLines(process.execPath, [path.join(modelsBench, 'train-parallel.mjs')]);
 runLines(process.execPath, [path.join(modelsBench, 'sample.mjs')]);
+// Sampling an ensemble per routing strategy (the demo's ensemble when out/demo exists).
+runLines(process.execPath, [
+  path.join(import.meta.dirname, '../apps/coordinator/bench/sampling.mjs'),
+]);
 const TORCH = findPython('torch');
 if (TORCH) {
   const torch = runLines(TORCH, [path.join(modelsBench, 'torch_reference.py')]);

@@ -5,12 +5,20 @@ import auth from './plugins/auth.js';
 import errors from './plugins/errors.js';
 import metrics from './plugins/metrics.js';
 import openapi from './plugins/openapi.js';
+import viewKey from './plugins/view-key.js';
+import dashboardRoutes from './routes/dashboard/index.js';
 import datasetRoutes from './routes/datasets/index.js';
+import ensembleRoutes from './routes/ensembles/index.js';
+import eventRoutes from './routes/events/index.js';
+import expertExampleRoutes from './routes/expert-examples/index.js';
 import healthRoutes from './routes/health/index.js';
 import jobRoutes from './routes/jobs/index.js';
+import liveRoutes from './routes/live/index.js';
+import runCancelRoutes from './routes/run-cancel/index.js';
 import runRoutes from './routes/runs/index.js';
 import storeRoutes from './routes/store/index.js';
 import tokenRoutes from './routes/tokens/index.js';
+import trainingMetricRoutes from './routes/training-metrics/index.js';
 import workerRoutes from './routes/workers/index.js';
 
 declare module 'fastify' {
@@ -42,6 +50,7 @@ export async function buildApp(coordinator: Coordinator): Promise<App> {
   await app.register(openapi);
   await app.register(metrics);
   await app.register(auth);
+  await app.register(viewKey);
 
   await app.register(healthRoutes);
   await app.register(storeRoutes, { prefix: '/store' });
@@ -50,5 +59,12 @@ export async function buildApp(coordinator: Coordinator): Promise<App> {
   await app.register(jobRoutes, { prefix: '/api/v1/jobs' });
   await app.register(tokenRoutes, { prefix: '/api/v1/tokens' });
   await app.register(workerRoutes, { prefix: '/api/v1/workers' });
+  await app.register(ensembleRoutes, { prefix: '/api/v1' });
+  await app.register(eventRoutes, { prefix: '/api/v1' });
+  await app.register(trainingMetricRoutes, { prefix: '/api/v1' });
+  await app.register(expertExampleRoutes, { prefix: '/api/v1' });
+  await app.register(runCancelRoutes, { prefix: '/api/v1' });
+  await app.register(liveRoutes, { prefix: '/api/v1' });
+  await app.register(dashboardRoutes);
   return app as unknown as App;
 }

@@ -1,3 +1,4 @@
+import { initBackend } from '@archipelago/models';
 import {
   BUILTIN_DATASET_NAMES,
   ClusterBody,
@@ -11,8 +12,8 @@ import { pino } from 'pino';
 import { type TSchema, Type } from 'typebox';
 import { Value } from 'typebox/value';
 import { ConfigError, type ConfigInput, LOG_LEVELS, loadConfig } from './config.js';
-import { openCoordinator } from './coordinator.js';
-import { runDemo } from './demo.js';
+import { openCoordinator, openStore } from './coordinator.js';
+import { DEMO_DEFAULTS, runDemo } from './demo.js';
 import { ApiError } from './errors.js';
 import { newId } from './ids.js';
 import { progressPrinter } from './progress.js';
@@ -26,10 +27,19 @@ import {
   precheckImport,
 } from './services/datasets.js';
 import { createRun, getRun, listRuns } from './services/runs.js';
+import { SamplingService } from './services/sampling.js';
 import { createToken, listTokens, revokeToken } from './services/tokens.js';
 import { VERSION } from './version.js';
 
 class UsageError extends Error {}
+
+/** Resolves with the first SIGINT or SIGTERM. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
 
 const TokenBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) });
 
@@ -130,8 +140,123 @@ export function buildCli(): Command {
         .choices(LOG_LEVELS)
         .env('ARCHIPELAGO_LOG_LEVEL'),
     )
-    .action(async (opts: ConfigInput) => {
-      await startServer(loadConfig(opts));
+    .addOption(
+      new Option('--view-key <key>', 'key needed to read the API and the dashboard').env(
+        'ARCHIPELAGO_VIEW_KEY',
+      ),
+    )
+    .addOption(
+      new Option('--redis-url <url>', 'run jobs and sampling through BullMQ on this Redis').env(
+        'ARCHIPELAGO_REDIS_URL',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--no-local-jobs',
+        'with Redis: leave jobs and sampling to `coordinator jobs` / `coordinator sampler` processes',
+      ),
+    )
+    .action(async (opts: ConfigInput & { localJobs?: boolean }) => {
+      // Commander sets localJobs true by default; only an explicit --no-local-jobs overrides env.
+      const { localJobs, ...rest } = opts;
+      await startServer(loadConfig({ ...rest, ...(localJobs === false ? { localJobs } : {}) }));
+    });
+
+  program
+    .command('jobs')
+    .description(
+      'process jobs (dataset import and clustering, checkpoint validation, router training, publishing) and sampling requests from Redis, beside a coordinator with the same data directory',
+    )
+    .addOption(dataDirOption())
+    .addOption(
+      new Option('--redis-url <url>', 'the Redis the coordinator uses').env(
+        'ARCHIPELAGO_REDIS_URL',
+      ),
+    )
+    .addOption(new Option('--concurrency <n>', 'jobs at once').argParser(int('--concurrency')))
+    .option('--no-sampling', 'leave sampling requests to `coordinator sampler` processes')
+    .addOption(
+      new Option('--log-level <level>', 'log level')
+        .choices(LOG_LEVELS)
+        .env('ARCHIPELAGO_LOG_LEVEL'),
+    )
+    .action(
+      async (opts: {
+        dataDir?: string;
+        redisUrl?: string;
+        concurrency?: number;
+        sampling: boolean;
+        logLevel?: string;
+      }) => {
+        const config = loadConfig({
+          dataDir: opts.dataDir,
+          redisUrl: opts.redisUrl,
+          jobConcurrency: opts.concurrency,
+          logLevel: opts.logLevel ?? 'info',
+        });
+        if (!config.redisUrl)
+          throw new UsageError(
+            'coordinator jobs takes its work from Redis: pass --redis-url or set ARCHIPELAGO_REDIS_URL (without Redis the coordinator runs jobs itself)',
+          );
+        const coordinator = await openCoordinator(config, {
+          processJobs: true,
+          processSampling: opts.sampling,
+        });
+        coordinator.log.info(
+          { redis: config.redisUrl, dataDir: config.dataDir, sampling: opts.sampling },
+          'job processor ready',
+        );
+        const signal = await untilSignal();
+        coordinator.log.info({ signal }, 'job processor stopping; running jobs finish first');
+        await coordinator.close();
+      },
+    );
+
+  program
+    .command('sampler')
+    .description(
+      'serve sampling requests from Redis; needs only Redis and the object store (S3 settings, or --data-dir for a local store), so it can run on any machine',
+    )
+    .addOption(dataDirOption())
+    .addOption(
+      new Option('--redis-url <url>', 'the Redis the coordinator uses').env(
+        'ARCHIPELAGO_REDIS_URL',
+      ),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log level')
+        .choices(LOG_LEVELS)
+        .env('ARCHIPELAGO_LOG_LEVEL'),
+    )
+    .action(async (opts: { dataDir?: string; redisUrl?: string; logLevel?: string }) => {
+      const config = loadConfig({
+        dataDir: opts.dataDir,
+        redisUrl: opts.redisUrl,
+        logLevel: opts.logLevel ?? 'info',
+      });
+      if (!config.redisUrl)
+        throw new UsageError(
+          'coordinator sampler takes requests from Redis: pass --redis-url or set ARCHIPELAGO_REDIS_URL',
+        );
+      const log = pino({ level: config.logLevel });
+      const backend = await initBackend();
+      const store = openStore(config);
+      const sampling = new SamplingService({
+        store,
+        log,
+        redis: { url: config.redisUrl, prefix: config.redisPrefix },
+        local: true,
+        maxQueued: config.maxQueuedSamples,
+      });
+      await sampling.start();
+      log.info(
+        { redis: config.redisUrl, store: store.description, backend: backend.name },
+        'sampler ready',
+      );
+      const signal = await untilSignal();
+      log.info({ signal }, 'sampler stopping');
+      await sampling.close();
+      await store.close();
     });
 
   const dataset = program.command('dataset').description('import, cluster and inspect datasets');
@@ -454,14 +579,14 @@ export function buildCli(): Command {
   program
     .command('demo')
     .description(
-      'the main job on embedded defaults: import the built-in dataset, cluster it, create a mixed-objective run',
+      'the main job on embedded defaults: import and cluster the built-in digits, train K mixed-objective experts with local workers, train the router, publish a signed ensemble and sample from it',
     )
     .option('--out <dir>', 'where outputs go', 'out/demo')
     .option('--experts <k>', 'experts (clusters)', int('--experts'), 4)
     .option('--port <port>', 'port for the coordinator (0: any free port)', int('--port'), 0)
     .option('--workers <n>', 'worker processes to spawn', int('--workers'), 2)
-    .option('--steps <n>', 'training steps per expert', int('--steps'), 200)
-    .option('--batch-size <n>', 'training batch size', int('--batch-size'), 32)
+    .option('--steps <n>', 'training steps per expert', int('--steps'), DEMO_DEFAULTS.steps)
+    .option('--batch-size <n>', 'training batch size', int('--batch-size'), DEMO_DEFAULTS.batchSize)
     .option('--keep-serving', 'keep the coordinator running afterwards')
     .action(async (opts) => runDemo(opts));
 

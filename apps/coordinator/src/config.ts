@@ -11,7 +11,25 @@ const ConfigSchema = Type.Object({
   publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
   logLevel: Type.Enum(LOG_LEVELS, { default: 'info' }),
   adminKey: Type.Optional(Type.String({ minLength: 16 })),
+  /** When set, reads under /api/v1 (and the dashboard's data) need this key or the admin key. */
+  viewKey: Type.Optional(Type.String({ minLength: 8 })),
   redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  /** Prefix of every BullMQ key, so deployments (or test runs) can share one Redis. */
+  redisPrefix: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9_.:-]+$', default: 'archipelago' }),
+  /**
+   * With Redis: whether the coordinator process itself takes jobs and sampling requests (default
+   * true); false leaves them to `coordinator jobs` / `coordinator sampler` processes.
+   */
+  localJobs: Type.Boolean({ default: true }),
+  /** Router training steps once every expert is done (batch 64). */
+  routerSteps: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 400 }),
+  /**
+   * A final checkpoint passes validation when its held-out loss is below this fraction of an
+   * untrained (zero-output) network's loss on the same noised batch.
+   */
+  validationLossRatio: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.6 }),
+  /** Sampling requests waiting beyond the one running; more get 429. */
+  maxQueuedSamples: Type.Integer({ minimum: 0, maximum: 1000, default: 8 }),
   migrationsDir: Type.Optional(Type.String({ minLength: 1 })),
   /** Largest JSON request body accepted by the REST API. */
   bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 }),
@@ -58,7 +76,13 @@ export const ENV = {
   publicUrl: 'ARCHIPELAGO_PUBLIC_URL',
   logLevel: 'ARCHIPELAGO_LOG_LEVEL',
   adminKey: 'ARCHIPELAGO_ADMIN_KEY',
+  viewKey: 'ARCHIPELAGO_VIEW_KEY',
   redisUrl: 'ARCHIPELAGO_REDIS_URL',
+  redisPrefix: 'ARCHIPELAGO_REDIS_PREFIX',
+  localJobs: 'ARCHIPELAGO_LOCAL_JOBS',
+  routerSteps: 'ARCHIPELAGO_ROUTER_STEPS',
+  validationLossRatio: 'ARCHIPELAGO_VALIDATION_LOSS_RATIO',
+  maxQueuedSamples: 'ARCHIPELAGO_MAX_QUEUED_SAMPLES',
   migrationsDir: 'ARCHIPELAGO_MIGRATIONS_DIR',
   bodyLimitBytes: 'ARCHIPELAGO_BODY_LIMIT_BYTES',
   jobConcurrency: 'ARCHIPELAGO_JOB_CONCURRENCY',
@@ -75,7 +99,7 @@ const S3_ENV = {
   forcePathStyle: 'ARCHIPELAGO_S3_FORCE_PATH_STYLE',
 } as const;
 
-export type ConfigInput = Partial<Record<keyof typeof ENV, string | number | undefined>>;
+export type ConfigInput = Partial<Record<keyof typeof ENV, string | number | boolean | undefined>>;
 
 function fromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   const out: ConfigInput = {};
@@ -122,10 +146,17 @@ export function loadConfig(
     'heartbeatMs',
     'leaseTtlMs',
     'maxCheckpointBytes',
+    'routerSteps',
+    'validationLossRatio',
+    'maxQueuedSamples',
   ] as const) {
-    if (typeof merged[k] === 'string' && /^\d+$/.test(merged[k] as string)) {
+    if (typeof merged[k] === 'string' && /^\d+(\.\d+)?$/.test(merged[k] as string)) {
       merged[k] = Number(merged[k]);
     }
+  }
+  if (typeof merged.localJobs === 'string') {
+    if (/^(1|true|yes)$/i.test(merged.localJobs)) merged.localJobs = true;
+    else if (/^(0|false|no)$/i.test(merged.localJobs)) merged.localJobs = false;
   }
   const withDefaults = Value.Default(ConfigSchema, merged) as Record<string, unknown>;
   const errors = [...Value.Errors(ConfigSchema, withDefaults)];

@@ -4,10 +4,12 @@ import { createObjectStore, type ObjectStore } from '@archipelago/storage';
 import { type Logger, pino } from 'pino';
 import type { CoordinatorConfig } from './config.js';
 import { type Db, openDatabase } from './db/database.js';
+import { loadOrCreateSigningKey, type SigningKey } from './ensembles/signing-key.js';
 import { createJobHandlers, isPermanentJobError } from './jobs/handlers.js';
 import { JobQueue } from './jobs/job-queue.js';
 import { type AdminKey, loadAdminKey, loadOrCreateSecret } from './secrets.js';
 import { failRunForJob } from './services/runs.js';
+import { SamplingService } from './services/sampling.js';
 import { WorkerHub } from './workers/worker-hub.js';
 
 /** Everything the server, the CLI and job processors share: one per data directory. */
@@ -22,6 +24,9 @@ export interface Coordinator {
   readonly backend: BackendInfo;
   /** Live worker connections and the lease clock (started by the server, not the CLI). */
   readonly hub: WorkerHub;
+  /** The Ed25519 key manifests are signed with. */
+  readonly signingKey: SigningKey;
+  readonly sampling: SamplingService;
   close(): Promise<void>;
 }
 
@@ -29,6 +34,24 @@ export interface OpenCoordinatorOptions {
   log?: Logger;
   /** Re-queue unfinished jobs from the database and start processing (default true). */
   startJobs?: boolean;
+  /**
+   * With Redis: take jobs / sampling requests in this process (default: config.localJobs).
+   * `coordinator jobs` and `coordinator sampler` set these.
+   */
+  processJobs?: boolean;
+  processSampling?: boolean;
+}
+
+/** The object store of a configuration: S3 when configured, else `<dataDir>/objects`. */
+export function openStore(config: CoordinatorConfig): ObjectStore {
+  return config.s3
+    ? createObjectStore({ kind: 's3', ...config.s3 })
+    : createObjectStore({
+        kind: 'local',
+        root: path.join(config.dataDir, 'objects'),
+        baseUrl: `${config.publicUrl}/store`,
+        secret: loadOrCreateSecret(config.dataDir, 'store-hmac'),
+      });
 }
 
 export async function openCoordinator(
@@ -41,16 +64,11 @@ export async function openCoordinator(
     file: path.join(config.dataDir, 'coordinator.sqlite'),
     ...(config.migrationsDir ? { migrationsDir: config.migrationsDir } : {}),
   });
-  const store = config.s3
-    ? createObjectStore({ kind: 's3', ...config.s3 })
-    : createObjectStore({
-        kind: 'local',
-        root: path.join(config.dataDir, 'objects'),
-        baseUrl: `${config.publicUrl}/store`,
-        secret: loadOrCreateSecret(config.dataDir, 'store-hmac'),
-      });
+  const store = openStore(config);
   const adminKey = loadAdminKey(config.dataDir, config.adminKey);
-  const deps = { db, store, log };
+  const signingKey = loadOrCreateSigningKey(config.dataDir);
+  const deps = { db, store, log, signingKey, config };
+  const redis = config.redisUrl ? { url: config.redisUrl, prefix: config.redisPrefix } : undefined;
   const jobs = new JobQueue({
     db,
     log,
@@ -58,11 +76,21 @@ export async function openCoordinator(
     concurrency: config.jobConcurrency,
     isPermanent: isPermanentJobError,
     onFailed: (job) => failRunForJob(db, job),
+    ...(redis ? { redis, process: options.processJobs ?? config.localJobs } : {}),
   });
-  const hub = new WorkerHub({ db, store, log, config });
+  const sampling = new SamplingService({
+    store,
+    log,
+    local: options.processSampling ?? config.localJobs,
+    maxQueued: config.maxQueuedSamples,
+    ...(redis ? { redis } : {}),
+  });
+  const hub = new WorkerHub({ db, store, log, config, dispatchJob: (id) => jobs.dispatch(id) });
   if (options.startJobs !== false) {
+    await jobs.start();
+    await sampling.start();
     const recovered = jobs.recover();
-    if (recovered > 0) log.info({ recovered }, 're-queued unfinished jobs');
+    if (recovered > 0) log.info({ recovered, mode: jobs.mode }, 'dispatched unfinished jobs');
   }
   return {
     config,
@@ -73,8 +101,11 @@ export async function openCoordinator(
     adminKey,
     backend,
     hub,
+    signingKey,
+    sampling,
     async close() {
       hub.stop();
+      await sampling.close();
       await jobs.stop();
       await store.close();
       db.$client.close();

@@ -14,6 +14,7 @@ export const ID_PREFIX = {
   token: 'tok',
   lease: 'ls',
   checkpoint: 'ck',
+  router: 'rtr',
 } as const;
 
 /** A new random id such as `ds_0k3x9q0w2abx` (12 base-36 characters: ~62 bits). */

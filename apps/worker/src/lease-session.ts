@@ -86,6 +86,16 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/**
+ * Linear warm-up of the learning rate over the first 10 % of the steps (at most 100): Adam's early
+ * updates at a high rate destabilise a freshly initialised transformer. A function of the step
+ * alone, so a resumed lease continues the same schedule.
+ */
+export function warmupLearningRate(base: number, step: number, target: number): number {
+  const warmup = Math.max(1, Math.min(100, Math.ceil(target / 10)));
+  return base * Math.min(1, (step + 1) / warmup);
+}
+
 export class LeaseSession {
   readonly grant: LeaseGrant;
   private trainer: ExpertTrainer | null = null;
@@ -260,6 +270,7 @@ export class LeaseSession {
       imageSize: g.model.imageSize,
       channels: g.model.channels,
       numClasses: g.model.numClasses,
+      ...(g.model.patchSize !== undefined ? { patchSize: g.model.patchSize } : {}),
     });
     const objective: ObjectiveConfig =
       g.objective === 'ddpm'
@@ -359,6 +370,11 @@ export class LeaseSession {
       this.lastStepAt = performance.now();
       while (!this.interrupted() && trainer.stepCount < target) {
         const batch = batches.batch(trainer.stepCount);
+        trainer.learningRate = warmupLearningRate(
+          this.grant.training.learningRate,
+          trainer.stepCount,
+          target,
+        );
         const result = await trainer.step(batch.x, batch.labels);
         this.afterStep(result);
         if (result.step % interval === 0 || result.step === target)

@@ -109,6 +109,10 @@ export class CoordinatorProcess {
           ARCHIPELAGO_HEARTBEAT_MS: '300',
           ARCHIPELAGO_LEASE_TTL_MS: '3000',
           ARCHIPELAGO_HOST: '127.0.0.1',
+          // These tests train for a few dozen steps: validation asks only for a loss below an
+          // untrained network's, and the router is trained briefly.
+          ARCHIPELAGO_VALIDATION_LOSS_RATIO: '1',
+          ARCHIPELAGO_ROUTER_STEPS: '20',
           ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -48,7 +48,7 @@ export {
   type ObjectiveConfig,
   type TrainingBatch,
 } from './objectives/objective.js';
-export { ddim, ddimSteps } from './samplers/ddim.js';
+export { type DdimOptions, ddim, ddimSteps } from './samplers/ddim.js';
 export { euler } from './samplers/euler.js';
 export { heun } from './samplers/heun.js';
 export {

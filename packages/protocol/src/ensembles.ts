@@ -113,6 +113,11 @@ export const ManifestBody = Type.Object(
         classNames: Type.Array(Type.String()),
         clusteringId: Type.String(),
         sizes: Type.Array(Type.Integer()),
+        /**
+         * `[K][numClasses]` training images of each class in each cluster: p(c | k), which
+         * class-conditional sampling multiplies into the router's p(k | x_t).
+         */
+        classCounts: Type.Array(Type.Array(Type.Integer())),
       },
       { additionalProperties: false },
     ),
@@ -152,15 +157,13 @@ export const ManifestSignature = Type.Object(
 );
 export type ManifestSignature = Static<typeof ManifestSignature>;
 
-export const EnsembleManifest = Type.Intersect(
-  [
-    ManifestBody,
-    Type.Object({
-      id: Type.String({ pattern: '^ens_[0-9a-f]{32}$' }),
-      signature: ManifestSignature,
-    }),
-  ],
-  { title: 'EnsembleManifest' },
+export const EnsembleManifest = Type.Object(
+  {
+    ...ManifestBody.properties,
+    id: Type.String({ pattern: '^ens_[0-9a-f]{32}$' }),
+    signature: ManifestSignature,
+  },
+  { additionalProperties: false, title: 'EnsembleManifest' },
 );
 export type EnsembleManifest = Static<typeof EnsembleManifest>;
 
@@ -220,8 +223,12 @@ export const SampleRequest = Type.Object(
     /** threshold only: keep experts with p >= tau (always the argmax). */
     tau: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     conversion: Type.Optional(ConversionMode),
-    /** Class label (class-conditional ensembles); omitted = unconditional. */
+    /** Class label of every sample (class-conditional ensembles); omitted = unconditional. */
     class: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** One class label per sample (instead of `class`), e.g. a row of each digit. */
+    classes: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1, maxItems: SAMPLE_LIMITS.maxCount }),
+    ),
     guidance: Type.Optional(Type.Number({ minimum: 0, maximum: 20 })),
     /** Columns of the PNG grid (default: a near-square grid). */
     columns: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
@@ -252,6 +259,7 @@ export const SampleResponse = Type.Object(
       tau: Type.Number(),
       conversion: ConversionMode,
       class: Nullable(Type.Integer()),
+      classes: Nullable(Type.Array(Type.Integer())),
       guidance: Type.Number(),
     }),
     /** One PNG per sample, base64. */

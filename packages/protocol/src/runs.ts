@@ -44,6 +44,14 @@ export const CreateRunBody = Type.Object(
       Type.Integer({ minimum: 8, maximum: 512, description: "Default: the dataset's." }),
     ),
     model: Type.Optional(ModelPreset),
+    patchSize: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 64,
+        description:
+          "Overrides the preset's patch size; must divide the resolution (e.g. 7 for 28 px: 16 tokens).",
+      }),
+    ),
     stepsPerExpert: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
     checkpointInterval: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'Default: steps / 10.' }),
@@ -71,6 +79,8 @@ export const RunConfig = Type.Object(
     resolution: Type.Integer(),
     channels: Type.Integer(),
     model: ModelPreset,
+    /** Patch size when it differs from the preset's. */
+    patchSize: Type.Optional(Type.Integer()),
     schedule: Schedule,
     stepsPerExpert: Type.Integer(),
     checkpointInterval: Type.Integer(),
@@ -102,6 +112,15 @@ export const Expert = Type.Object(
     workerId: Nullable(Id),
     lastHeartbeatAt: Nullable(Timestamp),
     checkpointStep: Nullable(Type.Integer()),
+    validationLoss: Nullable(
+      Type.Number({ description: 'Held-out denoising loss of the validated final checkpoint.' }),
+    ),
+    validationBaseline: Nullable(
+      Type.Number({ description: 'The same loss for an untrained (zero-output) network.' }),
+    ),
+    validationError: Nullable(
+      Type.String({ description: 'Why validation last rejected a final checkpoint.' }),
+    ),
     updatedAt: Timestamp,
   },
   { title: 'Expert' },

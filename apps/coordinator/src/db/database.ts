@@ -8,6 +8,9 @@ import * as schema from './schema/index.js';
 
 export type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite.Database };
 
+/** The handle a `db.transaction` callback gets. */
+export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
 /** The repository's `migrations/` folder (same depth from `src/db` and `dist/db`). */
 export const DEFAULT_MIGRATIONS_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),

@@ -1,9 +1,11 @@
+import { hostname } from 'node:os';
 import type { JobName, JobProgress } from '@archipelago/protocol';
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, lt, lte, or } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.js';
+import type { Db, Tx } from '../db/database.js';
 import { events, type JobRow, jobs } from '../db/schema/index.js';
 import { newId } from '../ids.js';
+import { BullmqDriver, type RedisOptions } from './bullmq-driver.js';
 
 export interface JobContext {
   jobId: string;
@@ -42,6 +44,15 @@ export interface JobQueueOptions {
   isPermanent?: (err: unknown) => boolean;
   /** Called once a job has failed for good (after its last attempt). */
   onFailed?: (job: JobRow) => void;
+  /** Dispatch through BullMQ on this Redis; without it jobs run in this process. */
+  redis?: RedisOptions;
+  /**
+   * Whether this process takes jobs from the queue (default true). A coordinator with Redis can
+   * leave all work to `coordinator jobs` processes.
+   */
+  process?: boolean;
+  /** A running job whose heartbeat is older than this is re-queued (default 30 s; Redis mode). */
+  staleAfterMs?: number;
 }
 
 export interface EnqueueOptions {
@@ -50,10 +61,43 @@ export interface EnqueueOptions {
   maxAttempts?: number;
 }
 
+const HEARTBEAT_MS = 5_000;
+const SWEEP_MS = 5_000;
+
+/** Insert a queued job row (inside the caller's transaction); dispatch it after the commit. */
+export function insertJob(
+  tx: Db | Tx,
+  name: JobName,
+  payload: Record<string, unknown>,
+  opts: EnqueueOptions = {},
+): JobRow {
+  return tx
+    .insert(jobs)
+    .values({
+      id: newId('job'),
+      name,
+      status: 'queued',
+      payload,
+      runId: opts.runId ?? null,
+      datasetId: opts.datasetId ?? null,
+      maxAttempts: opts.maxAttempts ?? 3,
+    })
+    .returning()
+    .get();
+}
+
 /**
- * The in-process job queue: the embedded default when no Redis is configured. SQLite is the
- * source of truth; the in-memory list only orders the work. {@link recover} re-queues whatever a
- * crash left `running` and schedules everything `queued`.
+ * Coordinator-side jobs. SQLite is the source of truth: a row is inserted `queued`, claimed
+ * `running` by exactly one process (a conditional update), and finished `succeeded` or `failed`;
+ * the queue only says who should look at which row. Two drivers:
+ *
+ * - in-process (the embedded default): an in-memory list of ids, run by this process;
+ * - BullMQ (with `redis`): ids are added to a Redis queue and taken by any process with a
+ *   BullMQ worker: the coordinator itself and `coordinator jobs` processes on the same database.
+ *
+ * Whatever a crash leaves behind is found in the database: {@link recover} re-queues rows left
+ * `running` (at once in-process; in Redis mode once their heartbeat is stale, since another
+ * process may still be working on them) and dispatches every `queued` row.
  */
 export class JobQueue {
   private readonly pending: string[] = [];
@@ -61,44 +105,82 @@ export class JobQueue {
   private readonly waiters = new Map<string, ((job: JobRow) => void)[]>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly concurrency: number;
+  private readonly bull: BullmqDriver | null;
+  private readonly owner = `${hostname()}:${process.pid}`;
+  private sweepTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
   constructor(private readonly options: JobQueueOptions) {
     this.concurrency = options.concurrency ?? 1;
+    this.bull = options.redis
+      ? new BullmqDriver(options.redis, options.log, {
+          process: options.process !== false,
+          concurrency: this.concurrency,
+          run: (id) => this.execute(id),
+        })
+      : null;
   }
 
-  /** Insert a job row and schedule it. */
+  /** 'bullmq' when jobs go through Redis, else 'in-process'. */
+  get mode(): 'bullmq' | 'in-process' {
+    return this.bull ? 'bullmq' : 'in-process';
+  }
+
+  /** Insert a job row and dispatch it. */
   enqueue(name: JobName, payload: Record<string, unknown>, opts: EnqueueOptions = {}): JobRow {
-    if (!this.options.handlers[name]) throw new Error(`no processor registered for job ${name}`);
-    const row = this.options.db
-      .insert(jobs)
-      .values({
-        id: newId('job'),
-        name,
-        status: 'queued',
-        payload,
-        runId: opts.runId ?? null,
-        datasetId: opts.datasetId ?? null,
-        maxAttempts: opts.maxAttempts ?? 3,
-      })
-      .returning()
-      .get();
-    this.schedule(row.id);
+    if (!this.bull && !this.options.handlers[name])
+      throw new Error(`no processor registered for job ${name}`);
+    const row = insertJob(this.options.db, name, payload, opts);
+    this.dispatch(row.id);
     return row;
   }
 
-  /** Re-queue jobs a crash left running and schedule every queued job; returns how many. */
-  recover(): number {
-    const { db } = this.options;
-    db.update(jobs).set({ status: 'queued' }).where(eq(jobs.status, 'running')).run();
-    const queued = db
+  /** Hand a queued row to whichever process runs jobs (idempotent). */
+  dispatch(id: string): void {
+    if (this.stopped) return;
+    if (this.bull) {
+      const row = this.get(id);
+      if (row?.status !== 'queued') return;
+      const delay = row.runAfter ? Math.max(0, row.runAfter.getTime() - Date.now()) : 0;
+      this.bull.add(row.name, id, row.attempts, delay);
+      return;
+    }
+    this.schedule(id);
+  }
+
+  /** Dispatch every queued row that is due; returns how many. */
+  dispatchQueued(): number {
+    const now = new Date();
+    const due = this.options.db
       .select({ id: jobs.id })
       .from(jobs)
-      .where(eq(jobs.status, 'queued'))
-      .orderBy(jobs.createdAt)
+      .where(and(eq(jobs.status, 'queued'), or(isNull(jobs.runAfter), lte(jobs.runAfter, now))))
+      .orderBy(asc(jobs.createdAt))
       .all();
-    for (const { id } of queued) this.schedule(id);
-    return queued.length;
+    for (const { id } of due) this.dispatch(id);
+    return due.length;
+  }
+
+  /**
+   * Re-queue what a crash left running, dispatch everything queued, and keep sweeping (retries
+   * that come due, stale jobs of processes that died). Returns how many jobs were dispatched.
+   */
+  recover(): number {
+    this.requeueStale(this.bull ? (this.options.staleAfterMs ?? 30_000) : 0);
+    const n = this.dispatchQueued();
+    if (!this.sweepTimer && !this.stopped) {
+      this.sweepTimer = setInterval(() => {
+        if (this.bull) this.requeueStale(this.options.staleAfterMs ?? 30_000);
+        this.dispatchQueued();
+      }, SWEEP_MS);
+      this.sweepTimer.unref();
+    }
+    return n;
+  }
+
+  /** Start taking jobs from Redis (no-op in-process, where dispatch runs them). */
+  async start(): Promise<void> {
+    await this.bull?.start();
   }
 
   /**
@@ -106,6 +188,10 @@ export class JobQueue {
    * every other job to whichever process runs the queue.
    */
   processJob(id: string): Promise<JobRow> {
+    if (this.bull) {
+      void this.execute(id);
+      return this.waitFor(id);
+    }
     this.schedule(id);
     return this.waitFor(id);
   }
@@ -114,7 +200,7 @@ export class JobQueue {
     return this.options.db.select().from(jobs).where(eq(jobs.id, id)).get();
   }
 
-  /** Resolve when the job has succeeded or failed for good. */
+  /** Resolve when the job has succeeded or failed for good (polls rows other processes write). */
   waitFor(id: string): Promise<JobRow> {
     const row = this.get(id);
     if (!row) return Promise.reject(new Error(`no job ${id}`));
@@ -123,15 +209,43 @@ export class JobQueue {
       const list = this.waiters.get(id) ?? [];
       list.push(resolve);
       this.waiters.set(id, list);
+      if (this.bull) {
+        const poll = setInterval(() => {
+          const now = this.get(id);
+          if (now && (now.status === 'succeeded' || now.status === 'failed')) {
+            clearInterval(poll);
+            this.timers.delete(poll);
+            this.settle(id);
+          }
+        }, 250);
+        this.timers.add(poll);
+      }
     });
   }
 
   /** Stop taking jobs and wait for running ones; unfinished work stays queued in the database. */
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    await this.bull?.stop();
     await Promise.allSettled(this.active.values());
+  }
+
+  private requeueStale(staleMs: number): void {
+    const { db, log } = this.options;
+    const cutoff = new Date(Date.now() - staleMs);
+    const stale = db
+      .update(jobs)
+      .set({ status: 'queued', claimedBy: null, runAfter: null })
+      .where(
+        and(eq(jobs.status, 'running'), or(isNull(jobs.heartbeatAt), lt(jobs.heartbeatAt, cutoff))),
+      )
+      .returning({ id: jobs.id, name: jobs.name, claimedBy: jobs.claimedBy })
+      .all();
+    for (const j of stale)
+      log.warn({ job: j.id, jobName: j.name }, 're-queued a job whose process stopped');
   }
 
   private schedule(id: string): void {
@@ -143,47 +257,75 @@ export class JobQueue {
   private pump(): void {
     while (!this.stopped && this.active.size < this.concurrency && this.pending.length > 0) {
       const id = this.pending.shift()!;
-      const run = this.execute(id).finally(() => {
-        this.active.delete(id);
-        this.pump();
-      });
-      this.active.set(id, run);
+      this.track(id, this.execute(id));
     }
   }
 
+  private track(id: string, run: Promise<void>): void {
+    const done = run.finally(() => {
+      this.active.delete(id);
+      this.pump();
+    });
+    this.active.set(id, done);
+  }
+
+  private settle(id: string): void {
+    const row = this.get(id);
+    if (row && (row.status === 'succeeded' || row.status === 'failed')) {
+      for (const resolve of this.waiters.get(id) ?? []) resolve(row);
+      this.waiters.delete(id);
+    }
+  }
+
+  /** Claim the row and run its handler; a row another process claimed is left alone. */
   private async execute(id: string): Promise<void> {
     const { db, log } = this.options;
+    const now = new Date();
     const claimed = db
       .update(jobs)
-      .set({ status: 'running', startedAt: new Date() })
-      .where(and(eq(jobs.id, id), inArray(jobs.status, ['queued'])))
+      .set({ status: 'running', startedAt: now, heartbeatAt: now, claimedBy: this.owner })
+      .where(
+        and(
+          eq(jobs.id, id),
+          inArray(jobs.status, ['queued']),
+          or(isNull(jobs.runAfter), lte(jobs.runAfter, now)),
+        ),
+      )
       .returning()
       .get();
     if (!claimed) return;
+    const handler = this.options.handlers[claimed.name];
     const attempt = claimed.attempts + 1;
     db.update(jobs).set({ attempts: attempt }).where(eq(jobs.id, id)).run();
-    const handler = this.options.handlers[claimed.name]!;
     const jobLog = log.child({ job: id, jobName: claimed.name, attempt });
     let lastWrite = 0;
     let latest: JobProgress | null = null;
     const flushProgress = () => {
       if (latest) db.update(jobs).set({ progress: latest }).where(eq(jobs.id, id)).run();
     };
+    const heartbeat = setInterval(() => {
+      db.update(jobs)
+        .set({ heartbeatAt: new Date() })
+        .where(and(eq(jobs.id, id), eq(jobs.status, 'running')))
+        .run();
+    }, HEARTBEAT_MS);
+    heartbeat.unref();
     const ctx: JobContext = {
       jobId: id,
       attempt,
       log: jobLog,
       progress(stage, done, total) {
         latest = { stage, done, total };
-        const now = Date.now();
-        if (now - lastWrite > 250 || done >= total) {
-          lastWrite = now;
+        const t = Date.now();
+        if (t - lastWrite > 250 || done >= total) {
+          lastWrite = t;
           flushProgress();
         }
       },
     };
     jobLog.info('job started');
     try {
+      if (!handler) throw new PermanentJobError(`no processor registered for job ${claimed.name}`);
       const result = await handler(ctx, claimed.payload);
       flushProgress();
       db.update(jobs)
@@ -197,11 +339,19 @@ export class JobQueue {
         err instanceof PermanentJobError || (this.options.isPermanent?.(err) ?? false);
       if (!permanent && attempt < claimed.maxAttempts && !this.stopped) {
         jobLog.warn({ err }, 'job failed; will retry');
-        db.update(jobs).set({ status: 'queued', error: message }).where(eq(jobs.id, id)).run();
         const delay = (this.options.retryDelayMs ?? 1000) * 2 ** (attempt - 1);
+        db.update(jobs)
+          .set({
+            status: 'queued',
+            error: message,
+            claimedBy: null,
+            runAfter: new Date(Date.now() + delay),
+          })
+          .where(eq(jobs.id, id))
+          .run();
         const t = setTimeout(() => {
           this.timers.delete(t);
-          this.schedule(id);
+          this.dispatch(id);
         }, delay);
         this.timers.add(t);
         return;
@@ -223,11 +373,10 @@ export class JobQueue {
       });
       this.options.onFailed?.(this.get(id)!);
     } finally {
-      const row = this.get(id);
-      if (row && (row.status === 'succeeded' || row.status === 'failed')) {
-        for (const resolve of this.waiters.get(id) ?? []) resolve(row);
-        this.waiters.delete(id);
-      }
+      clearInterval(heartbeat);
+      this.settle(id);
+      // A finished job may have queued follow-ups (validation -> router -> manifest).
+      if (!this.stopped) this.dispatchQueued();
     }
   }
 }

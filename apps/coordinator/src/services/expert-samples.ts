@@ -6,12 +6,12 @@ import {
   timeGrid,
   velocityExpert,
 } from '@archipelago/diffusion';
-import { buildNetwork, loadCheckpoint, type NetworkSpec } from '@archipelago/models';
 import type { ObjectStore } from '@archipelago/storage';
 import * as tf from '@tensorflow/tfjs-core';
 import { asc, eq } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import { checkpoints, experts } from '../db/schema/index.js';
+import { networkFromCheckpoint } from '../ensembles/network-from-checkpoint.js';
 
 export interface ExpertSampleOptions {
   /** Images per expert (one row each). */
@@ -48,12 +48,9 @@ export async function renderExpertSamples(
       .from(checkpoints)
       .where(eq(checkpoints.id, expert.checkpointId))
       .get()!;
-    const { meta, params } = loadCheckpoint(await store.getBytes(ckpt.key), { kind: 'expert' });
-    const { kind, ...config } = meta.architecture as { kind: string } & Record<string, unknown>;
-    const net = buildNetwork({ kind, config } as unknown as NetworkSpec, 0);
+    const { meta, net } = networkFromCheckpoint(await store.getBytes(ckpt.key), { kind: 'expert' });
+    const config = meta.architecture;
     try {
-      for (const [name, p] of Object.entries(params))
-        net.params.get(name)?.assign(tf.tensor(p.data, p.shape));
       const c = config as { imageSize: number; channels: number; numClasses: number };
       const model = velocityExpert(
         meta.objective === 'ddpm'

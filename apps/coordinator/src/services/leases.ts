@@ -16,6 +16,7 @@ import {
   shards,
 } from '../db/schema/index.js';
 import { newId } from '../ids.js';
+import { insertJob } from '../jobs/job-queue.js';
 
 type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
@@ -184,6 +185,7 @@ export async function buildGrant(
       imageSize: c.resolution,
       channels: c.channels,
       numClasses: c.numClasses,
+      ...(c.patchSize !== undefined ? { patchSize: c.patchSize } : {}),
     },
     training: {
       targetSteps: expert.targetSteps,
@@ -291,7 +293,7 @@ function endLease(
 ): void {
   tx.update(leases).set({ status, endedAt: new Date() }).where(eq(leases.id, lease.id)).run();
   const expert = tx.select().from(experts).where(eq(experts.id, lease.expertId)).get()!;
-  if (expert.status === 'done') return;
+  if (expert.status === 'done' || expert.status === 'validating') return;
   tx.update(experts)
     .set({
       status: 'pending',
@@ -416,7 +418,14 @@ export async function beginCheckpoint(
 }
 
 export type CommitResult =
-  | { accepted: true; checkpoint: CheckpointRow; expertDone: boolean; runId: string }
+  | {
+      accepted: true;
+      checkpoint: CheckpointRow;
+      expertDone: boolean;
+      runId: string;
+      /** The validation job of a final checkpoint, to dispatch. */
+      validationJobId?: string;
+    }
   | { accepted: false; checkpoint: CheckpointRow; reason: string };
 
 /**
@@ -474,13 +483,15 @@ export async function commitCheckpoint(
       .where(eq(checkpoints.id, ckpt.id))
       .returning()
       .get();
+    // The final checkpoint is only a candidate: the coordinator validates it (a job) before the
+    // expert is done; until then the expert is `validating` and nobody leases it.
     const done = ckpt.final && ckpt.step >= expert.targetSteps;
     tx.update(experts)
       .set({
         checkpointId: ckpt.id,
         checkpointStep: ckpt.step,
         step: Math.max(expert.step, ckpt.step),
-        ...(done ? { status: 'done', workerId: null } : {}),
+        ...(done ? { status: 'validating', workerId: null, imagesPerSec: null } : {}),
       })
       .where(eq(experts.id, expert.id))
       .run();
@@ -493,6 +504,7 @@ export async function commitCheckpoint(
         data: { checkpointId: ckpt.id, step: ckpt.step, bytes: ckpt.bytes, sha256: ckpt.sha256 },
       })
       .run();
+    let validationJobId: string | undefined;
     if (done) {
       tx.update(leases)
         .set({ status: 'completed', endedAt: new Date(), lastStep: ckpt.step })
@@ -500,33 +512,27 @@ export async function commitCheckpoint(
         .run();
       tx.insert(events)
         .values({
-          type: 'expert.done',
+          type: 'expert.validating',
           runId: expert.runId,
           expertId: expert.id,
           workerId,
           data: { step: ckpt.step, checkpointId: ckpt.id },
         })
         .run();
-      const remaining = tx
-        .select({ n: sql<number>`count(*)` })
-        .from(experts)
-        .where(and(eq(experts.runId, expert.runId), sql`${experts.status} != 'done'`))
-        .get()!.n;
-      if (remaining === 0) {
-        tx.update(runs)
-          .set({ status: 'routing' })
-          .where(and(eq(runs.id, expert.runId), eq(runs.status, 'training')))
-          .run();
-        tx.insert(events)
-          .values({
-            type: 'run.routing',
-            runId: expert.runId,
-            data: { reason: 'every expert is done' },
-          })
-          .run();
-      }
+      validationJobId = insertJob(
+        tx,
+        'validate-checkpoint',
+        { expertId: expert.id, checkpointId: ckpt.id },
+        { runId: expert.runId },
+      ).id;
     }
-    return { accepted: true as const, checkpoint: accepted, expertDone: done, runId: expert.runId };
+    return {
+      accepted: true as const,
+      checkpoint: accepted,
+      expertDone: done,
+      runId: expert.runId,
+      ...(validationJobId ? { validationJobId } : {}),
+    };
   });
 }
 

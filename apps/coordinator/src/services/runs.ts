@@ -71,6 +71,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     resolution,
     channels: dataset.channels,
     model: body.model ?? 'tiny',
+    ...(body.patchSize !== undefined ? { patchSize: body.patchSize } : {}),
     schedule: body.schedule ?? 'cosine',
     stepsPerExpert,
     checkpointInterval: body.checkpointInterval ?? Math.max(1, Math.floor(stepsPerExpert / 10)),
@@ -80,6 +81,13 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     numClasses: dataset.classNames.length,
     initFmFromDdpm: body.initFmFromDdpm ?? false,
   };
+  if (config.patchSize !== undefined && resolution % config.patchSize !== 0) {
+    throw new ApiError(
+      400,
+      'invalid_patch_size',
+      `patchSize ${config.patchSize} does not divide the resolution ${resolution}`,
+    );
+  }
   if (config.checkpointInterval > stepsPerExpert) {
     throw new ApiError(
       400,
@@ -240,6 +248,9 @@ function toExpert(row: ExpertRow, sizes: Map<string, number>): Expert {
     workerId: row.workerId,
     lastHeartbeatAt: iso(row.lastHeartbeatAt),
     checkpointStep: row.checkpointStep,
+    validationLoss: row.validationLoss,
+    validationBaseline: row.validationBaseline,
+    validationError: row.validationError,
     updatedAt: row.updatedAt.toISOString(),
   };
 }

@@ -44,6 +44,8 @@ export interface HubOptions extends LeaseDeps {
   config: LeaseDeps['config'] & { heartbeatMs: number };
   /** Failed hellos (bad tokens) allowed per remote address per minute. */
   helloRateLimit?: number;
+  /** Hands a job row (checkpoint validation) to the job queue once its transaction committed. */
+  dispatchJob?: (id: string) => void;
 }
 
 /** Malformed frames tolerated on one connection before it is closed. */
@@ -399,6 +401,7 @@ class WorkerConnection {
       }
       case 'checkpoint.commit': {
         const r = await commitCheckpoint(this.hub.options, workerId, msg.leaseId, msg.checkpointId);
+        if (r.accepted && r.validationJobId) this.hub.options.dispatchJob?.(r.validationJobId);
         if (r.accepted)
           return this.send({
             type: 'checkpoint.accepted',

@@ -117,3 +117,119 @@ describe('JobQueue (in-process)', () => {
     await cli.stop();
   });
 });
+
+describe('JobQueue through BullMQ (real Redis)', () => {
+  let dir: string;
+  let db: Db;
+  const log = pino({ level: 'silent' });
+  const redis = { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: '' };
+  const queues: JobQueue[] = [];
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'arch-bull-'));
+    db = openDatabase({ file: path.join(dir, 'db.sqlite') });
+    // A key prefix of its own: other tests and deployments on this Redis are not disturbed.
+    redis.prefix = `test-${path.basename(dir)}`;
+  });
+  afterEach(async () => {
+    for (const q of queues.splice(0)) await q.stop();
+    db.$client.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const queue = (
+    name: string,
+    processJobs: boolean,
+    handler: JobHandler,
+    staleAfterMs = 30_000,
+  ) => {
+    const q = new JobQueue({
+      db,
+      log: log.child({ q: name }),
+      redis,
+      process: processJobs,
+      staleAfterMs,
+      retryDelayMs: 5,
+      handlers: { 'import-dataset': handler },
+    });
+    queues.push(q);
+    return q;
+  };
+
+  it('a job enqueued by one process runs in another that takes jobs from Redis', async () => {
+    const ran: string[] = [];
+    const web = queue('web', false, async () => {
+      ran.push('web');
+      return {};
+    });
+    const worker = queue('worker', true, async (ctx, payload) => {
+      ran.push('worker');
+      ctx.progress('x', 1, 1);
+      return { n: payload.n };
+    });
+    await web.start();
+    await worker.start();
+    expect(web.mode).toBe('bullmq');
+    const row = web.enqueue('import-dataset', { n: 7 });
+    expect(await web.waitFor(row.id)).toMatchObject({
+      status: 'succeeded',
+      result: { n: 7 },
+      attempts: 1,
+    });
+    expect(ran).toEqual(['worker']);
+  });
+
+  it('retries through Redis and fails for good after the last attempt', async () => {
+    let calls = 0;
+    const worker = queue('worker', true, async () => {
+      calls++;
+      throw new Error(`broken ${calls}`);
+    });
+    await worker.start();
+    const row = worker.enqueue('import-dataset', {}, { maxAttempts: 2 });
+    expect(await worker.waitFor(row.id)).toMatchObject({
+      status: 'failed',
+      attempts: 2,
+      error: 'broken 2',
+    });
+  });
+
+  it('re-queues a job whose process died (stale heartbeat) and runs it again', async () => {
+    const worker = queue('worker', true, async () => ({ ok: true }), 200);
+    // A row a dead process claimed: running, heartbeat long ago.
+    const dead = new Date(Date.now() - 60_000);
+    db.insert(jobs)
+      .values({
+        id: 'job_deadbeef01',
+        name: 'import-dataset',
+        status: 'running',
+        payload: {},
+        attempts: 1,
+        startedAt: dead,
+        heartbeatAt: dead,
+        claimedBy: 'gone:1',
+      })
+      .run();
+    // A row another live process is running: fresh heartbeat, left alone.
+    db.insert(jobs)
+      .values({
+        id: 'job_alive00001',
+        name: 'import-dataset',
+        status: 'running',
+        payload: {},
+        attempts: 1,
+        startedAt: new Date(),
+        heartbeatAt: new Date(Date.now() + 60_000),
+        claimedBy: 'alive:1',
+      })
+      .run();
+    await worker.start();
+    worker.recover();
+    expect(await worker.waitFor('job_deadbeef01')).toMatchObject({
+      status: 'succeeded',
+      attempts: 2,
+    });
+    expect(db.select().from(jobs).where(eq(jobs.id, 'job_alive00001')).get()).toMatchObject({
+      status: 'running',
+      claimedBy: 'alive:1',
+    });
+  });
+});

@@ -15,6 +15,15 @@ export function ddimSteps(count: number, T: number): number[] {
   return Array.from({ length: count }, (_, i) => Math.round((T - 1) * (1 - i / (count - 1))));
 }
 
+export type DdimOptions = SamplerOptions & {
+  /**
+   * Clip each x0 estimate to this range (the data's, e.g. [-1, 1] for images). Without it, the
+   * first steps of a cosine schedule (abar_{T-1} ~ 1e-6) divide the network's error by
+   * sqrt(abar) and throw samples far out of distribution.
+   */
+  x0Clamp?: [number, number];
+};
+
 /**
  * Deterministic DDIM (Song et al. 2021, eq. 12 with eta = 0; method.md §3), the native sampler of
  * an epsilon network. For consecutive steps n -> m of `steps` (after the last step, m is "clean",
@@ -33,13 +42,16 @@ export function ddim(
   schedule: DdpmSchedule,
   xT: Tensor,
   steps: readonly number[],
-  options: SamplerOptions = {},
+  options: DdimOptions = {},
 ): Tensor {
   if (steps.length < 1) throw new RangeError('DDIM needs at least one step');
   steps.forEach((n, i) => {
     assertInteger(n, 0, schedule.T - 1, `DDIM step ${i}`);
     if (i > 0 && !(n < steps[i - 1]!)) throw new RangeError('DDIM steps must strictly decrease');
   });
+  const clamp = options.x0Clamp;
+  if (clamp && !(clamp[0] < clamp[1]))
+    throw new RangeError(`x0Clamp must be [lo, hi] with lo < hi, got [${clamp}]`);
   const batch = xT.shape[0]!;
   let x = xT;
   for (let i = 0; i < steps.length; i++) {
@@ -49,8 +61,15 @@ export function ddim(
     const current = x;
     const next = tf.tidy(() => {
       const eps = network(current, tf.fill([batch], n) as Tensor1D, options.labels); // [B, ...]
-      const x0 = tf.div(tf.sub(current, tf.mul(eps, Math.sqrt(1 - abar))), Math.sqrt(abar));
-      return tf.add(tf.mul(x0, Math.sqrt(abarNext)), tf.mul(eps, Math.sqrt(1 - abarNext)));
+      let x0 = tf.div(tf.sub(current, tf.mul(eps, Math.sqrt(1 - abar))), Math.sqrt(abar));
+      let e = eps;
+      if (clamp) {
+        // Clip x0_hat to the data range and take the epsilon consistent with it (diffusers'
+        // clip_sample): near n = T - 1, abar ~ 0 and 1/sqrt(abar) amplifies any error in eps.
+        x0 = tf.clipByValue(x0, clamp[0], clamp[1]);
+        e = tf.div(tf.sub(current, tf.mul(x0, Math.sqrt(abar))), Math.sqrt(1 - abar));
+      }
+      return tf.add(tf.mul(x0, Math.sqrt(abarNext)), tf.mul(e, Math.sqrt(1 - abarNext)));
     });
     if (current !== xT) current.dispose();
     x = next;

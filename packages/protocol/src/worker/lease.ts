@@ -49,6 +49,8 @@ export const LeaseGrant = Type.Object(
         imageSize: Type.Integer({ minimum: 1 }),
         channels: Type.Integer({ minimum: 1, maximum: 4 }),
         numClasses: Type.Integer({ minimum: 0 }),
+        /** Overrides the preset's patch size. */
+        patchSize: Type.Optional(Type.Integer({ minimum: 1 })),
       },
       { additionalProperties: false },
     ),

@@ -23,6 +23,12 @@ export const jobs = sqliteTable(
     createdAt: createdAt(),
     startedAt: integer('started_at', { mode: 'timestamp_ms' }),
     finishedAt: integer('finished_at', { mode: 'timestamp_ms' }),
+    /** Renewed every few seconds by the process running the job; a stale one is re-queued. */
+    heartbeatAt: integer('heartbeat_at', { mode: 'timestamp_ms' }),
+    /** A retry waits until then. */
+    runAfter: integer('run_after', { mode: 'timestamp_ms' }),
+    /** Which process runs it (host:pid), for the operator. */
+    claimedBy: text('claimed_by'),
   },
   (t) => [index('jobs_status_idx').on(t.status, t.createdAt)],
 );

@@ -27,4 +27,7 @@ CREATE TABLE `routers` (
 CREATE INDEX `routers_run_idx` ON `routers` (`run_id`,`created_at`);--> statement-breakpoint
 ALTER TABLE `experts` ADD `validation_baseline` real;--> statement-breakpoint
 ALTER TABLE `experts` ADD `validation_error` text;--> statement-breakpoint
+ALTER TABLE `jobs` ADD `heartbeat_at` integer;--> statement-breakpoint
+ALTER TABLE `jobs` ADD `run_after` integer;--> statement-breakpoint
+ALTER TABLE `jobs` ADD `claimed_by` text;--> statement-breakpoint
 ALTER TABLE `ensembles` ADD `router_id` text;

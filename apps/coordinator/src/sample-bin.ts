@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+import { mainSample } from './sample-cli.js';
+
+await mainSample();

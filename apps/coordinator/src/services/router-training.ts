@@ -1,0 +1,204 @@
+/**
+ * Router training (method.md §5): once every expert is validated (or on demand), train the small
+ * router classifier on FM-noised images of all shards in their natural proportions, with each
+ * image's cluster as its label, then measure its accuracy per noise level on the held-out splits.
+ */
+import { createHash } from 'node:crypto';
+import { createRng, decodeShard, deriveSeed, type ImageSet } from '@archipelago/data';
+import { RouterTrainer } from '@archipelago/models';
+import type { RouterAccuracy } from '@archipelago/protocol';
+import type { ObjectStore } from '@archipelago/storage';
+import { eq } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.js';
+import { events, experts, routers, runs, shards } from '../db/schema/index.js';
+import { newId } from '../ids.js';
+import { insertJob, PermanentJobError } from '../jobs/job-queue.js';
+
+export interface RouterTrainingDeps {
+  db: Db;
+  store: ObjectStore;
+  log: Logger;
+  steps: number;
+}
+
+export interface RouterPayload {
+  runId: string;
+  /** Publish an ensemble with the new router when done (default true). */
+  publish?: boolean;
+}
+
+const BATCH = 64;
+const LEARNING_RATE = 1e-3;
+const WARMUP = 50;
+/** Held-out noise draws per validation image. */
+const EVAL_REPEATS = 8;
+const BINS = 10;
+
+/** The router's size: small next to the experts (the papers use ~4% of training FLOPs). */
+export function routerConfigFor(imageSize: number, channels: number, patchSize: number, k: number) {
+  return {
+    imageSize,
+    channels,
+    patchSize,
+    hidden: 64,
+    depth: 2,
+    heads: 4,
+    mlpRatio: 2,
+    numClusters: k,
+  };
+}
+
+interface Union {
+  pixels: Float32Array;
+  clusters: Int32Array;
+  count: number;
+  shape: [number, number, number];
+}
+
+function union(sets: ImageSet[]): Union {
+  const first = sets[0]!;
+  const size = first.height * first.width * first.channels;
+  const count = sets.reduce((n, s) => n + s.count, 0);
+  const pixels = new Float32Array(count * size);
+  const clusters = new Int32Array(count);
+  let row = 0;
+  sets.forEach((s, k) => {
+    for (let i = 0; i < s.count * size; i++) pixels[row * size + i] = s.pixels[i]! / 127.5 - 1;
+    clusters.fill(k, row, row + s.count);
+    row += s.count;
+  });
+  return { pixels, clusters, count, shape: [first.height, first.width, first.channels] };
+}
+
+export async function trainRouter(
+  deps: RouterTrainingDeps,
+  payload: RouterPayload,
+  progress: (stage: string, done: number, total: number) => void = () => {},
+): Promise<{ routerId: string; accuracy: RouterAccuracy; publishJobId?: string }> {
+  const { db, store, log } = deps;
+  const run = db.select().from(runs).where(eq(runs.id, payload.runId)).get();
+  if (!run) throw new PermanentJobError(`run ${payload.runId} does not exist`);
+  if (run.status === 'cancelled' || run.status === 'failed')
+    throw new PermanentJobError(`run ${run.id} is ${run.status}`);
+  const ex = db.select().from(experts).where(eq(experts.runId, run.id)).all();
+  const notDone = ex.filter((e) => e.status !== 'done');
+  if (notDone.length > 0) {
+    throw new PermanentJobError(
+      `the router needs every expert done; expert ${notDone[0]!.cluster} is ${notDone[0]!.status}`,
+    );
+  }
+  if (!run.clusteringId) throw new PermanentJobError(`run ${run.id} has no clustering`);
+  const rows = db
+    .select()
+    .from(shards)
+    .where(eq(shards.clusteringId, run.clusteringId))
+    .all()
+    .sort((a, b) => a.cluster - b.cluster);
+  const K = ex.length;
+  const load = async (split: 'train' | 'val') => {
+    const sets: ImageSet[] = [];
+    for (let k = 0; k < K; k++) {
+      const s = rows.find((r) => r.cluster === k && r.split === split);
+      if (!s) throw new PermanentJobError(`cluster ${k} has no ${split} shard`);
+      sets.push(decodeShard(await store.getBytes(s.key), { file: s.key }));
+    }
+    return union(sets);
+  };
+  progress('loading shards', 0, deps.steps);
+  const train = await load('train');
+  const val = await load('val');
+  const [h, w, c] = train.shape;
+  const patch = h % 4 === 0 ? 4 : h % 7 === 0 ? 7 : 1;
+  const config = routerConfigFor(h, c, patch, K);
+  const trainer = await RouterTrainer.create({
+    network: { kind: 'router', config },
+    optimizer: { learningRate: LEARNING_RATE },
+    seed: run.config.seed,
+    threads: 1,
+  });
+  try {
+    const size = h * w * c;
+    const rng = createRng(deriveSeed(run.config.seed, 'router-batches'));
+    let loss = 0;
+    for (let step = 0; step < deps.steps; step++) {
+      trainer.learningRate = LEARNING_RATE * Math.min(1, (step + 1) / WARMUP);
+      const x = new Float32Array(BATCH * size);
+      const y = new Int32Array(BATCH);
+      for (let b = 0; b < BATCH; b++) {
+        // Uniform over the union: clusters in their natural proportions, the prior included.
+        const i = rng.int(train.count);
+        x.set(train.pixels.subarray(i * size, (i + 1) * size), b * size);
+        y[b] = train.clusters[i]!;
+      }
+      const r = await trainer.step({ data: x, shape: [BATCH, h, w, c] }, y);
+      loss = 0.95 * loss + 0.05 * r.loss;
+      progress('training the router', step + 1, deps.steps);
+      if ((step + 1) % 100 === 0)
+        log.info({ run: run.id, step: step + 1, loss }, 'router training');
+    }
+    progress('evaluating', deps.steps, deps.steps);
+    const evalX = new Float32Array(val.count * EVAL_REPEATS * size);
+    const evalY = new Int32Array(val.count * EVAL_REPEATS);
+    for (let r = 0; r < EVAL_REPEATS; r++) {
+      evalX.set(val.pixels, r * val.count * size);
+      evalY.set(val.clusters, r * val.count);
+    }
+    const ev = trainer.evaluate(
+      { data: evalX, shape: [val.count * EVAL_REPEATS, h, w, c] },
+      evalY,
+      deriveSeed(run.config.seed, 'router-eval'),
+      BINS,
+    );
+    const counts = new Array<number>(K).fill(0);
+    for (const k of train.clusters) counts[k]! += 1;
+    const accuracy: RouterAccuracy = {
+      edges: Array.from({ length: BINS + 1 }, (_, i) => i / BINS),
+      accuracy: ev.accuracy.map((a) => (Number.isFinite(a) ? a : 0)),
+      chance: Math.max(...counts) / train.count,
+      counts: ev.counts,
+    };
+    const bytes = await trainer.save();
+    const id = newId('router');
+    const key = `runs/${run.id}/router/${id}.safetensors`;
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    await store.put(key, bytes, { sha256 });
+    const publish = payload.publish !== false;
+    const publishJobId = db.transaction((tx) => {
+      tx.insert(routers)
+        .values({
+          id,
+          runId: run.id,
+          key,
+          sha256,
+          bytes: bytes.byteLength,
+          steps: trainer.stepCount,
+          architecture: { kind: 'router', ...config },
+          accuracy,
+        })
+        .run();
+      tx.insert(events)
+        .values({
+          type: 'router.trained',
+          runId: run.id,
+          data: {
+            routerId: id,
+            steps: trainer.stepCount,
+            loss: ev.loss,
+            accuracy: accuracy.accuracy,
+            chance: accuracy.chance,
+          },
+        })
+        .run();
+      if (!publish) return undefined;
+      // A router trained on demand for a published run makes a new ensemble too.
+      const current = tx.select().from(runs).where(eq(runs.id, run.id)).get()!;
+      if (current.status !== 'routing' && current.status !== 'published') return undefined;
+      return insertJob(tx, 'publish-ensemble', { runId: run.id, routerId: id }, { runId: run.id })
+        .id;
+    });
+    return { routerId: id, accuracy, ...(publishJobId ? { publishJobId } : {}) };
+  } finally {
+    await trainer.dispose();
+  }
+}

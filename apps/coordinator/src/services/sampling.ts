@@ -1,0 +1,281 @@
+/**
+ * Sampling from published ensembles. In-process (the embedded default) requests run one at a
+ * time on this process, with at most `maxQueued` waiting; with Redis they are BullMQ jobs on the
+ * sampling queue, taken by whichever sampler process is free (the coordinator itself unless
+ * `localJobs` is off, and any `coordinator sampler` process on any machine that reaches the same
+ * Redis and object store). Every sampler keeps the last ensembles it used loaded.
+ *
+ * Sampling requests are not rows in SQLite: a request lives as long as its HTTP call, so after a
+ * crash there is nothing to resume.
+ */
+import { encodePng, type ImageSet, renderGrid } from '@archipelago/data';
+import { SAMPLE_LIMITS, type SampleRequest } from '@archipelago/protocol';
+import type { ObjectStore } from '@archipelago/storage';
+import { Queue, QueueEvents, Worker } from 'bullmq';
+import type { Logger } from 'pino';
+import {
+  LoadedEnsemble,
+  type SampleOutput,
+  type SampleSettings,
+  sampleCost,
+} from '../ensembles/loaded-ensemble.js';
+import { verifyManifest } from '../ensembles/manifest.js';
+import { ApiError } from '../errors.js';
+import { type RedisOptions, redisConnection, SAMPLING_QUEUE } from '../jobs/bullmq-driver.js';
+import { readManifest } from './ensembles.js';
+
+export interface SamplingOptions {
+  store: ObjectStore;
+  log: Logger;
+  redis?: RedisOptions;
+  /** Take sampling jobs in this process (Redis mode; in-process mode always does). */
+  local: boolean;
+  maxQueued: number;
+  /** Ensembles kept loaded (default 2). */
+  cacheSize?: number;
+}
+
+/** Settings of a request, with the ensemble's defaults for what it leaves out. */
+export function resolveSettings(
+  req: SampleRequest,
+  ensemble: {
+    experts: number;
+    numClasses: number;
+    inference: LoadedEnsemble['manifest']['inference'];
+  },
+): SampleSettings {
+  const inf = ensemble.inference;
+  const routing = req.routing ?? inf.routing;
+  const s: SampleSettings = {
+    count: req.count,
+    steps: req.steps ?? inf.steps,
+    seed: req.seed,
+    sampler: req.sampler ?? inf.sampler,
+    routing,
+    k: req.k ?? (routing === 'top-k' ? inf.topK : 1),
+    tau: req.tau ?? inf.threshold,
+    conversion: req.conversion ?? inf.conversion,
+    class: req.class ?? null,
+    classes:
+      req.classes ??
+      (req.class !== undefined ? new Array<number>(req.count).fill(req.class) : null),
+    guidance: req.guidance ?? inf.guidance,
+  };
+  if (req.class !== undefined && req.classes !== undefined)
+    throw new ApiError(400, 'bad_request', 'give class or classes, not both');
+  if (s.classes !== null && s.classes.length !== s.count)
+    throw new ApiError(
+      400,
+      'bad_request',
+      `classes has ${s.classes.length} labels for count ${s.count}`,
+    );
+  if (s.routing === 'top-k' && s.k > ensemble.experts)
+    throw new ApiError(
+      400,
+      'bad_request',
+      `top-k with k = ${s.k}: the ensemble has ${ensemble.experts} experts`,
+    );
+  if (s.classes !== null && ensemble.numClasses === 0)
+    throw new ApiError(400, 'bad_request', 'this ensemble is unconditional: omit class');
+  const bad = s.classes?.find((c) => c >= ensemble.numClasses);
+  if (bad !== undefined)
+    throw new ApiError(
+      400,
+      'bad_request',
+      `class ${bad} is out of range 0..${ensemble.numClasses - 1}`,
+    );
+  if (s.sampler === 'ddim' && s.steps > 1000)
+    throw new ApiError(400, 'bad_request', 'DDIM takes at most 1000 steps');
+  const cost = sampleCost(s, ensemble.experts);
+  if (cost > SAMPLE_LIMITS.maxCost) {
+    throw new ApiError(
+      413,
+      'too_costly',
+      `this request needs ${cost} expert evaluations (count x steps x experts per step${s.sampler === 'heun' ? ' x 2 for Heun' : ''}${s.classes !== null && s.guidance !== 1 ? ' x 2 for guidance' : ''}); the limit is ${SAMPLE_LIMITS.maxCost}: lower count, steps or k`,
+    );
+  }
+  return s;
+}
+
+interface WireOutput extends Omit<SampleOutput, 'pixels'> {
+  pixels: string;
+}
+
+export class SamplingService {
+  private readonly cache = new Map<string, Promise<LoadedEnsemble>>();
+  /** Manifests are immutable: cache them for good. */
+  private readonly manifests = new Map<string, LoadedEnsemble['manifest']>();
+  private running: Promise<unknown> = Promise.resolve();
+  private waiting = 0;
+  private queue: Queue | null = null;
+  private events: QueueEvents | null = null;
+  private worker: Worker | null = null;
+
+  constructor(private readonly options: SamplingOptions) {}
+
+  get mode(): 'bullmq' | 'in-process' {
+    return this.options.redis ? 'bullmq' : 'in-process';
+  }
+
+  /** What request validation needs of an ensemble, from its manifest alone. */
+  async describe(id: string): Promise<{
+    experts: number;
+    numClasses: number;
+    inference: LoadedEnsemble['manifest']['inference'];
+  }> {
+    let m = this.manifests.get(id);
+    if (!m) {
+      m = (await readManifest(this.options.store, id)).manifest;
+      this.manifests.set(id, m);
+    }
+    const arch = m.model.architecture as { numClasses?: number };
+    return {
+      experts: m.experts.length,
+      numClasses: Number(arch.numClasses ?? 0),
+      inference: m.inference,
+    };
+  }
+
+  /** A loaded ensemble (manifest signature and every file's hash checked), cached. */
+  ensemble(id: string): Promise<LoadedEnsemble> {
+    const hit = this.cache.get(id);
+    if (hit) {
+      this.cache.delete(id);
+      this.cache.set(id, hit);
+      return hit;
+    }
+    const loading = (async () => {
+      const { store } = this.options;
+      const { manifest } = await readManifest(store, id);
+      verifyManifest(manifest);
+      return LoadedEnsemble.load(manifest, (file) => store.getBytes(file.key));
+    })();
+    loading.catch(() => this.cache.delete(id));
+    this.cache.set(id, loading);
+    while (this.cache.size > (this.options.cacheSize ?? 2)) {
+      const [oldest, entry] = this.cache.entries().next().value as [
+        string,
+        Promise<LoadedEnsemble>,
+      ];
+      this.cache.delete(oldest);
+      void entry.then((e) => e.dispose()).catch(() => {});
+    }
+    return loading;
+  }
+
+  async start(): Promise<void> {
+    const { redis, local } = this.options;
+    if (!redis) return;
+    const prefix = redis.prefix ?? 'archipelago';
+    this.queue = new Queue(SAMPLING_QUEUE, { connection: redisConnection(redis), prefix });
+    this.events = new QueueEvents(SAMPLING_QUEUE, { connection: redisConnection(redis), prefix });
+    await this.events.waitUntilReady();
+    if (local) await this.startWorker();
+  }
+
+  /** Take sampling jobs from Redis in this process (a `coordinator sampler`). */
+  async startWorker(): Promise<void> {
+    const { redis } = this.options;
+    if (!redis || this.worker) return;
+    this.worker = new Worker(
+      SAMPLING_QUEUE,
+      async (job) => {
+        const { ensembleId, settings } = job.data as {
+          ensembleId: string;
+          settings: SampleSettings;
+        };
+        const out = await (await this.ensemble(ensembleId)).sample(settings);
+        return { ...out, pixels: Buffer.from(out.pixels).toString('base64') } satisfies WireOutput;
+      },
+      {
+        connection: redisConnection(redis),
+        prefix: redis.prefix ?? 'archipelago',
+        concurrency: 1,
+        lockDuration: 120_000,
+      },
+    );
+    this.worker.on('error', (err) => this.options.log.warn({ err }, 'sampler worker error'));
+    await this.worker.waitUntilReady();
+  }
+
+  /** Sample, here or on a sampler process; 429 when too many requests wait. */
+  async sample(ensembleId: string, settings: SampleSettings): Promise<SampleOutput> {
+    if (this.queue && this.events) {
+      const waiting = await this.queue.getWaitingCount();
+      if (waiting >= this.options.maxQueued)
+        throw new ApiError(
+          429,
+          'busy',
+          `${waiting} sampling requests are already waiting; try again shortly`,
+        );
+      const job = await this.queue.add(
+        'sample',
+        { ensembleId, settings },
+        { removeOnComplete: true, removeOnFail: true, attempts: 1 },
+      );
+      const out = (await job.waitUntilFinished(this.events, 300_000)) as WireOutput;
+      return { ...out, pixels: new Uint8Array(Buffer.from(out.pixels, 'base64')) };
+    }
+    if (this.waiting >= this.options.maxQueued)
+      throw new ApiError(
+        429,
+        'busy',
+        `${this.waiting} sampling requests are already waiting; try again shortly`,
+      );
+    this.waiting += 1;
+    const turn = this.running.then(
+      () => undefined,
+      () => undefined,
+    );
+    const result = turn.then(async () => {
+      this.waiting -= 1;
+      return (await this.ensemble(ensembleId)).sample(settings);
+    });
+    this.running = result.catch(() => undefined);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await this.worker?.close();
+    await this.events?.close();
+    await this.queue?.close();
+    await this.running.catch(() => undefined);
+    for (const e of this.cache.values()) void e.then((x) => x.dispose()).catch(() => {});
+    this.cache.clear();
+  }
+}
+
+/** The samples as one PNG grid, `columns` wide (default near-square). */
+export function gridPng(out: SampleOutput, columns?: number): Promise<Buffer> {
+  const n = out.perSample.length;
+  const cols = columns ?? Math.ceil(Math.sqrt(n));
+  const set: ImageSet = {
+    height: out.height,
+    width: out.width,
+    channels: out.channels,
+    count: n,
+    pixels: out.pixels,
+    labels: new Int32Array(n).fill(-1),
+    classNames: [],
+  };
+  const rows: number[][] = [];
+  for (let i = 0; i < n; i += cols)
+    rows.push(Array.from({ length: Math.min(cols, n - i) }, (_, j) => i + j));
+  return renderGrid(set, rows, { scale: out.height <= 32 ? 2 : 1 });
+}
+
+/** One PNG per sample, base64. */
+export async function samplePngs(out: SampleOutput): Promise<string[]> {
+  const size = out.height * out.width * out.channels;
+  const pngs: string[] = [];
+  for (let i = 0; i < out.perSample.length; i++) {
+    const png = await encodePng(
+      out.pixels.subarray(i * size, (i + 1) * size),
+      out.height,
+      out.width,
+      out.channels,
+    );
+    pngs.push(png.toString('base64'));
+  }
+  return pngs;
+}
