@@ -46,6 +46,7 @@ interface SampleOpts {
   tau?: number;
   conversion?: string;
   class?: number;
+  classes?: number[];
   guidance?: number;
   columns?: number;
   publicKey?: string[];
@@ -92,6 +93,19 @@ export function buildSampleCli(): Command {
       ),
     )
     .addOption(
+      new Option(
+        '--classes <list>',
+        'one class per sample, comma-separated, repeated up to --count (e.g. 0,1,2,3,4,5,6,7,8,9)',
+      ).argParser((v: string) => {
+        const list = v.split(',').map((x) => x.trim());
+        if (!list.every((x) => /^\d+$/.test(x)))
+          throw new InvalidArgumentError(
+            `--classes must be comma-separated class numbers, got "${v}"`,
+          );
+        return list.map(Number);
+      }),
+    )
+    .addOption(
       new Option('--guidance <w>', 'classifier-free guidance scale').argParser(num('--guidance')),
     )
     .addOption(new Option('--columns <n>', 'grid columns').argParser(int('--columns')))
@@ -126,6 +140,14 @@ export function buildSampleCli(): Command {
         ...(opts.tau !== undefined ? { tau: opts.tau } : {}),
         ...(opts.conversion ? { conversion: opts.conversion } : {}),
         ...(opts.class !== undefined ? { class: opts.class } : {}),
+        ...(opts.classes
+          ? {
+              classes: Array.from(
+                { length: opts.count },
+                (_, i) => opts.classes![i % opts.classes!.length]!,
+              ),
+            }
+          : {}),
         ...(opts.guidance !== undefined ? { guidance: opts.guidance } : {}),
       };
       if (!Value.Check(SampleRequest, request)) {

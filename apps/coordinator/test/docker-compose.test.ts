@@ -29,14 +29,26 @@ describe('docker-compose.yml', async () => {
   };
   const s = doc.services;
 
-  it('has the coordinator, redis, minio (with bucket creation) and a GPU worker', () => {
+  it('has the coordinator, redis, minio (with bucket creation), a sampler and a GPU worker', () => {
     expect(Object.keys(s).sort()).toEqual([
       'coordinator',
       'minio',
       'minio-init',
       'redis',
+      'sampler',
       'worker',
     ]);
+  });
+
+  it('runs a sampler on Redis and the S3 store, with no database', () => {
+    const c = s.sampler!;
+    expect(c.command).toEqual(['node', 'apps/coordinator/dist/bin.js', 'sampler']);
+    expect(c.environment).toMatchObject({
+      ARCHIPELAGO_REDIS_URL: 'redis://redis:6379',
+      ARCHIPELAGO_S3_BUCKET: 'archipelago',
+      ARCHIPELAGO_S3_ENDPOINT: 'http://minio:9000',
+    });
+    expect(c.environment).not.toHaveProperty('ARCHIPELAGO_DATA_DIR');
   });
 
   it('runs the coordinator with its data dir on a volume, wired to redis and minio', () => {

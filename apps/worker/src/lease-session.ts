@@ -86,6 +86,9 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/** EMA decay of the weights a checkpoint holds (see ExpertTrainer's `ema`). */
+export const EMA_DECAY = 0.999;
+
 /**
  * Linear warm-up of the learning rate over the first 10 % of the steps (at most 100): Adam's early
  * updates at a high rate destabilise a freshly initialised transformer. A function of the step
@@ -280,6 +283,8 @@ export class LeaseSession {
       network: { kind: 'dit', config },
       objective,
       optimizer: { learningRate: g.training.learningRate },
+      // Checkpoints hold the EMA of the weights: what diffusion models sample well with.
+      ema: { decay: EMA_DECAY },
       seed: g.training.seed,
       threads: this.ctx.threads,
       ...(init ? { init } : {}),

@@ -48,7 +48,12 @@ export const DEFAULT_INFERENCE = {
   threshold: 0.1,
   conversion: 'snr',
   alphaMin: 0.01,
-  x0Clamp: 20,
+  /**
+   * Images are scaled to [-1, 1]: clamp the converted DDPM x0 estimate there. (The paper's
+   * [-20, 20] is for latents; on pixels it lets the first steps of a DDPM expert, where
+   * 1 / (1 - t) amplifies its error, throw samples out of range.)
+   */
+  x0Clamp: 1,
   sampler: 'heun',
   steps: 16,
   /** Classifier-free guidance scale of class-conditional requests. */
@@ -241,17 +246,15 @@ async function chooseInference(
   }
   const ensemble = await LoadedEnsemble.load(provisional, (file) => store.getBytes(file.key));
   try {
-    const scores = CANDIDATES.map((c, i) => {
-      const loss = ensemble.velocityLoss(
-        x0,
-        n,
-        { routing: c.routing, k: c.k, tau: c.tau },
-        1234,
-        2,
-      );
+    const scores: ((typeof CANDIDATES)[number] & { loss: number })[] = [];
+    for (const [i, c] of CANDIDATES.entries()) {
+      const routing = { routing: c.routing, k: c.k, tau: c.tau };
+      const loss = ensemble.velocityLoss(x0, n, routing, 1234, 2);
       progress('measuring routing strategies', i + 1, CANDIDATES.length);
-      return { ...c, loss };
-    });
+      scores.push({ ...c, loss });
+      // In-process jobs share the server's event loop.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     const best = Math.min(...scores.map((s) => s.loss));
     const chosen = scores.filter((s) => s.loss <= best * 1.01).sort((a, b) => a.cost - b.cost)[0]!;
     const name = (s: (typeof scores)[number]) => (s.routing === 'top-k' ? `top-${s.k}` : s.routing);

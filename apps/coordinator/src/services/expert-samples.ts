@@ -58,6 +58,8 @@ export async function renderExpertSamples(
               objective: 'ddpm',
               network: (x, tau, labels) => net.apply(x, tau, labels),
               schedule: meta.schedule as DdpmScheduleConfig,
+              // Pixels live in [-1, 1] (see DEFAULT_INFERENCE.x0Clamp).
+              conversion: { mode: 'snr', x0Clamp: [-1, 1] },
             }
           : { objective: 'fm', network: (x, tau, labels) => net.apply(x, tau, labels) },
       );

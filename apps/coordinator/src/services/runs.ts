@@ -221,6 +221,9 @@ export function failRunForJob(db: Db, job: JobRow): void {
   db.transaction((tx) => {
     const run = tx.select().from(runs).where(eq(runs.id, job.runId!)).get();
     if (!run || run.status === 'failed' || run.status === 'cancelled') return;
+    // A published run keeps its ensemble when a later job (a new router) fails: the job row and
+    // its job.failed event say what went wrong.
+    if (run.status === 'published') return;
     const error = `${job.name} job ${job.id} failed: ${job.error ?? 'unknown error'}`;
     tx.update(runs)
       .set({ status: 'failed', error, finishedAt: new Date() })

@@ -253,6 +253,7 @@ async function judge(
       }
       const set = await valSet(store, s.key, s.sha256);
       const r = heldOutLoss(net, objective, set, run.config.numClasses, run.config.seed + 1);
+      await new Promise((resolve) => setImmediate(resolve));
       crossLoss[s.cluster] = r.loss;
       if (s.cluster === expert.cluster) own = r;
     }

@@ -15,6 +15,7 @@ import {
   type ObjectiveConfig,
 } from '@archipelago/diffusion';
 import type * as tf from '@tensorflow/tfjs-core';
+import { add, mul, tidy, variable } from '@tensorflow/tfjs-core';
 import type { CheckpointMeta } from '../checkpoint/index.js';
 import type { StepBatch } from './losses.js';
 import {
@@ -42,6 +43,14 @@ export interface ExpertTrainerOptions {
    * resume (its step count continues) or an FM init converted from a DDPM expert.
    */
   init?: Uint8Array;
+  /**
+   * Keep an exponential moving average of the weights and save it instead of the raw weights
+   * (what diffusion models sample with). Step t uses decay `min(decay, (1 + t) / (10 + t))`, so
+   * short runs average over their recent steps and long ones over ~1 / (1 - decay) steps. A
+   * checkpoint holds the average only: resuming continues from it (a warm restart, like Adam's
+   * moments, which are not saved either).
+   */
+  ema?: { decay: number };
 }
 
 export interface TrainStepResult {
@@ -63,6 +72,8 @@ export interface TrainerSaveOptions {
 
 export class ExpertTrainer {
   private stepsTaken: number;
+  /** EMA of every parameter (main thread), when enabled. */
+  private readonly ema: Map<string, tf.Variable> | null;
 
   private constructor(
     private readonly engine: DataParallelTrainer,
@@ -72,6 +83,16 @@ export class ExpertTrainer {
     private readonly init: CheckpointMeta | undefined,
   ) {
     this.stepsTaken = init?.step ?? 0;
+    const decay = options.ema?.decay;
+    if (decay !== undefined && !(decay > 0 && decay < 1)) {
+      throw new RangeError(`ema decay must be in (0, 1), got ${decay}`);
+    }
+    this.ema =
+      decay === undefined
+        ? null
+        : new Map(
+            [...engine.network.params].map(([name, v]) => [name, tfVariable(v, `ema/${name}`)]),
+          );
   }
 
   static async create(options: ExpertTrainerOptions): Promise<ExpertTrainer> {
@@ -131,6 +152,16 @@ export class ExpertTrainer {
       disposeBatch(batch);
     }
     this.stepsTaken += 1;
+    if (this.ema) {
+      const t = this.stepsTaken;
+      const d = Math.min(this.options.ema!.decay, (1 + t) / (10 + t));
+      const params = this.engine.network.params;
+      tidy(() => {
+        for (const [name, avg] of this.ema!) {
+          avg.assign(add(mul(avg, d), mul(params.get(name)!, 1 - d)));
+        }
+      });
+    }
     const seconds = (performance.now() - start) / 1000;
     const rows = batch.x.shape[0] as number;
     return { loss, imagesPerSec: rows / seconds, step: this.stepsTaken };
@@ -164,12 +195,17 @@ export class ExpertTrainer {
     return this.engine.replicaParams();
   }
 
+  /** The weights a checkpoint holds: the EMA when enabled, else the live parameters. */
+  savedParams(): Map<string, tf.Variable> {
+    return this.ema ?? this.engine.network.params;
+  }
+
   /** A checkpoint of kind 'expert' (see trainer-checkpoint.ts for what it holds). */
   save(options: TrainerSaveOptions = {}): Promise<Uint8Array> {
     return saveTrained({
       kind: 'expert',
       spec: this.engine.network.spec,
-      params: this.engine.network.params,
+      params: this.savedParams(),
       step: this.stepsTaken,
       objective: this.objective.config,
       optimizer: this.options.optimizer,
@@ -181,6 +217,7 @@ export class ExpertTrainer {
 
   /** Terminates the workers and frees the network. */
   dispose(): Promise<void> {
+    if (this.ema) for (const v of this.ema.values()) v.dispose();
     return this.engine.dispose();
   }
 
@@ -204,4 +241,9 @@ export class ExpertTrainer {
       x.dispose();
     }
   }
+}
+
+/** A non-trainable copy of `v`. */
+function tfVariable(v: tf.Variable, name: string): tf.Variable {
+  return tidy(() => variable(v.clone(), false, `${name}/${Math.random().toString(36).slice(2)}`));
 }

@@ -13,7 +13,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend.js';
-import { convertDdpmToFm } from '../../src/checkpoint/index.js';
+import { convertDdpmToFm, loadCheckpoint } from '../../src/checkpoint/index.js';
 import { ExpertTrainer } from '../../src/training/index.js';
 import { learningRateAt, MEANS, MIXTURE, nearModes, sampleMixture } from './helpers.js';
 
@@ -186,4 +186,47 @@ describe('MLP experts on a 2-D Gaussian mixture (3 modes, 14 sigma apart)', () =
     expect(reach).toBeGreaterThan(0);
     expect(reach).toBeLessThan(10);
   }, 60_000);
+});
+
+describe('ExpertTrainer with an EMA of the weights', () => {
+  it('saves the average, with the warmed-up decay min(decay, (1 + t) / (10 + t)) at step t', async () => {
+    const make = (ema?: { decay: number }) =>
+      ExpertTrainer.create({
+        network: MLP,
+        objective: OBJECTIVES.fm,
+        optimizer: { learningRate: 1e-2 },
+        seed: 4,
+        ...(ema ? { ema } : {}),
+      });
+    const plain = await make();
+    const averaged = await make({ decay: 0.999 });
+    const snap = (t: ExpertTrainer) =>
+      new Map([...t.getParams()].map(([k, v]) => [k, Float32Array.from(v.dataSync())]));
+    // Same seed, same batches: the live weights of both trainers follow the same trajectory.
+    const expected = snap(plain);
+    for (let step = 1; step <= 3; step++) {
+      const batch = sampleMixture(32, 50 + step).x;
+      await plain.step(batch);
+      await averaged.step(batch);
+      const d = Math.min(0.999, (1 + step) / (10 + step));
+      for (const [k, v] of snap(plain)) {
+        const e = expected.get(k)!;
+        for (let i = 0; i < e.length; i++) e[i] = d * e[i]! + (1 - d) * v[i]!;
+      }
+    }
+    const saved = loadCheckpoint(await averaged.save());
+    for (const [k, e] of expected) {
+      const got = saved.params[k]!.data;
+      let max = 0;
+      for (let i = 0; i < e.length; i++) max = Math.max(max, Math.abs(got[i]! - e[i]!));
+      expect(max, k).toBeLessThan(1e-6);
+    }
+    // Without an EMA a checkpoint holds the live weights, which have moved away from the average.
+    const live = loadCheckpoint(await plain.save());
+    const [name] = expected.keys();
+    expect(Array.from(live.params[name!]!.data)).not.toEqual(Array.from(saved.params[name!]!.data));
+    await expect(make({ decay: 1 })).rejects.toThrow(/ema decay must be in \(0, 1\)/);
+    await plain.dispose();
+    await averaged.dispose();
+  });
 });
