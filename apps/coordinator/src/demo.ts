@@ -22,7 +22,7 @@ export interface DemoOptions {
   out: string;
   experts: number;
   port: number;
-  /** Worker processes spawned on this machine (objectives alternate ddpm, fm). */
+  /** Worker processes spawned on this machine (see demoWorkerObjective). */
   workers: number;
   /** Training steps per expert. */
   steps: number;
@@ -36,7 +36,7 @@ const WORKER_BIN = fileURLToPath(new URL('../../worker/dist/bin.js', import.meta
 function spawnWorker(
   base: string,
   token: string,
-  objective: 'ddpm' | 'fm',
+  objective: 'any' | 'fm',
   dir: string,
   log: string,
 ) {
@@ -78,11 +78,22 @@ export const DEMO_DEFAULTS = {
   guidance: 3,
 } as const;
 
-/** Objective mix of the demo: half DDPM (rounded down, at least one), the rest flow matching. */
+/**
+ * Objective mix of the demo: a quarter DDPM (at least one), the rest flow matching — the paper's
+ * 2 DDPM : 6 FM ratio.
+ */
 export function demoObjectives(k: number): string {
   if (k < 2) return 'fm';
-  const ddpm = Math.max(1, Math.floor(k / 2));
+  const ddpm = Math.max(1, Math.floor(k / 4));
   return `ddpm:${ddpm},fm:${k - ddpm}`;
+}
+
+/**
+ * The demo's volunteers: the first takes any objective (and so the DDPM experts), the others flow
+ * matching only, so that with a quarter DDPM the work stays balanced.
+ */
+export function demoWorkerObjective(i: number): 'any' | 'fm' {
+  return i === 0 ? 'any' : 'fm';
 }
 
 /**
@@ -185,7 +196,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     const children: ChildProcess[] = [];
     const exits: Promise<number | null>[] = [];
     for (let i = 0; i < opts.workers; i++) {
-      const objective = i % 2 === 0 ? 'ddpm' : 'fm';
+      const objective = demoWorkerObjective(i);
       const child = spawnWorker(
         base,
         token.token,

@@ -389,6 +389,9 @@ export class LeaseSession {
         await new Promise(setImmediate);
       }
     }
+    // The final checkpoint was accepted: the coordinator completed the lease with it, so an
+    // answer that calls the lease ended (a heartbeat racing the commit) is not a loss.
+    if (this.finalCheckpointId) return this.complete();
     if (this.lostReason !== null) return 'lost';
     if (this.ctx.refused()) return 'refused';
     if (trainer && trainer.stepCount >= target && !this.ctx.stopping()) {

@@ -30,7 +30,7 @@ const isPng = (b: Uint8Array) =>
 
 /** Settings every coordinator-side process of a scenario shares. */
 const BASE_ENV = {
-  ARCHIPELAGO_ROUTER_STEPS: '60',
+  ARCHIPELAGO_ROUTER_STEPS: '300',
   // 60 steps on 8x8 digits: well below an untrained network, with room for noise.
   ARCHIPELAGO_VALIDATION_LOSS_RATIO: '0.8',
 };

@@ -276,9 +276,20 @@ describe('worker protocol over real sockets', () => {
       leaseId: grant.leaseId,
       checkpointId: final.url.checkpointId,
     });
+    // Final checkpoint: the coordinator validates it before the expert is done.
     const after = (await api('GET', `/api/v1/runs/${run.id}`)).body as unknown as Run;
-    expect(after.experts[0]).toMatchObject({ status: 'done', checkpointStep: 10 });
+    expect(after.experts[0]).toMatchObject({ checkpointStep: 10 });
+    expect(['validating', 'pending']).toContain(after.experts[0]!.status);
     expect(after.status).toBe('training');
+    // These bytes are no checkpoint: validation rejects them, the expert returns to the pool at
+    // its last non-final checkpoint, and the reason is recorded.
+    let judged = after;
+    for (let i = 0; i < 200 && judged.experts[0]!.status === 'validating'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      judged = (await api('GET', `/api/v1/runs/${run.id}`)).body as unknown as Run;
+    }
+    expect(judged.experts[0]).toMatchObject({ status: 'pending', checkpointStep: 5 });
+    expect(judged.experts[0]!.validationError).toMatch(/^not_safetensors/);
     for (const c of [ddpm, ddpm2, fm]) c.close();
   });
 
