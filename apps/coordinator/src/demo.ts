@@ -236,7 +236,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
           log(line);
           lastLine = performance.now();
         }
-        if (trained.experts.every((e) => e.status === 'done')) break;
+        // Trained: every final checkpoint is in (validation, a coordinator job, follows).
+        if (trained.experts.every((e) => e.status === 'done' || e.status === 'validating')) break;
         if (trained.status === 'failed') throw new Error(`run ${run.id} failed: ${trained.error}`);
         if (allExited)
           throw new Error(`every worker exited before the run finished; see ${workersDir}`);
