@@ -3,6 +3,7 @@ import { and, eq, inArray } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import { events, experts, type LeaseRow, leases, runs } from '../db/schema/index.js';
 import { ApiError, notFound } from '../errors.js';
+import { endLease } from './leases.js';
 import { getRun } from './runs.js';
 
 /** A run in one of these states has finished: cancelling it changes nothing. */
@@ -48,33 +49,7 @@ export function cancelRun(
           )
           .all()
       : [];
-    for (const lease of active) {
-      const expert = runExperts.find((e) => e.id === lease.expertId)!;
-      tx.update(leases)
-        .set({ status: 'revoked', endedAt: now })
-        .where(eq(leases.id, lease.id))
-        .run();
-      if (expert.status !== 'done' && expert.status !== 'validating') {
-        tx.update(experts)
-          .set({
-            status: 'pending',
-            workerId: null,
-            step: expert.checkpointStep ?? 0,
-            imagesPerSec: null,
-          })
-          .where(eq(experts.id, expert.id))
-          .run();
-      }
-      tx.insert(events)
-        .values({
-          type: 'lease.revoked',
-          runId,
-          expertId: expert.id,
-          workerId: lease.workerId,
-          data: { leaseId: lease.id, reason, resumeStep: expert.checkpointStep ?? 0 },
-        })
-        .run();
-    }
+    for (const lease of active) endLease(tx, lease, 'revoked', reason);
     tx.insert(events)
       .values({
         type: 'run.cancelled',

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ExpertObjective, LeaseGrant, Objective } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
-import type { Db } from '../db/database.js';
+import type { Db, Tx } from '../db/database.js';
 import {
   type CheckpointRow,
   checkpoints,
@@ -17,8 +17,6 @@ import {
 } from '../db/schema/index.js';
 import { newId } from '../ids.js';
 import { insertJob } from '../jobs/job-queue.js';
-
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 export interface LeaseDeps {
   db: Db;
@@ -285,7 +283,7 @@ export function heartbeat(
 }
 
 /** End a lease early; its expert returns to the pool at its last accepted checkpoint. */
-function endLease(
+export function endLease(
   tx: Tx,
   lease: LeaseRow,
   status: 'released' | 'expired' | 'revoked',

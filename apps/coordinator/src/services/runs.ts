@@ -8,7 +8,7 @@ import {
   type RunConfig,
 } from '@archipelago/protocol';
 import { and, asc, desc, eq } from 'drizzle-orm';
-import type { Db } from '../db/database.js';
+import type { Db, Tx } from '../db/database.js';
 import {
   clusterings,
   datasets,
@@ -23,8 +23,6 @@ import {
 import { ApiError, notFound } from '../errors.js';
 import { newId } from '../ids.js';
 import type { JobQueue } from '../jobs/job-queue.js';
-
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 export interface RunDeps {
   db: Db;

@@ -117,17 +117,23 @@ export class SamplingService {
     return this.options.redis ? 'bullmq' : 'in-process';
   }
 
+  /** The stored manifest of an ensemble (read once: manifests are immutable). */
+  private async manifest(id: string): Promise<LoadedEnsemble['manifest']> {
+    let m = this.manifests.get(id);
+    if (!m) {
+      m = (await readManifest(this.options.store, id)).manifest;
+      this.manifests.set(id, m);
+    }
+    return m;
+  }
+
   /** What request validation needs of an ensemble, from its manifest alone. */
   async describe(id: string): Promise<{
     experts: number;
     numClasses: number;
     inference: LoadedEnsemble['manifest']['inference'];
   }> {
-    let m = this.manifests.get(id);
-    if (!m) {
-      m = (await readManifest(this.options.store, id)).manifest;
-      this.manifests.set(id, m);
-    }
+    const m = await this.manifest(id);
     const arch = m.model.architecture as { numClasses?: number };
     return {
       experts: m.experts.length,
@@ -146,7 +152,7 @@ export class SamplingService {
     }
     const loading = (async () => {
       const { store } = this.options;
-      const { manifest } = await readManifest(store, id);
+      const manifest = await this.manifest(id);
       verifyManifest(manifest);
       return LoadedEnsemble.load(manifest, (file) => store.getBytes(file.key));
     })();
