@@ -72,7 +72,16 @@ export class WorkerHub {
   start(): void {
     this.sweep();
     const every = Math.max(50, Math.min(1000, Math.floor(this.options.config.leaseTtlMs / 4)));
-    this.timer = setInterval(() => this.sweep(), every);
+    let last = Date.now();
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      const stalled = now - last > 2 * every;
+      last = now;
+      // After the event loop was blocked (a long in-process job step), timers run before the
+      // sockets are read: heartbeats sent meanwhile are still waiting. Sweep at the next tick,
+      // once they are in, so that the coordinator's own stall never expires a lease.
+      if (!stalled) this.sweep();
+    }, every);
     this.timer.unref();
   }
 
