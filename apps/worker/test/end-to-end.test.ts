@@ -63,15 +63,19 @@ describe('worker processes against a real coordinator', () => {
       batchSize: 8,
       model: 'tiny',
     });
-  /** The run once the coordinator has validated every expert's final checkpoint. */
+  /**
+   * The run once the coordinator has validated every expert's final checkpoint and finished the
+   * jobs that follow (router, manifest), so that none of them runs into the next test.
+   */
   const validated = (runId: string): Promise<Run> =>
     until(
-      'every expert to pass validation',
+      'every expert to pass validation and the run to be published',
       async () => {
         const r = await coord.run(runId);
-        return r.experts.every((e) => e.status === 'done') ? r : null;
+        if (r.status === 'failed') throw new Error(`run failed: ${r.error}`);
+        return r.experts.every((e) => e.status === 'done') && r.status === 'published' ? r : null;
       },
-      60_000,
+      90_000,
       100,
     );
   const expertOf = (run: Run, objective: 'ddpm' | 'fm'): Expert =>
