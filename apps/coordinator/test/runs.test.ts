@@ -111,7 +111,7 @@ describe('runs', () => {
   it('rejects an unknown model preset, a resolution mismatch, too many experts and a missing dataset', async () => {
     const preset = await create({ experts: 4, model: 'gigantic' });
     expect(preset.statusCode).toBe(400);
-    expect(preset.json().error.message).toMatch(/tiny, small, base, large/);
+    expect(preset.json().error.message).toMatch(/micro, tiny, small, base, large/);
     const res = await create({ experts: 4, resolution: 64 });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe('resolution_mismatch');

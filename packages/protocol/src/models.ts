@@ -17,6 +17,6 @@ export type Schedule = Static<typeof Schedule>;
  * Named DiT/AdaLN-Single size presets, smallest first. `packages/models` maps each name to its
  * architecture; the names live here because runs, leases and manifests all carry them.
  */
-export const MODEL_PRESETS = ['tiny', 'small', 'base', 'large'] as const;
+export const MODEL_PRESETS = ['micro', 'tiny', 'small', 'base', 'large'] as const;
 export const ModelPreset = Type.Enum(MODEL_PRESETS);
 export type ModelPreset = Static<typeof ModelPreset>;

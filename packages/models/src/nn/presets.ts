@@ -6,10 +6,15 @@
  *
  * | name  | patch | hidden | depth | heads | 28x28x1    | 32x32x3    | note                        |
  * |-------|-------|--------|-------|-------|------------|------------|-----------------------------|
- * | tiny  | 4     | 128    | 4     | 4     | 947,088    | 955,312    | tests, demo, the benchmark  |
+ * | micro | 4     | 96     | 4     | 4     | 393,136    | 399,312    | the demo (MLP ratio 2)      |
+ * | tiny  | 4     | 128    | 4     | 4     | 947,088    | 955,312    | tests, the benchmark        |
  * | small | 2     | 256    | 6     | 4     | 5,270,788  | 5,274,892  |                             |
  * | base  | 2     | 384    | 12    | 6     | 22,440,580 | 22,446,732 | DiT-S width and depth       |
  * | large | 2     | 768    | 12    | 12    | 89,412,868 | 89,425,164 | DiT-B width and depth       |
+ *
+ * Every preset but micro has MLP ratio 4. micro trains ~1.7x faster per image than tiny on the
+ * wasm backend (measured with 16 tokens, batch 32), which on 2 CPU cores buys more steps than
+ * tiny's extra width is worth.
  *
  * AdaLN-Single is why base and large are smaller than
  * DiT-S/2 (33M) and DiT-B/2 (130M): one shared t_block replaces a Linear(D, 6D) per block.
@@ -28,6 +33,7 @@ export interface DiTPreset {
 }
 
 export const DIT_PRESETS = {
+  micro: { patchSize: 4, hidden: 96, depth: 4, heads: 4, mlpRatio: 2 },
   tiny: { patchSize: 4, hidden: 128, depth: 4, heads: 4, mlpRatio: 4 },
   small: { patchSize: 2, hidden: 256, depth: 6, heads: 4, mlpRatio: 4 },
   base: { patchSize: 2, hidden: 384, depth: 12, heads: 6, mlpRatio: 4 },

@@ -199,7 +199,7 @@ describe('DiT (AdaLN-Single)', () => {
       m.dispose();
     }
     expect(() => ditConfigFromPreset('huge', { imageSize: 8, channels: 3, numClasses: 0 })).toThrow(
-      'unknown DiT preset "huge"; valid: tiny, small, base, large',
+      'unknown DiT preset "huge"; valid: micro, tiny, small, base, large',
     );
   }, 60_000);
 
