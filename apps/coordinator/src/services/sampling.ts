@@ -267,7 +267,8 @@ export function gridPng(out: SampleOutput, columns?: number): Promise<Buffer> {
   const rows: number[][] = [];
   for (let i = 0; i < n; i += cols)
     rows.push(Array.from({ length: Math.min(cols, n - i) }, (_, j) => i + j));
-  return renderGrid(set, rows, { scale: out.height <= 32 ? 2 : 1 });
+  // Small images are upscaled (nearest neighbour) to cells of 32-64 px, so digits can be read.
+  return renderGrid(set, rows, { scale: Math.max(1, Math.min(4, Math.floor(64 / out.height))) });
 }
 
 /** One PNG per sample, base64. */
