@@ -2,7 +2,7 @@
 // Sampling throughput and latency of an ensemble per routing strategy (top-1, top-2, full), with
 // the ratio to one expert sampled alone, and the router's share of a top-1 step.
 // The demo's ensemble (out/demo/manifest.json, or BENCH_MANIFEST) when it exists; otherwise an
-// ensemble of the demo's shape (4 tiny DiT experts with 7x7 patches, 2 DDPM + 2 FM, 28x28x1,
+// ensemble of the demo's shape (4 micro DiT experts with 4x4 patches, 1 DDPM + 3 FM, 16x16x1,
 // 10 classes, and its router) at initial weights: the cost of a forward pass does not depend on
 // the weights. One JSON object per line on stdout.
 import { existsSync } from 'node:fs';
@@ -29,18 +29,21 @@ const backend = await initBackend({ backend: process.env.BENCH_SAMPLE_BACKEND ??
 const root = path.resolve(import.meta.dirname, '../../..');
 const manifestPath = process.env.BENCH_MANIFEST ?? path.join(root, 'out/demo/manifest.json');
 
+/** The demo's image side (MNIST downsampled to 16x16). */
+const SIZE = 16;
+
 async function syntheticEnsemble() {
-  const config = ditConfigFromPreset('tiny', {
-    imageSize: 28,
+  const config = ditConfigFromPreset('micro', {
+    imageSize: SIZE,
     channels: 1,
     numClasses: 10,
-    patchSize: 7,
+    patchSize: 4,
   });
   const files = new Map();
   const experts = [];
   for (let k = 0; k < 4; k++) {
     const objective =
-      k < 2
+      k < 1
         ? { name: 'ddpm', schedule: { kind: 'cosine' } }
         : { name: 'fm', timeSampling: { kind: 'uniform' } };
     const t = await ExpertTrainer.create({
@@ -64,7 +67,7 @@ async function syntheticEnsemble() {
       baselineLoss: 1,
     });
   }
-  const rc = routerConfigFor(28, 1, 4, 4);
+  const rc = routerConfigFor(SIZE, 1, 4, 4);
   const r = await RouterTrainer.create({
     network: { kind: 'router', config: rc },
     optimizer: { learningRate: 1e-3 },
@@ -81,15 +84,15 @@ async function syntheticEnsemble() {
       id: 'bench',
       name: 'bench',
       count: 0,
-      width: 28,
-      height: 28,
+      width: SIZE,
+      height: SIZE,
       channels: 1,
       classNames: [],
       clusteringId: 'bench',
       sizes: [1, 1, 1, 1],
       classCounts: [],
     },
-    model: { preset: 'tiny', architecture: { kind: 'dit', ...config } },
+    model: { preset: 'micro', architecture: { kind: 'dit', ...config } },
     experts,
     router: {
       checkpoint: {
@@ -156,6 +159,9 @@ const best = async (fn) => {
   return min;
 };
 
+const { height, width, channels } = loaded.manifest.dataset;
+const imageShape = [BATCH, height, width, channels];
+
 // One expert alone (an FM expert: no conversion), the reference.
 const fmExpert =
   loaded.manifest.experts.find((e) => e.objective === 'fm') ?? loaded.manifest.experts[0];
@@ -164,7 +170,7 @@ const { net } = networkFromCheckpoint(loaded.files.get(fmExpert.checkpoint.uri),
 });
 const single = await best(async () => {
   const model = velocityExpert({ objective: 'fm', network: (x, t, y) => net.apply(x, t, y) });
-  const xT = initialNoise([BATCH, 28, 28, 1], 1);
+  const xT = initialNoise(imageShape, 1);
   const x0 = euler(model, xT, timeGrid(STEPS));
   await x0.data();
   tf.dispose([xT, x0]);
@@ -219,7 +225,7 @@ const routerNet = networkFromCheckpoint(loaded.files.get(loaded.manifest.router.
   kind: 'router',
 }).net;
 const routerSeconds = await best(async () => {
-  const x = initialNoise([BATCH, 28, 28, 1], 2);
+  const x = initialNoise(imageShape, 2);
   for (let i = 0; i < STEPS; i++) {
     const p = tf.tidy(() => tf.softmax(routerNet.apply(x, tf.fill([BATCH], 500))));
     await p.data();

@@ -67,14 +67,17 @@ const MARKER = '.archipelago-demo';
 
 /**
  * Training settings of the demo, chosen (by measuring on 2 cores) to give recognisable digits in
- * minutes: the tiny DiT with 7x7 patches (16 tokens, ~3x faster per image than 4x4 patches), a
- * high learning rate after warm-up, class labels for classifier-free guidance.
+ * minutes: MNIST downsampled to 16x16 (USPS's size), the tiny DiT with 4x4 patches (16 tokens,
+ * as cheap per image as 7x7 patches on 28x28 but with a 16-value patch to predict instead of 49),
+ * a high learning rate after warm-up, class labels for classifier-free guidance.
  */
 export const DEMO_DEFAULTS = {
-  steps: 600,
+  model: 'micro',
+  steps: 1000,
   batchSize: 32,
   learningRate: 2e-3,
-  patchSize: 7,
+  resolution: 16,
+  patchSize: 4,
   guidance: 3,
 } as const;
 
@@ -145,6 +148,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     const accepted = await api<JobAccepted>('POST', '/api/v1/datasets', {
       name: 'mnist-demo',
       source: { kind: 'builtin', name: 'mnist' },
+      resolution: DEMO_DEFAULTS.resolution,
       cluster: { k: opts.experts, seed: 0 },
     });
     const bar = progressPrinter(process.stdout);
@@ -166,7 +170,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       datasetId,
       experts: opts.experts,
       objectives: demoObjectives(opts.experts),
-      model: 'tiny',
+      model: DEMO_DEFAULTS.model,
       patchSize: DEMO_DEFAULTS.patchSize,
       learningRate: DEMO_DEFAULTS.learningRate,
       stepsPerExpert: opts.steps,
