@@ -3,6 +3,7 @@ import {
   BUILTIN_DATASET_NAMES,
   ClusterBody,
   CreateRunBody,
+  FM_TIME_SAMPLINGS,
   ImportDatasetBody,
   MODEL_PRESETS,
   SCHEDULES,
@@ -420,6 +421,11 @@ export function buildCli(): Command {
     .requiredOption('--experts <k>', 'number of experts (clusters)', int('--experts'))
     .option('--objectives <mix>', 'objective mix: ddpm:2,fm:6 | fm | ddpm | any', 'any')
     .addOption(new Option('--schedule <name>', 'DDPM noise schedule').choices(SCHEDULES))
+    .addOption(
+      new Option('--fm-time-sampling <kind>', 'training times of FM experts').choices(
+        FM_TIME_SAMPLINGS,
+      ),
+    )
     .addOption(new Option('--model <preset>', 'model size preset').choices(MODEL_PRESETS))
     .requiredOption('--steps <n>', 'training steps per expert', int('--steps'))
     .option('--checkpoint-interval <n>', 'steps between checkpoints', int('--checkpoint-interval'))
@@ -441,6 +447,7 @@ export function buildCli(): Command {
             experts: opts.experts,
             objectives: opts.objectives,
             schedule: opts.schedule,
+            fmTimeSampling: opts.fmTimeSampling,
             model: opts.model,
             stepsPerExpert: opts.steps,
             checkpointInterval: opts.checkpointInterval,

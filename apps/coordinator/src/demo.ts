@@ -69,7 +69,9 @@ const MARKER = '.archipelago-demo';
  * Training settings of the demo, chosen (by measuring on 2 cores) to give recognisable digits in
  * minutes: MNIST downsampled to 16x16 (USPS's size), the tiny DiT with 4x4 patches (16 tokens,
  * as cheap per image as 7x7 patches on 28x28 but with a 16-value patch to predict instead of 49),
- * a high learning rate after warm-up, class labels for classifier-free guidance.
+ * the micro DiT (1.7x faster per step than tiny, so 1,000 steps fit where 600 did), logit-normal
+ * training times for the FM experts (cleaner strokes than uniform at this budget), a high learning
+ * rate after warm-up, class labels for classifier-free guidance.
  */
 export const DEMO_DEFAULTS = {
   model: 'micro',
@@ -78,6 +80,7 @@ export const DEMO_DEFAULTS = {
   learningRate: 2e-3,
   resolution: 16,
   patchSize: 4,
+  fmTimeSampling: 'logit-normal',
   guidance: 3,
 } as const;
 
@@ -172,6 +175,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       objectives: demoObjectives(opts.experts),
       model: DEMO_DEFAULTS.model,
       patchSize: DEMO_DEFAULTS.patchSize,
+      fmTimeSampling: DEMO_DEFAULTS.fmTimeSampling,
       learningRate: DEMO_DEFAULTS.learningRate,
       stepsPerExpert: opts.steps,
       checkpointInterval: Math.max(1, Math.floor(opts.steps / 4)),

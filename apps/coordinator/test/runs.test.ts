@@ -53,6 +53,7 @@ describe('runs', () => {
       channels: 3,
       model: 'tiny',
       schedule: 'cosine',
+      fmTimeSampling: 'uniform',
       checkpointInterval: 100,
       numClasses: 4,
     });
@@ -112,6 +113,9 @@ describe('runs', () => {
     const preset = await create({ experts: 4, model: 'gigantic' });
     expect(preset.statusCode).toBe(400);
     expect(preset.json().error.message).toMatch(/micro, tiny, small, base, large/);
+    const times = await create({ experts: 4, fmTimeSampling: 'beta' });
+    expect(times.statusCode).toBe(400);
+    expect(times.json().error.message).toMatch(/fmTimeSampling/);
     const res = await create({ experts: 4, resolution: 64 });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe('resolution_mismatch');

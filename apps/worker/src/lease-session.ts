@@ -278,7 +278,7 @@ export class LeaseSession {
     const objective: ObjectiveConfig =
       g.objective === 'ddpm'
         ? { name: 'ddpm', schedule: { kind: g.schedule ?? 'cosine' } }
-        : { name: 'fm', timeSampling: { kind: 'uniform' } };
+        : { name: 'fm', timeSampling: { kind: g.timeSampling ?? 'uniform' } };
     this.trainer = await ExpertTrainer.create({
       network: { kind: 'dit', config },
       objective,

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadCheckpoint } from '@archipelago/models';
+import { loadCheckpoint, TRAINING_METADATA_KEY } from '@archipelago/models';
 import type { Expert, Run } from '@archipelago/protocol';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,7 +53,7 @@ describe('worker processes against a real coordinator', () => {
     procs.push(p);
     return p;
   };
-  const newRun = (steps: number) =>
+  const newRun = (steps: number, extra: Record<string, unknown> = {}) =>
     coord.createRun({
       datasetId,
       experts: 2,
@@ -62,6 +62,7 @@ describe('worker processes against a real coordinator', () => {
       checkpointInterval: 10,
       batchSize: 8,
       model: 'tiny',
+      ...extra,
     });
   /**
    * The run once the coordinator has validated every expert's final checkpoint and finished the
@@ -155,7 +156,7 @@ describe('worker processes against a real coordinator', () => {
   });
 
   it('trains a DDPM and an FM expert to completion with two workers; checkpoints are in the store with the recorded hashes', async () => {
-    const run = await newRun(40);
+    const run = await newRun(40, { fmTimeSampling: 'logit-normal' });
     const ddpm = worker('ddpm-1', 'ddpm');
     const fm = worker('fm-1', 'fm');
     await Promise.all([exitOk(ddpm), exitOk(fm)]);
@@ -180,6 +181,11 @@ describe('worker processes against a real coordinator', () => {
       }
       const last = loadCheckpoint(new Uint8Array(readFileSync(objectPath(rows.at(-1)!.key))));
       expect(last.meta).toMatchObject({ kind: 'expert', objective, step: 40 });
+      // The run's FM time sampling reached the worker's trainer (recorded with the training).
+      const training = JSON.parse(last.extraMetadata[TRAINING_METADATA_KEY]!);
+      expect(training.objective).toMatchObject(
+        objective === 'fm' ? { timeSampling: { kind: 'logit-normal' } } : { name: 'ddpm' },
+      );
     }
     expect(ddpm.output).toMatch(/expert \d \(ddpm\) is done: 40 steps/);
     expect(fm.output).toMatch(/expert \d \(fm\) is done: 40 steps/);

@@ -13,7 +13,7 @@
  */
 import { type Static, type TSchema, Type } from 'typebox';
 import { Timestamp } from './common.js';
-import { ModelPreset, Schedule } from './models.js';
+import { FmTimeSampling, ModelPreset, Schedule } from './models.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -51,6 +51,8 @@ export const ManifestExpert = Type.Object(
     cluster: Type.Integer({ minimum: 0 }),
     objective: Type.Enum(['ddpm', 'fm'] as const),
     schedule: Nullable(Schedule),
+    /** How an FM expert drew its training times; absent for DDPM experts. */
+    timeSampling: Type.Optional(FmTimeSampling),
     checkpoint: ManifestFile,
     steps: Type.Integer(),
     trainImages: Type.Integer(),

@@ -14,6 +14,14 @@ export const Schedule = Type.Enum(SCHEDULES);
 export type Schedule = Static<typeof Schedule>;
 
 /**
+ * How flow-matching experts draw training times t (method.md §3): uniform on [0, 1], or
+ * logit-normal (t = sigmoid(z), z ~ N(0, 1)), which spends more steps at mid noise levels.
+ */
+export const FM_TIME_SAMPLINGS = ['uniform', 'logit-normal'] as const;
+export const FmTimeSampling = Type.Enum(FM_TIME_SAMPLINGS);
+export type FmTimeSampling = Static<typeof FmTimeSampling>;
+
+/**
  * Named DiT/AdaLN-Single size presets, smallest first. `packages/models` maps each name to its
  * architecture; the names live here because runs, leases and manifests all carry them.
  */

@@ -1,6 +1,12 @@
 import { type Static, type TSchema, Type } from 'typebox';
 import { Id, Timestamp } from './common.js';
-import { ExpertObjective, ModelPreset, Schedule } from './models.js';
+import {
+  ExpertObjective,
+  FM_TIME_SAMPLINGS,
+  FmTimeSampling,
+  ModelPreset,
+  Schedule,
+} from './models.js';
 
 /** Run lifecycle (architecture.md): draft -> clustering -> training -> routing -> published. */
 export const RUN_STATUSES = [
@@ -40,6 +46,12 @@ export const CreateRunBody = Type.Object(
       }),
     ),
     schedule: Type.Optional(Schedule),
+    fmTimeSampling: Type.Optional(
+      Type.Enum(FM_TIME_SAMPLINGS, {
+        default: 'uniform',
+        description: 'Training times of the flow-matching experts (method.md §3).',
+      }),
+    ),
     resolution: Type.Optional(
       Type.Integer({ minimum: 8, maximum: 512, description: "Default: the dataset's." }),
     ),
@@ -82,6 +94,8 @@ export const RunConfig = Type.Object(
     /** Patch size when it differs from the preset's. */
     patchSize: Type.Optional(Type.Integer()),
     schedule: Schedule,
+    /** Training times of the FM experts; absent (runs made before the option) = uniform. */
+    fmTimeSampling: Type.Optional(FmTimeSampling),
     stepsPerExpert: Type.Integer(),
     checkpointInterval: Type.Integer(),
     batchSize: Type.Integer(),

@@ -120,6 +120,7 @@ export async function publishEnsemble(
       cluster: e.cluster,
       objective: e.objective as 'ddpm' | 'fm',
       schedule: e.objective === 'ddpm' ? (e.schedule ?? 'cosine') : null,
+      ...(e.objective === 'fm' ? { timeSampling: run.config.fmTimeSampling ?? 'uniform' } : {}),
       checkpoint: fileOf(
         `checkpoints/expert-${e.cluster}.safetensors`,
         ck.key,

@@ -169,7 +169,9 @@ export async function buildGrant(
     leaseId: lease.id,
     expert: { id: expert.id, runId: run.id, cluster: expert.cluster },
     objective: expert.objective === 'ddpm' ? 'ddpm' : 'fm',
-    ...(expert.objective === 'ddpm' ? { schedule: expert.schedule ?? c.schedule } : {}),
+    ...(expert.objective === 'ddpm'
+      ? { schedule: expert.schedule ?? c.schedule }
+      : { timeSampling: c.fmTimeSampling ?? 'uniform' }),
     shard: {
       train: await objectRef(store, train.key, train.sha256, train.bytes),
       ...(val && val.count > 0

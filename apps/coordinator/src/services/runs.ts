@@ -71,6 +71,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     model: body.model ?? 'tiny',
     ...(body.patchSize !== undefined ? { patchSize: body.patchSize } : {}),
     schedule: body.schedule ?? 'cosine',
+    fmTimeSampling: body.fmTimeSampling ?? 'uniform',
     stepsPerExpert,
     checkpointInterval: body.checkpointInterval ?? Math.max(1, Math.floor(stepsPerExpert / 10)),
     batchSize: body.batchSize ?? 64,

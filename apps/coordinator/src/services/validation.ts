@@ -84,6 +84,11 @@ export function expectedArchitecture(run: RunRow): Record<string, unknown> {
   return architectureOf(spec);
 }
 
+/**
+ * The objective an expert's held-out loss is measured under. FM experts are measured with uniform
+ * times whatever their training distribution (the run's `fmTimeSampling`): the loss over every
+ * noise level alike, comparable between experts and runs.
+ */
 export function objectiveConfigOf(expert: ExpertRow): ObjectiveConfig {
   return expert.objective === 'ddpm'
     ? { name: 'ddpm', schedule: { kind: expert.schedule ?? 'cosine' } }

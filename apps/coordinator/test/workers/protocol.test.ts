@@ -193,6 +193,9 @@ describe('worker protocol over real sockets', () => {
     const fmGrant = (await fm.request({ type: 'lease.request' })) as LeaseGrant;
     expect(fmGrant).toMatchObject({ objective: 'fm', expert: { cluster: 1 } });
     expect(fmGrant.schedule).toBeUndefined();
+    // The run's FM training times (default uniform) go to FM experts only.
+    expect(fmGrant.timeSampling).toBe('uniform');
+    expect(grant.timeSampling).toBeUndefined();
 
     const ack = await ddpm.request({
       type: 'heartbeat',

@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { Id } from '../common.js';
-import { ModelPreset, Objective, Schedule } from '../models.js';
+import { FmTimeSampling, ModelPreset, Objective, Schedule } from '../models.js';
 
 /** Worker -> coordinator: give me an expert to train (matching my objective). */
 export const LeaseRequest = Type.Object(
@@ -34,6 +34,8 @@ export const LeaseGrant = Type.Object(
     objective: Objective,
     /** DDPM noise schedule; absent for flow matching. */
     schedule: Type.Optional(Schedule),
+    /** Flow matching's training-time distribution; absent for DDPM (and = uniform for FM). */
+    timeSampling: Type.Optional(FmTimeSampling),
     shard: Type.Object(
       {
         train: ObjectRef,
