@@ -269,7 +269,7 @@ export function runPage(main: HTMLElement, runId: string): View {
       h(
         'span',
         { class: 'muted' },
-        `${run.k} experts (${run.objectives}) · ${c.model} model · ${c.resolution}×${c.resolution}×${c.channels} · ${c.stepsPerExpert.toLocaleString('en')} steps each, batch ${c.batchSize} · started `,
+        `${run.k} experts (${run.objectives}) · ${c.model} model · ${c.resolution}×${c.resolution}×${c.channels} · ${c.stepsPerExpert.toLocaleString('en')} steps each, batch ${c.batchSize} · FM times ${c.fmTimeSampling ?? 'uniform'} · started `,
         since(run.createdAt),
       ),
       h(
