@@ -67,9 +67,9 @@ const MARKER = '.archipelago-demo';
 
 /**
  * Training settings of the demo, chosen (by measuring on 2 cores) to give recognisable digits in
- * minutes: MNIST downsampled to 16x16 (USPS's size), the tiny DiT with 4x4 patches (16 tokens,
- * as cheap per image as 7x7 patches on 28x28 but with a 16-value patch to predict instead of 49),
- * the micro DiT (1.7x faster per step than tiny, so 1,000 steps fit where 600 did), logit-normal
+ * minutes: MNIST downsampled to 16x16 (USPS's size) with 4x4 patches (16 tokens, as cheap per
+ * image as 7x7 patches on 28x28 but with a 16-value patch to predict instead of 49), the micro
+ * DiT (1.7x faster per step than tiny, so 1,000 steps fit where 600 did), logit-normal
  * training times for the FM experts (cleaner strokes than uniform at this budget), a high learning
  * rate after warm-up, class labels for classifier-free guidance.
  */

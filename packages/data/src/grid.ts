@@ -22,6 +22,14 @@ export async function encodePng(
   return (channels === 1 ? img.toColourspace('b-w') : img).png().toBuffer();
 }
 
+/**
+ * The nearest-neighbour upscaling that brings images of side `side` px to cells of about `cell`
+ * px: `floor(cell / side)`, clamped to [1, max], so small images stay legible in a montage.
+ */
+export function upscaleFor(side: number, cell: number, max: number): number {
+  return Math.max(1, Math.min(max, Math.floor(cell / side)));
+}
+
 export interface GridOptions {
   /** Integer upscaling factor per image, nearest neighbour (default 1). */
   scale?: number;

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { encodePng, renderGrid } from '../src/grid.js';
+import { encodePng, renderGrid, upscaleFor } from '../src/grid.js';
 import type { ImageSet } from '../src/image-set.js';
 
 function set(channels: 1 | 3): ImageSet {
@@ -51,6 +51,16 @@ describe('renderGrid', () => {
     ).metadata();
     expect(grayOnRed.channels).toBe(3);
     await expect(renderGrid(set(1), [[6]])).rejects.toThrow(/outside/);
+  });
+});
+
+describe('upscaleFor', () => {
+  it('scales small images up to about the cell size, never below 1 or above the cap', () => {
+    expect([8, 16, 28, 32, 64, 200].map((side) => upscaleFor(side, 64, 4))).toEqual([
+      4, 4, 2, 2, 1, 1,
+    ]);
+    expect(upscaleFor(4, 48, 8)).toBe(8);
+    expect(upscaleFor(16, 48, 8)).toBe(3);
   });
 });
 

@@ -108,6 +108,11 @@ export const RunConfig = Type.Object(
 );
 export type RunConfig = Static<typeof RunConfig>;
 
+/** A run's FM training-time distribution (uniform for runs stored before the option existed). */
+export function fmTimeSamplingOf(config: RunConfig): FmTimeSampling {
+  return config.fmTimeSampling ?? 'uniform';
+}
+
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 export const Expert = Type.Object(

@@ -7,6 +7,7 @@ import { decodeShard } from '@archipelago/data';
 import {
   type Ensemble,
   type EnsembleManifest,
+  fmTimeSamplingOf,
   type InferenceDefaults,
   MANIFEST_SCHEMA_ID,
   type ManifestBody,
@@ -120,7 +121,7 @@ export async function publishEnsemble(
       cluster: e.cluster,
       objective: e.objective as 'ddpm' | 'fm',
       schedule: e.objective === 'ddpm' ? (e.schedule ?? 'cosine') : null,
-      ...(e.objective === 'fm' ? { timeSampling: run.config.fmTimeSampling ?? 'uniform' } : {}),
+      ...(e.objective === 'fm' ? { timeSampling: fmTimeSamplingOf(run.config) } : {}),
       checkpoint: fileOf(
         `checkpoints/expert-${e.cluster}.safetensors`,
         ck.key,

@@ -4,6 +4,7 @@ import {
   renderGrid,
   SHARD_HEADER_BYTES,
   SHARD_MAGIC,
+  upscaleFor,
 } from '@archipelago/data';
 import type { ObjectStore } from '@archipelago/storage';
 import { and, eq } from 'drizzle-orm';
@@ -109,7 +110,6 @@ export class ExpertExamples {
         );
       }),
     );
-    const scale = Math.max(1, Math.min(8, Math.floor(48 / height)));
-    return renderGrid(set, [picks.map((_, i) => i)], { scale });
+    return renderGrid(set, [picks.map((_, i) => i)], { scale: upscaleFor(height, 48, 8) });
   }
 }

@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { ExpertObjective, LeaseGrant, Objective } from '@archipelago/protocol';
+import {
+  type ExpertObjective,
+  fmTimeSamplingOf,
+  type LeaseGrant,
+  type Objective,
+} from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.js';
@@ -171,7 +176,7 @@ export async function buildGrant(
     objective: expert.objective === 'ddpm' ? 'ddpm' : 'fm',
     ...(expert.objective === 'ddpm'
       ? { schedule: expert.schedule ?? c.schedule }
-      : { timeSampling: c.fmTimeSampling ?? 'uniform' }),
+      : { timeSampling: fmTimeSamplingOf(c) }),
     shard: {
       train: await objectRef(store, train.key, train.sha256, train.bytes),
       ...(val && val.count > 0

@@ -8,7 +8,7 @@
  * Sampling requests are not rows in SQLite: a request lives as long as its HTTP call, so after a
  * crash there is nothing to resume.
  */
-import { encodePng, type ImageSet, renderGrid } from '@archipelago/data';
+import { encodePng, type ImageSet, renderGrid, upscaleFor } from '@archipelago/data';
 import { SAMPLE_LIMITS, type SampleRequest } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import { Queue, QueueEvents, Worker } from 'bullmq';
@@ -267,8 +267,8 @@ export function gridPng(out: SampleOutput, columns?: number): Promise<Buffer> {
   const rows: number[][] = [];
   for (let i = 0; i < n; i += cols)
     rows.push(Array.from({ length: Math.min(cols, n - i) }, (_, j) => i + j));
-  // Small images are upscaled (nearest neighbour) to cells of 32-64 px, so digits can be read.
-  return renderGrid(set, rows, { scale: Math.max(1, Math.min(4, Math.floor(64 / out.height))) });
+  // Small images are upscaled to cells of up to 64 px (16x16 digits at 4x), so they can be read.
+  return renderGrid(set, rows, { scale: upscaleFor(out.height, 64, 4) });
 }
 
 /** One PNG per sample, base64. */
