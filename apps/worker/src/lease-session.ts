@@ -537,8 +537,7 @@ export class LeaseSession {
           this.lose(err.message);
           return 'lost';
         }
-        if (err.code === 'invalid_message' && /not after the last accepted/.test(err.message))
-          return 'superseded';
+        if (err.code === 'stale_checkpoint_step') return 'superseded';
         log.warn(`checkpoint of step ${ck.step} was refused: ${err.message} (${err.code})`);
         return 'rejected';
       }

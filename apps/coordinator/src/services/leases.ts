@@ -32,7 +32,12 @@ export interface LeaseDeps {
 /** Why a worker's lease request or lease message was refused; `code` goes into the error frame. */
 export class LeaseError extends Error {
   constructor(
-    readonly code: 'unknown_lease' | 'lease_expired' | 'invalid_message' | 'out_of_order',
+    readonly code:
+      | 'unknown_lease'
+      | 'lease_expired'
+      | 'invalid_message'
+      | 'out_of_order'
+      | 'stale_checkpoint_step',
     message: string,
   ) {
     super(message);
@@ -387,7 +392,7 @@ export async function beginCheckpoint(
     }
     if (expert.checkpointStep !== null && msg.step <= expert.checkpointStep) {
       throw new LeaseError(
-        'invalid_message',
+        'stale_checkpoint_step',
         `step ${msg.step} is not after the last accepted checkpoint (step ${expert.checkpointStep})`,
       );
     }

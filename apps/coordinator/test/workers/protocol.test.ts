@@ -253,7 +253,7 @@ describe('worker protocol over real sockets', () => {
         final: false,
       }),
     ).toMatchObject({
-      code: 'invalid_message',
+      code: 'stale_checkpoint_step',
     });
 
     // Final checkpoint: the expert is done.

@@ -12,6 +12,8 @@ export const WORKER_ERROR_CODES = [
   'token_revoked',
   'unknown_lease',
   'lease_expired',
+  /** checkpoint.begin for a step at or before the expert's last accepted checkpoint. */
+  'stale_checkpoint_step',
   'rate_limited',
   'internal_error',
 ] as const;
