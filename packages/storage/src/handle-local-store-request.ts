@@ -11,7 +11,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError, InvalidKeyError, ObjectNotFoundError } from './errors.js';
 import { validateKey } from './keys.js';
-import type { LocalObjectHandle, LocalObjectStore, LocalPresignGrant } from './local-store.js';
+import type { LocalObjectHandle, LocalObjectStore } from './local-store.js';
+import type { LocalPresignGrant } from './local-url-signer.js';
 
 /** Codes of the JSON error bodies this handler sends (`{ error: { code, message } }`). */
 export type LocalStoreErrorCode =

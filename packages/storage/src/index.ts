@@ -3,6 +3,7 @@ export * from './errors.js';
 export * from './handle-local-store-request.js';
 export * from './keys.js';
 export * from './local-store.js';
+export * from './local-url-signer.js';
 export * from './object-store.js';
 export * from './presign-options.js';
 export * from './s3-store.js';

@@ -1,8 +1,8 @@
 /**
  * The embedded object store: a directory on the coordinator's disk. It is the default so a
  * single coordinator runs with no external services; workers still never touch the disk, they
- * get HMAC-signed URLs served by {@link handleLocalStoreRequest} (same contract as S3 presigned
- * URLs, so worker code does not care which store is configured).
+ * get URLs signed by {@link LocalUrlSigner} and served by {@link handleLocalStoreRequest} (same
+ * contract as S3 presigned URLs, so worker code does not care which store is configured).
  *
  * Layout under `root`:
  * - `objects/<key>`: the object bytes, one file per key, path segments = key segments;
@@ -13,7 +13,7 @@
  * Being a filesystem, it cannot hold both `a` and `a/b` (S3 can); such a put throws
  * {@link InvalidKeyError}. Archipelago's layout never does this.
  */
-import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { createWriteStream } from 'node:fs';
 import {
@@ -34,6 +34,11 @@ import { pipeline } from 'node:stream/promises';
 import { resolveRange } from './byte-range.js';
 import { IntegrityError, InvalidKeyError, ObjectNotFoundError, PresignError } from './errors.js';
 import { validateKey, validatePrefix } from './keys.js';
+import {
+  type LocalPresignConstraints,
+  type LocalPresignVerification,
+  LocalUrlSigner,
+} from './local-url-signer.js';
 import type {
   ByteRange,
   ObjectInfo,
@@ -59,28 +64,6 @@ export interface LocalObjectStoreOptions {
   secret: Buffer | string;
 }
 
-/** What a verified presigned URL allows. */
-export interface LocalPresignGrant {
-  method: 'GET' | 'PUT';
-  key: string;
-  expiresAt: Date;
-  /** PUT only: exact size the upload must have. */
-  bytes?: number;
-  /** PUT only: upper bound on the upload's size. */
-  maxBytes?: number;
-  /** PUT only: expected lowercase hex sha256. */
-  sha256?: string;
-  /** PUT only: content type to record for the object. */
-  contentType?: string;
-}
-
-/** Why a presigned URL was refused (all map to HTTP 403). */
-export type LocalPresignFailure = 'malformed_url' | 'bad_signature' | 'wrong_method' | 'expired';
-
-export type LocalPresignVerification =
-  | { ok: true; grant: LocalPresignGrant }
-  | { ok: false; code: LocalPresignFailure; message: string };
-
 /**
  * An open object: size and metadata are read from the same file handle the bytes come from, so
  * they agree even when a concurrent put replaces the object.
@@ -103,10 +86,6 @@ interface Sidecar {
   ino: number;
   size: number;
 }
-
-const SIGNATURE_VERSION = 'archipelago-local-v1';
-const MIN_SECRET_BYTES = 16;
-const DECIMAL = /^(0|[1-9][0-9]*)$/;
 
 function errorCode(error: unknown): string | undefined {
   return error instanceof Error && 'code' in error && typeof error.code === 'string'
@@ -132,30 +111,6 @@ function keyConflict(key: string, error: unknown): unknown {
     : error;
 }
 
-function encodeKeyPath(key: string): string {
-  return key.split('/').map(encodeURIComponent).join('/');
-}
-
-/** The string the HMAC covers; every field comes verbatim from the URL's query. */
-function canonicalRequest(key: string, query: URLSearchParams): string {
-  return [
-    SIGNATURE_VERSION,
-    query.get('method') ?? '',
-    key,
-    query.get('expires') ?? '',
-    query.get('bytes') ?? '',
-    query.get('maxBytes') ?? '',
-    query.get('sha256') ?? '',
-    query.get('contentType') ?? '',
-  ].join('\n');
-}
-
-function optionalInteger(query: URLSearchParams, name: string): number | undefined | null {
-  const raw = query.get(name);
-  if (raw === null) return undefined;
-  return DECIMAL.test(raw) ? Number(raw) : null;
-}
-
 export class LocalObjectStore implements ObjectStore {
   readonly description: string;
   readonly root: string;
@@ -163,7 +118,7 @@ export class LocalObjectStore implements ObjectStore {
   readonly #meta: string;
   readonly #tmp: string;
   #baseUrl: string | undefined;
-  readonly #secret: Buffer;
+  readonly #signer: LocalUrlSigner;
 
   constructor(options: LocalObjectStoreOptions) {
     this.root = path.resolve(options.root);
@@ -172,14 +127,7 @@ export class LocalObjectStore implements ObjectStore {
     this.#tmp = path.join(this.root, 'tmp');
     this.description = `local:${this.root}`;
     if (options.baseUrl !== undefined) this.setBaseUrl(options.baseUrl);
-    this.#secret = Buffer.isBuffer(options.secret)
-      ? Buffer.from(options.secret)
-      : Buffer.from(options.secret, 'utf8');
-    if (this.#secret.length < MIN_SECRET_BYTES) {
-      throw new TypeError(
-        `LocalObjectStore secret must be at least ${MIN_SECRET_BYTES} bytes (it signs upload URLs)`,
-      );
-    }
+    this.#signer = new LocalUrlSigner(options.secret);
   }
 
   #objectPath(key: string): string {
@@ -461,7 +409,7 @@ export class LocalObjectStore implements ObjectStore {
   async presignGet(key: string, options: PresignGetOptions): Promise<PresignedUrl> {
     validateKey(key);
     validatePresignGetOptions(options);
-    return this.#presign('GET', key, options.ttlSeconds, new URLSearchParams());
+    return this.#presign('GET', key, options.ttlSeconds);
   }
 
   /**
@@ -472,12 +420,7 @@ export class LocalObjectStore implements ObjectStore {
   async presignPut(key: string, options: PresignPutOptions): Promise<PresignedUrl> {
     validateKey(key);
     validatePresignPutOptions(options);
-    const constraints = new URLSearchParams();
-    if (options.bytes !== undefined) constraints.set('bytes', String(options.bytes));
-    if (options.maxBytes !== undefined) constraints.set('maxBytes', String(options.maxBytes));
-    if (options.sha256 !== undefined) constraints.set('sha256', options.sha256);
-    if (options.contentType !== undefined) constraints.set('contentType', options.contentType);
-    const presigned = await this.#presign('PUT', key, options.ttlSeconds, constraints);
+    const presigned = await this.#presign('PUT', key, options.ttlSeconds, options);
     if (options.bytes !== undefined) presigned.headers['content-length'] = String(options.bytes);
     if (options.contentType !== undefined) presigned.headers['content-type'] = options.contentType;
     return presigned;
@@ -487,99 +430,24 @@ export class LocalObjectStore implements ObjectStore {
     method: 'GET' | 'PUT',
     key: string,
     ttlSeconds: number,
-    constraints: URLSearchParams,
+    constraints?: LocalPresignConstraints,
   ): Promise<PresignedUrl> {
     if (this.#baseUrl === undefined) {
       throw new PresignError(
         `${this.description} has no baseUrl, so it cannot presign URLs; configure the public URL where the coordinator serves /store`,
       );
     }
-    // Rounded up so the URL lives at least ttlSeconds.
-    const expires = Math.ceil(Date.now() / 1000) + ttlSeconds;
-    const query = new URLSearchParams({ method, expires: String(expires) });
-    for (const [name, value] of constraints) query.set(name, value);
-    query.set('sig', this.#sign(key, query));
-    return {
-      url: `${this.#baseUrl}/${encodeKeyPath(key)}?${query}`,
-      method,
-      expiresAt: new Date(expires * 1000),
-      headers: {},
-    };
+    return this.#signer.sign(this.#baseUrl, method, key, ttlSeconds, constraints);
   }
 
-  #sign(key: string, query: URLSearchParams): string {
-    return createHmac('sha256', this.#secret)
-      .update(canonicalRequest(key, query))
-      .digest('base64url');
-  }
-
-  /**
-   * Check a presigned URL's signature (constant-time), method and expiry. `method` is the HTTP
-   * method of the request (`HEAD` counts as `GET`); `key` the decoded object key from its path.
-   */
+  /** {@link LocalUrlSigner.verify} with this store's secret. */
   verifyPresigned(
     method: string,
     key: string,
     query: URLSearchParams,
     now: number = Date.now(),
   ): LocalPresignVerification {
-    const signedMethod = query.get('method');
-    const expires = optionalInteger(query, 'expires');
-    const sig = query.get('sig');
-    if (signedMethod === null || expires === undefined || sig === null) {
-      return {
-        ok: false,
-        code: 'malformed_url',
-        message: 'Not a presigned URL: method, expires and sig are required',
-      };
-    }
-    const expected = createHmac('sha256', this.#secret)
-      .update(canonicalRequest(key, query))
-      .digest();
-    const provided = Buffer.from(sig, 'base64url');
-    if (provided.length !== expected.length || !timingSafeEqual(provided, expected)) {
-      return {
-        ok: false,
-        code: 'bad_signature',
-        message: `Signature does not match the URL for ${JSON.stringify(key)}`,
-      };
-    }
-    const requested = method.toUpperCase() === 'HEAD' ? 'GET' : method.toUpperCase();
-    if (requested !== signedMethod) {
-      return {
-        ok: false,
-        code: 'wrong_method',
-        message: `URL was signed for ${signedMethod}, not ${method.toUpperCase()}`,
-      };
-    }
-    const bytes = optionalInteger(query, 'bytes');
-    const maxBytes = optionalInteger(query, 'maxBytes');
-    // Only reachable with a leaked secret: we never sign non-decimal numbers.
-    if (expires === null || bytes === null || maxBytes === null) {
-      return { ok: false, code: 'malformed_url', message: 'Numeric URL parameters are malformed' };
-    }
-    const expiresAt = new Date(expires * 1000);
-    if (now > expiresAt.getTime()) {
-      return {
-        ok: false,
-        code: 'expired',
-        message: `URL expired at ${expiresAt.toISOString()}`,
-      };
-    }
-    const sha256 = query.get('sha256');
-    const contentType = query.get('contentType');
-    return {
-      ok: true,
-      grant: {
-        method: signedMethod === 'PUT' ? 'PUT' : 'GET',
-        key,
-        expiresAt,
-        ...(bytes === undefined ? {} : { bytes }),
-        ...(maxBytes === undefined ? {} : { maxBytes }),
-        ...(sha256 === null ? {} : { sha256 }),
-        ...(contentType === null ? {} : { contentType }),
-      },
-    };
+    return this.#signer.verify(method, key, query, now);
   }
 
   async close(): Promise<void> {}
