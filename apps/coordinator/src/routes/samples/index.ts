@@ -1,0 +1,54 @@
+import { ErrorReply, SampleRequest, SampleResponse } from '@archipelago/protocol';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
+import { getEnsembleRow } from '../../services/ensembles.js';
+import { gridPng, resolveSettings, samplePngs } from '../../services/sampling.js';
+import { EnsembleParams } from '../ensembles/params.js';
+
+/** Sampling from a published ensemble. */
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  const { db, sampling } = app.coordinator;
+
+  app.post(
+    '/ensembles/:id/samples',
+    {
+      schema: {
+        tags: ['ensembles'],
+        summary:
+          'Sample from an ensemble: a PNG grid (Accept: image/png) or JSON with one PNG per sample and routing statistics',
+        params: EnsembleParams,
+        body: SampleRequest,
+        response: {
+          200: SampleResponse,
+          400: ErrorReply,
+          404: ErrorReply,
+          413: ErrorReply,
+          429: ErrorReply,
+        },
+      },
+    },
+    async (request, reply) => {
+      getEnsembleRow(db, request.params.id);
+      const loaded = await sampling.describe(request.params.id);
+      const settings = resolveSettings(request.body, loaded);
+      const out = await sampling.sample(request.params.id, settings);
+      const accept = request.headers.accept ?? '';
+      if (/image\/png/.test(accept) && !/application\/json/.test(accept)) {
+        // A Buffer is sent as is; the JSON schema only describes the other representation.
+        return (reply as FastifyReply)
+          .type('image/png')
+          .send(await gridPng(out, request.body.columns));
+      }
+      return {
+        ensembleId: request.params.id,
+        settings,
+        images: await samplePngs(out),
+        perSample: out.perSample,
+        routing: out.routing,
+        seconds: out.seconds,
+      };
+    },
+  );
+};
+
+export default routes;
