@@ -7,7 +7,14 @@
  * {@link LABEL_DROPOUT} of the others get the null class (= numClasses), which is what
  * classifier-free guidance samples with.
  */
-import { createRng, deriveSeed, type ImageSet, sampleIndices } from '@archipelago/data';
+import {
+  createRng,
+  decodeShard,
+  deriveSeed,
+  type ImageSet,
+  sampleIndices,
+} from '@archipelago/data';
+import type { LeaseGrant } from '@archipelago/protocol';
 
 /** Fraction of labels replaced by the null class for classifier-free guidance (DiT's 0.1). */
 export const LABEL_DROPOUT = 0.1;
@@ -35,6 +42,22 @@ export class ShardBatches {
   ) {
     if (set.count === 0) throw new RangeError('the shard holds no images');
     this.imageSize = set.height * set.width * set.channels;
+  }
+
+  /** The batches of a lease: its shard's bytes decoded and checked against the grant's model. */
+  static forGrant(grant: LeaseGrant, shard: Uint8Array): ShardBatches {
+    const set = decodeShard(shard, { file: `shard ${grant.shard.train.sha256.slice(0, 12)}` });
+    const { imageSize, channels, numClasses } = grant.model;
+    if (set.height !== imageSize || set.width !== imageSize || set.channels !== channels) {
+      throw new Error(
+        `the shard holds ${set.height}x${set.width}x${set.channels} images, the model expects ${imageSize}x${imageSize}x${channels}`,
+      );
+    }
+    return new ShardBatches(set, {
+      batchSize: grant.training.batchSize,
+      seed: grant.training.seed,
+      numClasses,
+    });
   }
 
   /** The batch of training step `step` (0-based: the step about to be taken). */

@@ -24,9 +24,10 @@ import {
   RequestError,
 } from './connection.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
-import { LeaseSession, type Orphan, type SessionOutcome } from './lease-session.js';
+import { LeaseSession, type SessionOutcome } from './lease-session.js';
 import { ObjectCache } from './object-cache.js';
 import type { Reporter } from './reporter.js';
+import type { Orphan } from './resume.js';
 import { VERSION } from './version.js';
 import type { SavedLease, WorkDir, WorkerState } from './work-dir.js';
 

@@ -1,0 +1,49 @@
+/**
+ * The checkpoint files of one lease in the work dir, `checkpoints/<leaseId>-<step>.safetensors`:
+ * each is kept until a newer one is accepted, so a restart can upload or resume from it.
+ */
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { sha256Hex } from './object-cache.js';
+import type { LocalCheckpoint, WorkDir } from './work-dir.js';
+
+/** A local checkpoint with its bytes, kept in memory for the upload. */
+export interface CheckpointBytes {
+  ck: LocalCheckpoint;
+  bytes: Uint8Array;
+}
+
+export class CheckpointFiles {
+  constructor(
+    private readonly workDir: WorkDir,
+    private readonly leaseId: string,
+  ) {}
+
+  /** Write the checkpoint of `step` (atomically); it is not accepted yet. */
+  write(step: number, bytes: Uint8Array, final: boolean): CheckpointBytes {
+    const file = `checkpoints/${this.leaseId}-${String(step).padStart(9, '0')}.safetensors`;
+    this.workDir.writeAtomic(this.workDir.resolve(file), bytes);
+    const sha256 = sha256Hex(bytes);
+    return {
+      ck: { file, step, sha256, bytes: bytes.byteLength, final, accepted: false },
+      bytes,
+    };
+  }
+
+  /** The bytes of a file relative to the work dir. */
+  read(relative: string): Uint8Array {
+    return new Uint8Array(readFileSync(this.workDir.resolve(relative)));
+  }
+
+  remove(relative: string): void {
+    rmSync(this.workDir.resolve(relative), { force: true });
+  }
+
+  /** Every checkpoint file of this lease. */
+  removeAll(): void {
+    for (const name of readdirSync(this.workDir.checkpointDir)) {
+      if (name.startsWith(`${this.leaseId}-`))
+        rmSync(path.join(this.workDir.checkpointDir, name), { force: true });
+    }
+  }
+}
