@@ -1,4 +1,5 @@
-import type { ImageSet } from '@archipelago/data';
+import { encodeShard, type ImageSet } from '@archipelago/data';
+import type { LeaseGrant } from '@archipelago/protocol';
 import { describe, expect, it } from 'vitest';
 import { ShardBatches } from '../src/shard-batches.js';
 
@@ -41,5 +42,23 @@ describe('ShardBatches', () => {
     const big = new ShardBatches(set, { batchSize: 80, seed: 1, numClasses: 0 }).batch(0);
     expect(big.labels).toBeUndefined();
     expect(big.x.shape[0]).toBe(80);
+  });
+
+  it('decodes a lease’s shard and refuses one of another image shape than the model', () => {
+    const grant = (imageSize: number) =>
+      ({
+        shard: { train: { sha256: 'e'.repeat(64) } },
+        model: { imageSize, channels: 1, numClasses: 3 },
+        training: { batchSize: 4, seed: 7 },
+      }) as LeaseGrant;
+    const shard = encodeShard(set);
+    const batches = ShardBatches.forGrant(grant(2), shard);
+    expect(batches.set.count).toBe(50);
+    expect(batches.batch(3)).toEqual(
+      new ShardBatches(set, { batchSize: 4, seed: 7, numClasses: 3 }).batch(3),
+    );
+    expect(() => ShardBatches.forGrant(grant(8), shard)).toThrow(
+      'the shard holds 2x2x1 images, the model expects 8x8x1',
+    );
   });
 });
