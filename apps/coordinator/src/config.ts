@@ -62,6 +62,9 @@ export type CoordinatorConfig = Static<typeof ConfigSchema> & {
 };
 
 export class ConfigError extends Error {
+  static readonly CODE = 'config_error';
+  readonly code = ConfigError.CODE;
+
   constructor(message: string) {
     super(message);
     this.name = 'ConfigError';

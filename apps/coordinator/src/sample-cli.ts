@@ -14,24 +14,13 @@ import {
 } from '@archipelago/protocol';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Value } from 'typebox/value';
+import { nonNegativeInt, num } from './cli/options.js';
 import { LoadedEnsemble } from './ensembles/loaded-ensemble.js';
 import { ManifestError } from './ensembles/manifest.js';
 import { openManifest, verifyEnsemble } from './ensembles/manifest-source.js';
 import { ApiError } from './errors.js';
 import { gridPng, resolveSettings, samplePngs } from './services/sampling.js';
 import { VERSION } from './version.js';
-
-const int = (name: string) => (value: string) => {
-  if (!/^\d+$/.test(value))
-    throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${value}"`);
-  return Number(value);
-};
-const num = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n))
-    throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
-  return n;
-};
 
 interface SampleOpts {
   manifest: string;
@@ -63,22 +52,26 @@ export function buildSampleCli(): Command {
     .option('--json <file>', 'also write the per-sample routing statistics as JSON')
     .addOption(
       new Option('--count <n>', `images (1-${SAMPLE_LIMITS.maxCount})`)
-        .argParser(int('--count'))
+        .argParser(nonNegativeInt('--count'))
         .default(16),
     )
     .addOption(
-      new Option('--steps <n>', 'sampler steps (default: the manifest)').argParser(int('--steps')),
+      new Option('--steps <n>', 'sampler steps (default: the manifest)').argParser(
+        nonNegativeInt('--steps'),
+      ),
     )
     .addOption(
       new Option('--seed <n>', 'noise seed: same seed, same images')
-        .argParser(int('--seed'))
+        .argParser(nonNegativeInt('--seed'))
         .default(0),
     )
     .addOption(new Option('--sampler <name>', 'default: the manifest').choices(SAMPLERS))
     .addOption(
       new Option('--routing <strategy>', 'default: the manifest').choices(ROUTING_STRATEGIES),
     )
-    .addOption(new Option('--k <n>', 'experts per sample for top-k').argParser(int('--k')))
+    .addOption(
+      new Option('--k <n>', 'experts per sample for top-k').argParser(nonNegativeInt('--k')),
+    )
     .addOption(
       new Option('--tau <p>', 'threshold routing: keep experts with p >= tau').argParser(
         num('--tau'),
@@ -89,7 +82,7 @@ export function buildSampleCli(): Command {
     )
     .addOption(
       new Option('--class <n>', 'class label (class-conditional ensembles)').argParser(
-        int('--class'),
+        nonNegativeInt('--class'),
       ),
     )
     .addOption(
@@ -108,7 +101,7 @@ export function buildSampleCli(): Command {
     .addOption(
       new Option('--guidance <w>', 'classifier-free guidance scale').argParser(num('--guidance')),
     )
-    .addOption(new Option('--columns <n>', 'grid columns').argParser(int('--columns')))
+    .addOption(new Option('--columns <n>', 'grid columns').argParser(nonNegativeInt('--columns')))
     .option(
       '--public-key <key...>',
       "trust only these Ed25519 public keys (base64url, as GET /api/v1/keys lists them); default: the manifest's own key",

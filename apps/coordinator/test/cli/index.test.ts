@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeImageFolder } from './helpers.js';
+import { makeImageFolder } from '../helpers.js';
 
-const BIN = path.resolve(import.meta.dirname, '../dist/bin.js');
+const BIN = path.resolve(import.meta.dirname, '../../dist/bin.js');
 const run = promisify(execFile);
 
 async function cli(args: string[]) {
