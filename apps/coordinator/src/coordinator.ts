@@ -7,8 +7,8 @@ import { type Db, openDatabase } from './db/database.js';
 import { loadOrCreateSigningKey, type SigningKey } from './ensembles/signing-key.js';
 import { createJobHandlers, isPermanentJobError } from './jobs/handlers.js';
 import { JobQueue } from './jobs/job-queue.js';
+import { failRunForJob } from './lifecycle/pipeline.js';
 import { type AdminKey, loadAdminKey, loadOrCreateSecret } from './secrets.js';
-import { failRunForJob } from './services/runs.js';
 import { SamplingService } from './services/sampling.js';
 import { WorkerHub } from './workers/worker-hub.js';
 

@@ -1,15 +1,63 @@
-/** An error with an HTTP status and a stable code; the error handler turns it into ErrorReply. */
-export class ApiError extends Error {
+/**
+ * Domain errors: what services throw when a request cannot be done, each with a stable code from
+ * one closed list. The error plugin turns a code into an HTTP status (plugins/errors.ts), the
+ * worker hub into an error frame (workers/worker-hub.ts); the CLIs print the message.
+ */
+export const ERROR_CODES = [
+  // The request is malformed or asks for something that cannot work.
+  'bad_request',
+  'validation_error',
+  'folder_not_found',
+  'embeddings_not_found',
+  'unsupported_format',
+  'too_small',
+  'too_many_experts',
+  'resolution_mismatch',
+  'invalid_patch_size',
+  'invalid_checkpoint_interval',
+  'invalid_objective_mix',
+  'clustering_mismatch',
+  // What it names does not exist (yet).
+  'not_found',
+  'not_published',
+  'no_shard',
+  // The state of what it names does not allow it.
+  'conflict',
+  'run_finished',
+  'invalid_transition',
+  // Limits.
+  'too_costly',
+  'busy',
+  // A worker's lease messages (the worker protocol's codes).
+  'unknown_lease',
+  'lease_expired',
+  'invalid_message',
+  'out_of_order',
+  'stale_checkpoint_step',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class DomainError extends Error {
   constructor(
-    readonly statusCode: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
-    readonly details?: unknown,
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
-    this.name = 'ApiError';
+    this.name = 'DomainError';
   }
 }
 
 export const notFound = (what: string, id: string) =>
-  new ApiError(404, 'not_found', `${what} ${id} does not exist`);
+  new DomainError('not_found', `${what} ${id} does not exist`);
+
+/** An error that retrying cannot fix (bad input): a job that throws it fails at once. */
+export class PermanentJobError extends Error {
+  constructor(
+    message: string,
+    readonly code = 'job_failed',
+  ) {
+    super(message);
+    this.name = 'PermanentJobError';
+  }
+}

@@ -18,7 +18,7 @@ import { nonNegativeInt, num } from './cli/options.js';
 import { LoadedEnsemble } from './ensembles/loaded-ensemble.js';
 import { ManifestError } from './ensembles/manifest.js';
 import { openManifest, verifyEnsemble } from './ensembles/manifest-source.js';
-import { ApiError } from './errors.js';
+import { DomainError } from './errors.js';
 import { gridPng, resolveSettings, samplePngs } from './services/sampling.js';
 import { VERSION } from './version.js';
 
@@ -145,8 +145,7 @@ export function buildSampleCli(): Command {
       };
       if (!Value.Check(SampleRequest, request)) {
         const e = Value.Errors(SampleRequest, request)[0];
-        throw new ApiError(
-          400,
+        throw new DomainError(
           'bad_request',
           `invalid request: ${e?.instancePath.slice(1) ?? ''} ${e?.message ?? ''}`,
         );
@@ -189,7 +188,7 @@ export async function mainSample(argv = process.argv): Promise<void> {
   try {
     await buildSampleCli().parseAsync(argv);
   } catch (err) {
-    if (err instanceof ManifestError || err instanceof ApiError || err instanceof RangeError) {
+    if (err instanceof ManifestError || err instanceof DomainError || err instanceof RangeError) {
       process.stderr.write(`sample: ${err.message}\n`);
       process.exitCode = err instanceof ManifestError ? 3 : 2;
       return;

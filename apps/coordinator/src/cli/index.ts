@@ -5,7 +5,7 @@
 import { DATASET_ERROR_CODES } from '@archipelago/data';
 import { Command } from 'commander';
 import { ConfigError } from '../config.js';
-import { ApiError } from '../errors.js';
+import { DomainError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { registerAdminKeyCommands } from './admin-key.js';
 import { registerDatasetCommands } from './datasets.js';
@@ -58,7 +58,7 @@ export async function main(argv = process.argv): Promise<void> {
     await buildCli().parseAsync(argv);
   } catch (err) {
     const code = codeOf(err);
-    const known = err instanceof ApiError || (code !== undefined && USER_ERROR_CODES.has(code));
+    const known = err instanceof DomainError || (code !== undefined && USER_ERROR_CODES.has(code));
     process.stderr.write(
       `error: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`,
     );

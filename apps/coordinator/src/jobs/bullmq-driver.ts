@@ -1,21 +1,7 @@
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-
-/** Queue names are constants; every process of a deployment must agree on them. */
-export const JOBS_QUEUE = 'archipelago-jobs';
-export const SAMPLING_QUEUE = 'archipelago-sampling';
-
-export interface RedisOptions {
-  url: string;
-  /** Key prefix, to keep deployments (or test runs) sharing a Redis apart (default `archipelago`). */
-  prefix?: string;
-}
-
-/** A Redis connection as BullMQ wants it (blocking commands never time out). */
-export function redisConnection(options: RedisOptions): Redis {
-  return new Redis(options.url, { maxRetriesPerRequest: null, lazyConnect: false });
-}
+import { JOBS_QUEUE, type RedisOptions, redisConnection } from '../redis.js';
 
 interface DriverHooks {
   /** Take jobs in this process. */

@@ -2,10 +2,15 @@ import { hostname } from 'node:os';
 import type { JobName, JobProgress } from '@archipelago/protocol';
 import { and, asc, eq, inArray, isNull, lt, lte, or } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { Db, Tx } from '../db/database.js';
-import { events, type JobRow, jobs } from '../db/schema/index.js';
-import { newId } from '../ids.js';
-import { BullmqDriver, type RedisOptions } from './bullmq-driver.js';
+import type { Db } from '../db/database.js';
+import { type JobRow, jobs } from '../db/schema/index.js';
+import { PermanentJobError } from '../errors.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { insertJob, type JobRowOptions } from '../lifecycle/pipeline.js';
+import type { RedisOptions } from '../redis.js';
+import { BullmqDriver } from './bullmq-driver.js';
+
+export { PermanentJobError };
 
 export interface JobContext {
   jobId: string;
@@ -21,17 +26,6 @@ export type JobHandler = (
   ctx: JobContext,
   payload: Record<string, unknown>,
 ) => Promise<Record<string, unknown>>;
-
-/** An error that retrying cannot fix (bad input): the job fails at once. */
-export class PermanentJobError extends Error {
-  constructor(
-    message: string,
-    readonly code = 'job_failed',
-  ) {
-    super(message);
-    this.name = 'PermanentJobError';
-  }
-}
 
 export interface JobQueueOptions {
   db: Db;
@@ -55,36 +49,8 @@ export interface JobQueueOptions {
   staleAfterMs?: number;
 }
 
-export interface EnqueueOptions {
-  runId?: string;
-  datasetId?: string;
-  maxAttempts?: number;
-}
-
 const HEARTBEAT_MS = 5_000;
 const SWEEP_MS = 5_000;
-
-/** Insert a queued job row (inside the caller's transaction); dispatch it after the commit. */
-export function insertJob(
-  tx: Db | Tx,
-  name: JobName,
-  payload: Record<string, unknown>,
-  opts: EnqueueOptions = {},
-): JobRow {
-  return tx
-    .insert(jobs)
-    .values({
-      id: newId('job'),
-      name,
-      status: 'queued',
-      payload,
-      runId: opts.runId ?? null,
-      datasetId: opts.datasetId ?? null,
-      maxAttempts: opts.maxAttempts ?? 3,
-    })
-    .returning()
-    .get();
-}
 
 /**
  * Coordinator-side jobs. SQLite is the source of truth: a row is inserted `queued`, claimed
@@ -127,7 +93,7 @@ export class JobQueue {
   }
 
   /** Insert a job row and dispatch it. */
-  enqueue(name: JobName, payload: Record<string, unknown>, opts: EnqueueOptions = {}): JobRow {
+  enqueue(name: JobName, payload: Record<string, unknown>, opts: JobRowOptions = {}): JobRow {
     if (!this.bull && !this.options.handlers[name])
       throw new Error(`no processor registered for job ${name}`);
     const row = insertJob(this.options.db, name, payload, opts);
@@ -362,20 +328,17 @@ export class JobQueue {
           .set({ status: 'failed', error: message, finishedAt: new Date() })
           .where(eq(jobs.id, id))
           .run();
-        tx.insert(events)
-          .values({
-            type: 'job.failed',
-            runId: claimed.runId,
-            datasetId: claimed.datasetId,
-            data: { jobId: id, name: claimed.name, error: message, attempts: attempt },
-          })
-          .run();
+        recordEvent(tx, EVENTS.jobFailed, {
+          runId: claimed.runId,
+          datasetId: claimed.datasetId,
+          data: { jobId: id, name: claimed.name, error: message, attempts: attempt },
+        });
       });
       this.options.onFailed?.(this.get(id)!);
     } finally {
       clearInterval(heartbeat);
       this.settle(id);
-      // A finished job may have queued follow-ups (validation -> router -> manifest).
+      // A finished job may have queued follow-ups (lifecycle/pipeline.ts).
       if (!this.stopped) this.dispatchQueued();
     }
   }

@@ -1,13 +1,42 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { ApiError } from '../errors.js';
+import { DomainError, type ErrorCode } from '../errors.js';
+
+/** The HTTP status of each domain error code: whose fault it is, and what to do about it. */
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  bad_request: 400,
+  validation_error: 400,
+  folder_not_found: 400,
+  embeddings_not_found: 400,
+  unsupported_format: 400,
+  too_small: 400,
+  too_many_experts: 400,
+  resolution_mismatch: 400,
+  invalid_patch_size: 400,
+  invalid_checkpoint_interval: 400,
+  invalid_objective_mix: 400,
+  clustering_mismatch: 400,
+  not_found: 404,
+  not_published: 404,
+  no_shard: 404,
+  conflict: 409,
+  run_finished: 409,
+  invalid_transition: 409,
+  too_costly: 413,
+  busy: 429,
+  unknown_lease: 404,
+  lease_expired: 409,
+  invalid_message: 400,
+  out_of_order: 409,
+  stale_checkpoint_step: 409,
+};
 
 /** Every error leaves as `{ error: { code, message } }` with a status that says whose fault it is. */
 export default fp(
   async (app: FastifyInstance) => {
-    app.setErrorHandler((err: FastifyError | ApiError | Error, request, reply) => {
-      if (err instanceof ApiError) {
-        return reply.status(err.statusCode).send({
+    app.setErrorHandler((err: FastifyError | DomainError | Error, request, reply) => {
+      if (err instanceof DomainError) {
+        return reply.status(HTTP_STATUS[err.code]).send({
           error: {
             code: err.code,
             message: err.message,

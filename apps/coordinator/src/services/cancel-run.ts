@@ -1,13 +1,12 @@
-import type { Run, RunStatus } from '@archipelago/protocol';
+import type { Run } from '@archipelago/protocol';
 import { and, eq, inArray } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
-import { events, experts, type LeaseRow, leases, runs } from '../db/schema/index.js';
-import { ApiError, notFound } from '../errors.js';
+import { experts, type LeaseRow, leases, runs } from '../db/schema/index.js';
+import { DomainError, notFound } from '../errors.js';
+import { EVENTS } from '../lifecycle/events.js';
+import { TERMINAL_RUN_STATUSES, transitionRun } from '../lifecycle/run-lifecycle.js';
 import { endLease } from './leases.js';
 import { getRun } from './runs.js';
-
-/** A run in one of these states has finished: cancelling it changes nothing. */
-export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['published', 'failed', 'cancelled'];
 
 /**
  * Cancel a run: status `cancelled`, every active lease of its experts revoked (their experts go
@@ -18,7 +17,8 @@ export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['published', 'failed
  * Cancelling a cancelled run again is a no-op.
  *
  * @returns the run and the revoked leases (so connected workers can be told at once).
- * @throws {ApiError} 404 for an unknown run, 409 for a run that is published or failed.
+ * @throws {DomainError} `not_found` for an unknown run, `run_finished` for a run that is
+ *   published or failed.
  */
 export function cancelRun(
   db: Db,
@@ -30,9 +30,7 @@ export function cancelRun(
     if (!run) throw notFound('run', runId);
     if (run.status === 'cancelled') return [];
     if (TERMINAL_RUN_STATUSES.includes(run.status))
-      throw new ApiError(409, 'run_finished', `run ${runId} is already ${run.status}`);
-    const now = new Date();
-    tx.update(runs).set({ status: 'cancelled', finishedAt: now }).where(eq(runs.id, runId)).run();
+      throw new DomainError('run_finished', `run ${runId} is already ${run.status}`);
     const runExperts = tx.select().from(experts).where(eq(experts.runId, runId)).all();
     const active = runExperts.length
       ? tx
@@ -50,13 +48,10 @@ export function cancelRun(
           .all()
       : [];
     for (const lease of active) endLease(tx, lease, 'revoked', reason);
-    tx.insert(events)
-      .values({
-        type: 'run.cancelled',
-        runId,
-        data: { reason, previousStatus: run.status, revokedLeases: active.length },
-      })
-      .run();
+    transitionRun(tx, runId, EVENTS.runCancelled, {
+      set: { finishedAt: new Date() },
+      data: { reason, previousStatus: run.status, revokedLeases: active.length },
+    });
     return active;
   });
   return { run: getRun(db, runId), revoked };

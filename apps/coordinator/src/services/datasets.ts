@@ -24,14 +24,13 @@ import {
   clusterings,
   type DatasetRow,
   datasets,
-  events,
   runs,
   type ShardRow,
   shards,
 } from '../db/schema/index.js';
-import { ApiError, notFound } from '../errors.js';
+import { DomainError, notFound, PermanentJobError } from '../errors.js';
 import { newId } from '../ids.js';
-import { PermanentJobError } from '../jobs/job-queue.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import { bindRunToClustering } from './runs.js';
 
 export interface DatasetDeps {
@@ -63,8 +62,7 @@ export async function precheckImport(body: ImportDatasetBody): Promise<void> {
   if (body.source.kind === 'folder') {
     const s = await stat(body.source.path).catch(() => null);
     if (!s?.isDirectory()) {
-      throw new ApiError(
-        400,
+      throw new DomainError(
         'folder_not_found',
         `${body.source.path} is not a readable folder on the coordinator`,
       );
@@ -73,23 +71,20 @@ export async function precheckImport(body: ImportDatasetBody): Promise<void> {
   if (body.embeddingsPath) {
     const s = await stat(body.embeddingsPath).catch(() => null);
     if (!s?.isFile()) {
-      throw new ApiError(
-        400,
+      throw new DomainError(
         'embeddings_not_found',
         `embeddings file ${body.embeddingsPath} does not exist`,
       );
     }
     if (!body.embeddingsPath.toLowerCase().endsWith('.npy')) {
-      throw new ApiError(
-        400,
+      throw new DomainError(
         'unsupported_format',
         `embeddings file ${body.embeddingsPath} is not a .npy file`,
       );
     }
   }
   if (body.cluster?.fineK !== undefined && body.cluster.fineK < body.cluster.k) {
-    throw new ApiError(
-      400,
+    throw new DomainError(
       'validation_error',
       `cluster.fineK (${body.cluster.fineK}) must be at least cluster.k (${body.cluster.k})`,
     );
@@ -225,18 +220,15 @@ function insertClustering(
 ) {
   tx.insert(clusterings).values(write.clustering).run();
   for (const row of write.shardRows) tx.insert(shards).values(row).run();
-  tx.insert(events)
-    .values({
-      type: 'clustering.created',
-      datasetId: write.clustering.datasetId,
-      data: {
-        clusteringId: write.clustering.id,
-        k: write.clustering.k,
-        sizes: write.clustering.sizes,
-        inertia: write.clustering.inertia,
-      },
-    })
-    .run();
+  recordEvent(tx, EVENTS.clusteringCreated, {
+    datasetId: write.clustering.datasetId,
+    data: {
+      clusteringId: write.clustering.id,
+      k: write.clustering.k,
+      sizes: write.clustering.sizes,
+      inertia: write.clustering.inertia,
+    },
+  });
 }
 
 export interface ImportResult {
@@ -334,13 +326,10 @@ export async function importDataset(
           importMs,
         })
         .run();
-      tx.insert(events)
-        .values({
-          type: 'dataset.imported',
-          datasetId,
-          data: { name: body.name, count: images.count, featureKind: features.kind, importMs },
-        })
-        .run();
+      recordEvent(tx, EVENTS.datasetImported, {
+        datasetId,
+        data: { name: body.name, count: images.count, featureKind: features.kind, importMs },
+      });
       if (clusteringWrite) insertClustering(tx, clusteringWrite);
     });
     return {

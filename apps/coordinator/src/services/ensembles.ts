@@ -23,7 +23,6 @@ import {
   datasets,
   type EnsembleRow,
   ensembles,
-  events,
   experts,
   routers,
   runs,
@@ -32,8 +31,9 @@ import {
 import { LoadedEnsemble } from '../ensembles/loaded-ensemble.js';
 import { parseManifest, signManifest } from '../ensembles/manifest.js';
 import type { SigningKey } from '../ensembles/signing-key.js';
-import { ApiError, notFound } from '../errors.js';
-import { PermanentJobError } from '../jobs/job-queue.js';
+import { DomainError, notFound, PermanentJobError } from '../errors.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { canTransitionRun, transitionRun } from '../lifecycle/run-lifecycle.js';
 import { expectedArchitecture } from './validation.js';
 
 export interface PublishDeps {
@@ -183,21 +183,17 @@ export async function publishEnsemble(
         })
         .run();
     }
-    tx.update(runs)
-      .set({ status: 'published' })
-      .where(and(eq(runs.id, run.id), eq(runs.status, 'routing')))
-      .run();
-    tx.insert(events)
-      .values({
-        type: 'ensemble.published',
-        runId: run.id,
-        data: {
-          ensembleId: manifest.id,
-          routing: manifest.inference.routing,
-          rationale: manifest.inference.rationale,
-        },
-      })
-      .run();
+    const data = {
+      ensembleId: manifest.id,
+      routing: manifest.inference.routing,
+      rationale: manifest.inference.rationale,
+    };
+    // A run waiting on its ensemble is published with it; a published run (a new router) or a
+    // finished one only records the new ensemble.
+    const current = tx.select().from(runs).where(eq(runs.id, run.id)).get()!;
+    if (canTransitionRun(current.status, EVENTS.ensemblePublished))
+      transitionRun(tx, run.id, EVENTS.ensemblePublished, { data });
+    else recordEvent(tx, EVENTS.ensemblePublished, { runId: run.id, data });
     return !exists;
   });
   log.info({ run: run.id, ensemble: manifest.id }, 'ensemble published');
@@ -324,7 +320,7 @@ export function latestEnsembleRow(db: Db, runId: string): EnsembleRow {
     .where(eq(ensembles.runId, runId))
     .orderBy(desc(ensembles.createdAt))
     .get();
-  if (!row) throw new ApiError(404, 'not_published', `run ${runId} has no published ensemble yet`);
+  if (!row) throw new DomainError('not_published', `run ${runId} has no published ensemble yet`);
   return row;
 }
 

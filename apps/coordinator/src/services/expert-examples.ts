@@ -10,7 +10,7 @@ import type { ObjectStore } from '@archipelago/storage';
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import { clusterings, datasets, experts, shards } from '../db/schema/index.js';
-import { ApiError, notFound } from '../errors.js';
+import { DomainError, notFound } from '../errors.js';
 
 /** Images in an expert's example strip. */
 export const EXAMPLES_PER_STRIP = 8;
@@ -38,8 +38,7 @@ export class ExpertExamples {
       .get();
     if (!expert) throw notFound(`expert of run ${runId} for cluster`, String(cluster));
     if (!expert.trainShardId)
-      throw new ApiError(
-        404,
+      throw new DomainError(
         'no_shard',
         `the expert for cluster ${cluster} of run ${runId} has no shard yet (the run is still clustering)`,
       );

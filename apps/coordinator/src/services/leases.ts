@@ -12,7 +12,6 @@ import {
   type CheckpointRow,
   checkpoints,
   type ExpertRow,
-  events,
   expertMetrics,
   experts,
   type LeaseRow,
@@ -20,8 +19,15 @@ import {
   runs,
   shards,
 } from '../db/schema/index.js';
+import { DomainError } from '../errors.js';
 import { newId } from '../ids.js';
-import { insertJob } from '../jobs/job-queue.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import {
+  canTransitionExpert,
+  LEASE_END_TRANSITIONS,
+  transitionExpert,
+} from '../lifecycle/expert-lifecycle.js';
+import { validateFinalCheckpoint } from '../lifecycle/pipeline.js';
 
 export interface LeaseDeps {
   db: Db;
@@ -30,9 +36,9 @@ export interface LeaseDeps {
 }
 
 /** Why a worker's lease request or lease message was refused; `code` goes into the error frame. */
-export class LeaseError extends Error {
+export class LeaseError extends DomainError {
   constructor(
-    readonly code:
+    override readonly code:
       | 'unknown_lease'
       | 'lease_expired'
       | 'invalid_message'
@@ -40,7 +46,7 @@ export class LeaseError extends Error {
       | 'stale_checkpoint_step',
     message: string,
   ) {
-    super(message);
+    super(code, message);
     this.name = 'LeaseError';
   }
 }
@@ -109,10 +115,13 @@ export function tryLease(
         })
         .returning()
         .get();
+      transitionExpert(tx, expert.id, EVENTS.leaseGranted, {
+        workerId,
+        data: { leaseId: lease.id, objective, fromStep: lease.startStep },
+      });
       const updated = tx
         .update(experts)
         .set({
-          status: 'leased',
           workerId,
           objective,
           schedule: objective === 'fm' ? null : (expert.schedule ?? run.config.schedule),
@@ -122,15 +131,6 @@ export function tryLease(
         .where(eq(experts.id, expert.id))
         .returning()
         .get();
-      tx.insert(events)
-        .values({
-          type: 'lease.granted',
-          runId: run.id,
-          expertId: expert.id,
-          workerId,
-          data: { leaseId: lease.id, objective, fromStep: lease.startStep },
-        })
-        .run();
       return { lease, expert: updated };
     }
     return null;
@@ -255,10 +255,14 @@ export function heartbeat(
     const now = new Date();
     const expiresAt = new Date(now.getTime() + ttlMs);
     tx.update(leases).set({ expiresAt, lastStep: hb.step }).where(eq(leases.id, lease.id)).run();
-    const firstProgress = expert.status === 'leased';
+    if (expert.status === 'leased') {
+      transitionExpert(tx, expert.id, EVENTS.expertTraining, {
+        workerId,
+        data: { leaseId: lease.id, step: hb.step },
+      });
+    }
     tx.update(experts)
       .set({
-        status: 'training',
         step: hb.step,
         loss: hb.loss !== null && Number.isFinite(hb.loss) ? hb.loss : expert.loss,
         imagesPerSec: hb.imagesPerSec,
@@ -279,17 +283,6 @@ export function heartbeat(
         })
         .run();
     }
-    if (firstProgress) {
-      tx.insert(events)
-        .values({
-          type: 'expert.training',
-          runId: expert.runId,
-          expertId: expert.id,
-          workerId,
-          data: { leaseId: lease.id, step: hb.step },
-        })
-        .run();
-    }
     return expiresAt;
   });
 }
@@ -303,25 +296,14 @@ export function endLease(
 ): void {
   tx.update(leases).set({ status, endedAt: new Date() }).where(eq(leases.id, lease.id)).run();
   const expert = tx.select().from(experts).where(eq(experts.id, lease.expertId)).get()!;
-  if (expert.status === 'done' || expert.status === 'validating') return;
-  tx.update(experts)
-    .set({
-      status: 'pending',
-      workerId: null,
-      step: expert.checkpointStep ?? 0,
-      imagesPerSec: null,
-    })
-    .where(eq(experts.id, expert.id))
-    .run();
-  tx.insert(events)
-    .values({
-      type: `lease.${status}`,
-      runId: expert.runId,
-      expertId: expert.id,
-      workerId: lease.workerId,
-      data: { leaseId: lease.id, reason, resumeStep: expert.checkpointStep ?? 0 },
-    })
-    .run();
+  // A validating or done expert finished with this lease already: it stays where it is.
+  const transition = LEASE_END_TRANSITIONS[status];
+  if (!canTransitionExpert(expert.status, transition)) return;
+  transitionExpert(tx, expert.id, transition, {
+    set: { workerId: null, step: expert.checkpointStep ?? 0, imagesPerSec: null },
+    workerId: lease.workerId,
+    data: { leaseId: lease.id, reason, resumeStep: expert.checkpointStep ?? 0 },
+  });
 }
 
 export function releaseLease(db: Db, workerId: string, leaseId: string, reason: string): void {
@@ -472,15 +454,12 @@ export async function commitCheckpoint(
         .returning()
         .get();
       const expert = tx.select().from(experts).where(eq(experts.id, ckpt.expertId)).get()!;
-      tx.insert(events)
-        .values({
-          type: 'checkpoint.rejected',
-          runId: expert.runId,
-          expertId: expert.id,
-          workerId,
-          data: { checkpointId: ckpt.id, step: ckpt.step, reason },
-        })
-        .run();
+      recordEvent(tx, EVENTS.checkpointRejected, {
+        runId: expert.runId,
+        expertId: expert.id,
+        workerId,
+        data: { checkpointId: ckpt.id, step: ckpt.step, reason },
+      });
       return updated;
     });
     return { accepted: false, checkpoint: rejected, reason };
@@ -501,40 +480,27 @@ export async function commitCheckpoint(
         checkpointId: ckpt.id,
         checkpointStep: ckpt.step,
         step: Math.max(expert.step, ckpt.step),
-        ...(done ? { status: 'validating', workerId: null, imagesPerSec: null } : {}),
       })
       .where(eq(experts.id, expert.id))
       .run();
-    tx.insert(events)
-      .values({
-        type: 'checkpoint.accepted',
-        runId: expert.runId,
-        expertId: expert.id,
-        workerId,
-        data: { checkpointId: ckpt.id, step: ckpt.step, bytes: ckpt.bytes, sha256: ckpt.sha256 },
-      })
-      .run();
+    recordEvent(tx, EVENTS.checkpointAccepted, {
+      runId: expert.runId,
+      expertId: expert.id,
+      workerId,
+      data: { checkpointId: ckpt.id, step: ckpt.step, bytes: ckpt.bytes, sha256: ckpt.sha256 },
+    });
     let validationJobId: string | undefined;
     if (done) {
       tx.update(leases)
         .set({ status: 'completed', endedAt: new Date(), lastStep: ckpt.step })
         .where(eq(leases.id, lease.id))
         .run();
-      tx.insert(events)
-        .values({
-          type: 'expert.validating',
-          runId: expert.runId,
-          expertId: expert.id,
-          workerId,
-          data: { step: ckpt.step, checkpointId: ckpt.id },
-        })
-        .run();
-      validationJobId = insertJob(
-        tx,
-        'validate-checkpoint',
-        { expertId: expert.id, checkpointId: ckpt.id },
-        { runId: expert.runId },
-      ).id;
+      transitionExpert(tx, expert.id, EVENTS.expertValidating, {
+        set: { workerId: null, imagesPerSec: null },
+        workerId,
+        data: { step: ckpt.step, checkpointId: ckpt.id },
+      });
+      validationJobId = validateFinalCheckpoint(tx, expert, ckpt.id).id;
     }
     return {
       accepted: true as const,

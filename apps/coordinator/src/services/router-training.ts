@@ -11,9 +11,11 @@ import type { ObjectStore } from '@archipelago/storage';
 import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
-import { events, experts, routers, runs, shards } from '../db/schema/index.js';
+import { experts, routers, runs, shards } from '../db/schema/index.js';
+import { PermanentJobError } from '../errors.js';
 import { newId } from '../ids.js';
-import { insertJob, PermanentJobError } from '../jobs/job-queue.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { publishWithRouter } from '../lifecycle/pipeline.js';
 
 export interface RouterTrainingDeps {
   db: Db;
@@ -181,25 +183,17 @@ export async function trainRouter(
           accuracy,
         })
         .run();
-      tx.insert(events)
-        .values({
-          type: 'router.trained',
-          runId: run.id,
-          data: {
-            routerId: id,
-            steps: trainer.stepCount,
-            loss: ev.loss,
-            accuracy: accuracy.accuracy,
-            chance: accuracy.chance,
-          },
-        })
-        .run();
-      if (!publish) return undefined;
-      // A router trained on demand for a published run makes a new ensemble too.
-      const current = tx.select().from(runs).where(eq(runs.id, run.id)).get()!;
-      if (current.status !== 'routing' && current.status !== 'published') return undefined;
-      return insertJob(tx, 'publish-ensemble', { runId: run.id, routerId: id }, { runId: run.id })
-        .id;
+      recordEvent(tx, EVENTS.routerTrained, {
+        runId: run.id,
+        data: {
+          routerId: id,
+          steps: trainer.stepCount,
+          loss: ev.loss,
+          accuracy: accuracy.accuracy,
+          chance: accuracy.chance,
+        },
+      });
+      return publish ? publishWithRouter(tx, run.id, id)?.id : undefined;
     });
     return { routerId: id, accuracy, ...(publishJobId ? { publishJobId } : {}) };
   } finally {

@@ -13,20 +13,21 @@ import {
   clusterings,
   datasets,
   type ExpertRow,
-  events,
   experts,
-  type JobRow,
   type RunRow,
   runs,
   shards,
 } from '../db/schema/index.js';
-import { ApiError, notFound } from '../errors.js';
+import { DomainError, notFound } from '../errors.js';
 import { newId } from '../ids.js';
-import type { JobQueue } from '../jobs/job-queue.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { INITIAL_EXPERT_STATUS } from '../lifecycle/expert-lifecycle.js';
+import { clusterForNewRun, type JobDispatcher } from '../lifecycle/pipeline.js';
+import { INITIAL_RUN_STATUS, transitionRun } from '../lifecycle/run-lifecycle.js';
 
 export interface RunDeps {
   db: Db;
-  jobs: JobQueue;
+  jobs: JobDispatcher;
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -42,8 +43,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
   if (!dataset) throw notFound('dataset', body.datasetId);
   const k = body.experts;
   if (k > dataset.count) {
-    throw new ApiError(
-      400,
+    throw new DomainError(
       'too_many_experts',
       `${k} experts for ${dataset.count} images: each expert needs its own cluster of images`,
     );
@@ -52,13 +52,12 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
   try {
     objectives = parseObjectiveMix(body.objectives ?? 'any', k);
   } catch (err) {
-    if (err instanceof ObjectiveMixError) throw new ApiError(400, err.code, err.message);
+    if (err instanceof ObjectiveMixError) throw new DomainError(err.code, err.message);
     throw err;
   }
   const resolution = body.resolution ?? dataset.height;
   if (resolution !== dataset.height || dataset.height !== dataset.width) {
-    throw new ApiError(
-      400,
+    throw new DomainError(
       'resolution_mismatch',
       `resolution ${resolution} differs from dataset ${dataset.id} (${dataset.width}x${dataset.height}); import the dataset at ${resolution} px instead`,
     );
@@ -81,15 +80,13 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     initFmFromDdpm: body.initFmFromDdpm ?? false,
   };
   if (config.patchSize !== undefined && resolution % config.patchSize !== 0) {
-    throw new ApiError(
-      400,
+    throw new DomainError(
       'invalid_patch_size',
       `patchSize ${config.patchSize} does not divide the resolution ${resolution}`,
     );
   }
   if (config.checkpointInterval > stepsPerExpert) {
-    throw new ApiError(
-      400,
+    throw new DomainError(
       'invalid_checkpoint_interval',
       `checkpointInterval ${config.checkpointInterval} exceeds stepsPerExpert ${stepsPerExpert}`,
     );
@@ -102,8 +99,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
       throw notFound(`clustering of dataset ${dataset.id}:`, body.clusteringId);
     }
     if (c.k !== k) {
-      throw new ApiError(
-        400,
+      throw new DomainError(
         'clustering_mismatch',
         `clustering ${c.id} has ${c.k} clusters, the run asks for ${k} experts`,
       );
@@ -132,14 +128,14 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
 
   const runId = newId('run');
   const now = new Date();
-  db.transaction((tx) => {
+  const clusterJob = db.transaction((tx) => {
     tx.insert(runs)
       .values({
         id: runId,
         name: body.name ?? `${dataset.name} x${k}`,
         datasetId: dataset.id,
         clusteringId,
-        status: clusteringId ? 'training' : 'clustering',
+        status: INITIAL_RUN_STATUS,
         k,
         objectives: body.objectives ?? 'any',
         fineK: body.fineK ?? null,
@@ -156,36 +152,30 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
           cluster,
           objective,
           schedule: objective === 'fm' ? null : config.schedule,
-          status: 'pending',
+          status: INITIAL_EXPERT_STATUS,
           targetSteps: stepsPerExpert,
         })
         .run();
     });
-    tx.insert(events)
-      .values({
-        type: 'run.created',
-        runId,
-        datasetId: dataset.id,
-        data: { k, objectives: body.objectives ?? 'any', clusteringId },
-      })
-      .run();
-    if (clusteringId) bindRunToClustering(tx, runId, clusteringId);
+    recordEvent(tx, EVENTS.runCreated, {
+      runId,
+      datasetId: dataset.id,
+      data: { k, objectives: body.objectives ?? 'any', clusteringId },
+    });
+    if (clusteringId) {
+      bindRunToClustering(tx, runId, clusteringId);
+      return undefined;
+    }
+    return clusterForNewRun(tx, {
+      runId,
+      datasetId: dataset.id,
+      k,
+      seed,
+      fineK: body.fineK,
+      valFraction: body.valFraction,
+    });
   });
-  if (!clusteringId) {
-    deps.jobs.enqueue(
-      'cluster-dataset',
-      {
-        datasetId: dataset.id,
-        clusteringId: newId('clustering'),
-        k,
-        seed,
-        ...(body.fineK !== undefined ? { fineK: body.fineK } : {}),
-        ...(body.valFraction !== undefined ? { valFraction: body.valFraction } : {}),
-        runId,
-      },
-      { runId, datasetId: dataset.id },
-    );
-  }
+  if (clusterJob) deps.jobs.dispatch(clusterJob.id);
   return getRun(db, runId);
 }
 
@@ -208,29 +198,9 @@ export function bindRunToClustering(tx: Tx, runId: string, clusteringId: string)
       .where(eq(experts.id, e.id))
       .run();
   }
-  tx.update(runs).set({ clusteringId, status: 'training' }).where(eq(runs.id, runId)).run();
-  tx.insert(events)
-    .values({ type: 'run.training', runId, data: { clusteringId, experts: runExperts.length } })
-    .run();
-}
-
-/** A job that a run waited on failed for good: the run fails with the job's error. */
-export function failRunForJob(db: Db, job: JobRow): void {
-  if (!job.runId) return;
-  db.transaction((tx) => {
-    const run = tx.select().from(runs).where(eq(runs.id, job.runId!)).get();
-    if (!run || run.status === 'failed' || run.status === 'cancelled') return;
-    // A published run keeps its ensemble when a later job (a new router) fails: the job row and
-    // its job.failed event say what went wrong.
-    if (run.status === 'published') return;
-    const error = `${job.name} job ${job.id} failed: ${job.error ?? 'unknown error'}`;
-    tx.update(runs)
-      .set({ status: 'failed', error, finishedAt: new Date() })
-      .where(eq(runs.id, run.id))
-      .run();
-    tx.insert(events)
-      .values({ type: 'run.failed', runId: run.id, data: { error, jobId: job.id } })
-      .run();
+  transitionRun(tx, runId, EVENTS.runTraining, {
+    set: { clusteringId },
+    data: { clusteringId, experts: runExperts.length },
   });
 }
 

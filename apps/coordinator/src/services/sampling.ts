@@ -20,8 +20,8 @@ import {
   sampleCost,
 } from '../ensembles/loaded-ensemble.js';
 import { verifyManifest } from '../ensembles/manifest.js';
-import { ApiError } from '../errors.js';
-import { type RedisOptions, redisConnection, SAMPLING_QUEUE } from '../jobs/bullmq-driver.js';
+import { DomainError } from '../errors.js';
+import { type RedisOptions, redisConnection, SAMPLING_QUEUE } from '../redis.js';
 import { readManifest } from './ensembles.js';
 
 export interface SamplingOptions {
@@ -62,34 +62,30 @@ export function resolveSettings(
     guidance: req.guidance ?? inf.guidance,
   };
   if (req.class !== undefined && req.classes !== undefined)
-    throw new ApiError(400, 'bad_request', 'give class or classes, not both');
+    throw new DomainError('bad_request', 'give class or classes, not both');
   if (s.classes !== null && s.classes.length !== s.count)
-    throw new ApiError(
-      400,
+    throw new DomainError(
       'bad_request',
       `classes has ${s.classes.length} labels for count ${s.count}`,
     );
   if (s.routing === 'top-k' && s.k > ensemble.experts)
-    throw new ApiError(
-      400,
+    throw new DomainError(
       'bad_request',
       `top-k with k = ${s.k}: the ensemble has ${ensemble.experts} experts`,
     );
   if (s.classes !== null && ensemble.numClasses === 0)
-    throw new ApiError(400, 'bad_request', 'this ensemble is unconditional: omit class');
+    throw new DomainError('bad_request', 'this ensemble is unconditional: omit class');
   const bad = s.classes?.find((c) => c >= ensemble.numClasses);
   if (bad !== undefined)
-    throw new ApiError(
-      400,
+    throw new DomainError(
       'bad_request',
       `class ${bad} is out of range 0..${ensemble.numClasses - 1}`,
     );
   if (s.sampler === 'ddim' && s.steps > 1000)
-    throw new ApiError(400, 'bad_request', 'DDIM takes at most 1000 steps');
+    throw new DomainError('bad_request', 'DDIM takes at most 1000 steps');
   const cost = sampleCost(s, ensemble.experts);
   if (cost > SAMPLE_LIMITS.maxCost) {
-    throw new ApiError(
-      413,
+    throw new DomainError(
       'too_costly',
       `this request needs ${cost} expert evaluations (count x steps x experts per step${s.sampler === 'heun' ? ' x 2 for Heun' : ''}${s.classes !== null && s.guidance !== 1 ? ' x 2 for guidance' : ''}); the limit is ${SAMPLE_LIMITS.maxCost}: lower count, steps or k`,
     );
@@ -209,8 +205,7 @@ export class SamplingService {
     if (this.queue && this.events) {
       const waiting = await this.queue.getWaitingCount();
       if (waiting >= this.options.maxQueued)
-        throw new ApiError(
-          429,
+        throw new DomainError(
           'busy',
           `${waiting} sampling requests are already waiting; try again shortly`,
         );
@@ -223,8 +218,7 @@ export class SamplingService {
       return { ...out, pixels: new Uint8Array(Buffer.from(out.pixels, 'base64')) };
     }
     if (this.waiting >= this.options.maxQueued)
-      throw new ApiError(
-        429,
+      throw new DomainError(
         'busy',
         `${this.waiting} sampling requests are already waiting; try again shortly`,
       );

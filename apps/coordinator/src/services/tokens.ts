@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { desc, eq } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
-import { events, type WorkerTokenRow, workerTokens } from '../db/schema/index.js';
+import { type WorkerTokenRow, workerTokens } from '../db/schema/index.js';
 import { notFound } from '../errors.js';
 import { newId } from '../ids.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
 
 export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
@@ -34,9 +35,7 @@ export function createToken(db: Db, name: string): TokenView & { token: string }
       .values({ id: newId('token'), name, tokenHash: hashToken(token), prefix: token.slice(0, 10) })
       .returning()
       .get();
-    tx.insert(events)
-      .values({ type: 'token.created', data: { tokenId: inserted.id, name } })
-      .run();
+    recordEvent(tx, EVENTS.tokenCreated, { data: { tokenId: inserted.id, name } });
     return inserted;
   });
   return { ...toTokenView(row), token };
@@ -63,9 +62,7 @@ export function revokeToken(db: Db, id: string): TokenView {
       .where(eq(workerTokens.id, id))
       .returning()
       .get();
-    tx.insert(events)
-      .values({ type: 'token.revoked', data: { tokenId: id, name: row.name } })
-      .run();
+    recordEvent(tx, EVENTS.tokenRevoked, { data: { tokenId: id, name: row.name } });
     return toTokenView(updated);
   });
 }

@@ -27,21 +27,22 @@ import {
 } from '@archipelago/models';
 import type { ObjectStore } from '@archipelago/storage';
 import * as tf from '@tensorflow/tfjs-core';
-import { and, desc, eq, ne, sql } from 'drizzle-orm';
+import { and, desc, eq, ne } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import {
   type CheckpointRow,
   checkpoints,
   type ExpertRow,
-  events,
   experts,
   type RunRow,
   runs,
   shards,
 } from '../db/schema/index.js';
 import { networkFromCheckpoint } from '../ensembles/network-from-checkpoint.js';
-import { insertJob } from '../jobs/job-queue.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { transitionExpert } from '../lifecycle/expert-lifecycle.js';
+import { routeWhenExpertsDone } from '../lifecycle/pipeline.js';
 
 /** Noise draws per validation image (the loss depends strongly on t). */
 const REPEATS = 4;
@@ -293,60 +294,26 @@ function record(
         .set({ validationLoss: outcome.loss ?? null })
         .where(eq(checkpoints.id, ckpt.id))
         .run();
-      tx.update(experts)
-        .set({
-          status: 'done',
+      recordEvent(tx, EVENTS.expertValidated, {
+        runId: run.id,
+        expertId: expert.id,
+        data: {
+          checkpointId: ckpt.id,
+          step: ckpt.step,
+          loss: outcome.loss,
+          baseline: outcome.baseline,
+          crossLoss: outcome.crossLoss,
+        },
+      });
+      transitionExpert(tx, expert.id, EVENTS.expertDone, {
+        set: {
           validationLoss: outcome.loss ?? null,
           validationBaseline: outcome.baseline ?? null,
           validationError: null,
-        })
-        .where(eq(experts.id, expert.id))
-        .run();
-      tx.insert(events)
-        .values({
-          type: 'expert.validated',
-          runId: run.id,
-          expertId: expert.id,
-          data: {
-            checkpointId: ckpt.id,
-            step: ckpt.step,
-            loss: outcome.loss,
-            baseline: outcome.baseline,
-            crossLoss: outcome.crossLoss,
-          },
-        })
-        .run();
-      tx.insert(events)
-        .values({
-          type: 'expert.done',
-          runId: run.id,
-          expertId: expert.id,
-          data: { step: ckpt.step, checkpointId: ckpt.id },
-        })
-        .run();
-      const remaining = tx
-        .select({ n: sql<number>`count(*)` })
-        .from(experts)
-        .where(and(eq(experts.runId, run.id), ne(experts.status, 'done')))
-        .get()!.n;
-      if (remaining === 0) {
-        const moved = tx
-          .update(runs)
-          .set({ status: 'routing' })
-          .where(and(eq(runs.id, run.id), eq(runs.status, 'training')))
-          .returning()
-          .get();
-        if (moved) {
-          tx.insert(events)
-            .values({
-              type: 'run.routing',
-              runId: run.id,
-              data: { reason: 'every expert is validated' },
-            })
-            .run();
-          insertJob(tx, 'train-router', { runId: run.id }, { runId: run.id, maxAttempts: 3 });
-        }
-      }
+        },
+        data: { step: ckpt.step, checkpointId: ckpt.id },
+      });
+      routeWhenExpertsDone(tx, run.id);
       return;
     }
     // Rejected: the expert goes back to the pool at its last accepted non-final checkpoint.
@@ -372,9 +339,8 @@ function record(
       )
       .orderBy(desc(checkpoints.step))
       .get();
-    tx.update(experts)
-      .set({
-        status: 'pending',
+    transitionExpert(tx, expert.id, EVENTS.expertRejected, {
+      set: {
         workerId: null,
         checkpointId: previous?.id ?? null,
         checkpointStep: previous?.step ?? null,
@@ -383,24 +349,16 @@ function record(
         validationBaseline: outcome.baseline ?? null,
         validationError: outcome.reason ?? 'rejected',
         imagesPerSec: null,
-      })
-      .where(eq(experts.id, expert.id))
-      .run();
-    tx.insert(events)
-      .values({
-        type: 'expert.rejected',
-        runId: run.id,
-        expertId: expert.id,
-        data: {
-          checkpointId: ckpt.id,
-          step: ckpt.step,
-          reason: outcome.reason,
-          loss: outcome.loss,
-          baseline: outcome.baseline,
-          crossLoss: outcome.crossLoss,
-          resumeFrom: previous?.step ?? 0,
-        },
-      })
-      .run();
+      },
+      data: {
+        checkpointId: ckpt.id,
+        step: ckpt.step,
+        reason: outcome.reason,
+        loss: outcome.loss,
+        baseline: outcome.baseline,
+        crossLoss: outcome.crossLoss,
+        resumeFrom: previous?.step ?? 0,
+      },
+    });
   });
 }

@@ -12,8 +12,10 @@ import { and, eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { Db } from '../db/database.js';
-import { events, type LeaseRow, workers } from '../db/schema/index.js';
+import { type LeaseRow, workers } from '../db/schema/index.js';
+import { DomainError, type ErrorCode } from '../errors.js';
 import { newId } from '../ids.js';
+import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import {
   beginCheckpoint,
   buildGrant,
@@ -22,7 +24,6 @@ import {
   expireLeases,
   heartbeat,
   type LeaseDeps,
-  LeaseError,
   releaseLease,
   revokeWorkerLeases,
   tryLease,
@@ -47,6 +48,20 @@ export interface HubOptions extends LeaseDeps {
   /** Hands a job row (checkpoint validation) to the job queue once its transaction committed. */
   dispatchJob?: (id: string) => void;
 }
+
+/**
+ * The error frame of each domain error a worker's message can run into; any other error is the
+ * coordinator's fault (`internal_error`, logged).
+ */
+const FRAME_CODES: Partial<Record<ErrorCode, WorkerErrorCode>> = {
+  unknown_lease: 'unknown_lease',
+  lease_expired: 'lease_expired',
+  invalid_message: 'invalid_message',
+  out_of_order: 'out_of_order',
+  stale_checkpoint_step: 'stale_checkpoint_step',
+  // The expert moved on meanwhile (its lease ended, its run was cancelled): the message is late.
+  invalid_transition: 'out_of_order',
+};
 
 /** Malformed frames tolerated on one connection before it is closed. */
 const MAX_BAD_FRAMES = 20;
@@ -257,7 +272,8 @@ class WorkerConnection {
       }
       await this.onMessage(msg);
     } catch (err) {
-      if (err instanceof LeaseError) return this.sendError(err.code, err.message, false, msg.type);
+      const frameCode = err instanceof DomainError ? FRAME_CODES[err.code] : undefined;
+      if (frameCode) return this.sendError(frameCode, (err as Error).message, false, msg.type);
       log.error({ err, worker: this.workerId, type: msg.type }, 'worker message failed');
       this.sendError(
         'internal_error',
@@ -332,19 +348,16 @@ class WorkerConnection {
         tx.insert(workers)
           .values({ id, tokenId: token.row.id, ...fields })
           .run();
-      tx.insert(events)
-        .values({
-          type: 'worker.connected',
-          workerId: id,
-          data: {
-            name: msg.name,
-            objective: msg.objective,
-            backend: msg.backend,
-            remote: this.remote,
-            reattached: Boolean(known),
-          },
-        })
-        .run();
+      recordEvent(tx, EVENTS.workerConnected, {
+        workerId: id,
+        data: {
+          name: msg.name,
+          objective: msg.objective,
+          backend: msg.backend,
+          remote: this.remote,
+          reattached: Boolean(known),
+        },
+      });
       return id;
     });
     this.workerId = workerId;

@@ -13,7 +13,7 @@ import {
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
 import { and, eq } from 'drizzle-orm';
 import { clusterings } from '../../db/schema/index.js';
-import { ApiError } from '../../errors.js';
+import { DomainError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import {
   getClustering,
@@ -102,14 +102,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const dataset = getDataset(db, request.params.id);
       const { k, fineK } = request.body;
       if (k > dataset.count) {
-        throw new ApiError(
-          400,
+        throw new DomainError(
           'too_small',
           `${k} clusters need at least ${k} images; dataset ${dataset.id} has ${dataset.count}`,
         );
       }
       if (fineK !== undefined && fineK < k) {
-        throw new ApiError(400, 'validation_error', `fineK (${fineK}) must be at least k (${k})`);
+        throw new DomainError('validation_error', `fineK (${fineK}) must be at least k (${k})`);
       }
       const job = jobs.enqueue(
         'cluster-dataset',
@@ -159,8 +158,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         )
         .get();
       if (!c)
-        throw new ApiError(
-          404,
+        throw new DomainError(
           'not_found',
           `clustering ${request.params.clusteringId} of dataset ${request.params.id} does not exist`,
         );

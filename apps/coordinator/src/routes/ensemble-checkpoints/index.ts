@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { manifestFiles } from '../../ensembles/manifest.js';
-import { ApiError } from '../../errors.js';
+import { DomainError } from '../../errors.js';
 import { getEnsembleRow, readManifest } from '../../services/ensembles.js';
 
 const FileParams = Type.Object(
@@ -31,8 +31,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const uri = `checkpoints/${request.params.file}`;
       const entry = manifestFiles(manifest).find((f) => f.file.uri === uri);
       if (!entry)
-        throw new ApiError(
-          404,
+        throw new DomainError(
           'not_found',
           `ensemble ${manifest.id} has no file ${request.params.file}`,
         );

@@ -1,6 +1,6 @@
 import { ErrorReply, IdParams, JobAccepted } from '@archipelago/protocol';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ApiError } from '../../errors.js';
+import { DomainError } from '../../errors.js';
 import { acceptJob } from '../../services/jobs.js';
 import { getRun } from '../../services/runs.js';
 
@@ -31,8 +31,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const run = getRun(db, request.params.id);
       const notDone = run.experts.find((e) => e.status !== 'done');
       if (notDone)
-        throw new ApiError(
-          409,
+        throw new DomainError(
           'conflict',
           `expert ${notDone.cluster} is ${notDone.status}; the router needs every expert done`,
         );
