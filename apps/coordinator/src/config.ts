@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { ConfigError } from '@archipelago/diffusion';
 import { type Static, Type } from 'typebox';
 import { Value } from 'typebox/value';
 
@@ -61,15 +62,8 @@ export type CoordinatorConfig = Static<typeof ConfigSchema> & {
   publicUrlExplicit: boolean;
 };
 
-export class ConfigError extends Error {
-  static readonly CODE = 'config_error';
-  readonly code = ConfigError.CODE;
-
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+/** An invalid setting: the workspace's one ConfigError (from @archipelago/diffusion). */
+export { ConfigError };
 
 /** Environment variables the coordinator reads; flags win over them. */
 export const ENV = {

@@ -1,9 +1,13 @@
 /**
- * The error every config check in this package throws: a value that is not one of the valid
- * ones, a key the config does not have, or a number out of range. The message names the config
- * and lists what is valid, so a typo in a manifest is fixed from the message alone.
+ * The error every config check throws: a value that is not one of the valid ones, a key the
+ * config does not have, or a number out of range. The message names the config and lists what is
+ * valid, so a typo in a manifest is fixed from the message alone. It is the workspace's one
+ * ConfigError: the coordinator's configuration loader throws it too.
  */
 export class ConfigError extends Error {
+  /** Stable code, for callers that act on codes (the coordinator CLI prints these as user errors). */
+  static readonly CODE = 'config_error';
+  readonly code = ConfigError.CODE;
   override readonly name = 'ConfigError';
 }
 
