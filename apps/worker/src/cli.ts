@@ -13,7 +13,7 @@ import {
   BackendUnavailableError,
   initBackend,
 } from '@archipelago/models';
-import { type ExpertObjective, type Hello, parseFrame } from '@archipelago/protocol';
+import { type ExpertObjective, type Hello, OBJECTIVES, parseFrame } from '@archipelago/protocol';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { socketUrl } from './connection.js';
 import { EXIT } from './exit-codes.js';
@@ -73,8 +73,11 @@ export function buildCli(): Command {
       ).argParser(nonNegativeInt('--gpu', 0)),
     )
     .addOption(
-      new Option('--objective <objective>', 'experts to accept')
-        .choices(['ddpm', 'fm', 'any'])
+      new Option(
+        '--objective <family>',
+        'objective family of the experts to accept (ddpm: epsilon and v-prediction on the DDPM schedule)',
+      )
+        .choices([...OBJECTIVES, 'any'])
         .default('any'),
     )
     .addOption(

@@ -5,7 +5,6 @@
  * and at the target, and smoothed rates for heartbeats and the progress line. It stops after the
  * current step when asked to.
  */
-import type { ObjectiveConfig } from '@archipelago/diffusion';
 import { ditConfigFromPreset, ExpertTrainer, type TrainStepResult } from '@archipelago/models';
 import type { LeaseGrant } from '@archipelago/protocol';
 import type { ShardBatches } from './shard-batches.js';
@@ -21,13 +20,6 @@ export const EMA_DECAY = 0.999;
 export function warmupLearningRate(base: number, step: number, target: number): number {
   const warmup = Math.max(1, Math.min(100, Math.ceil(target / 10)));
   return base * Math.min(1, (step + 1) / warmup);
-}
-
-/** The objective a grant's expert trains with. */
-export function objectiveConfigOf(g: LeaseGrant): ObjectiveConfig {
-  return g.objective === 'ddpm'
-    ? { name: 'ddpm', schedule: { kind: g.schedule ?? 'cosine' } }
-    : { name: 'fm', timeSampling: { kind: g.timeSampling ?? 'uniform' } };
 }
 
 /** What heartbeats and the progress line show. */
@@ -100,7 +92,8 @@ export class TrainingLoop {
     });
     const trainer = await ExpertTrainer.create({
       network: { kind: 'dit', config },
-      objective: objectiveConfigOf(g),
+      // The grant's objective spec, verbatim: the registry interprets it.
+      objective: g.spec,
       optimizer: { learningRate: g.training.learningRate },
       // Checkpoints hold the EMA of the weights: what diffusion models sample well with.
       ema: { decay: EMA_DECAY },

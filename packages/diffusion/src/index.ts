@@ -29,34 +29,62 @@ export {
 export type { FmEpsilonModel, Network, Router, VelocityModel } from './model.js';
 export { createObjective } from './objectives/create-objective.js';
 export {
-  DdpmEpsObjective,
+  DdpmObjective,
   ddpmTrainingBatch,
+  resolveDdpmObjective,
   sampleDdpmSteps,
-} from './objectives/ddpm-eps.js';
+} from './objectives/ddpm-objective.js';
+export {
+  type DdpmPrediction,
+  type DdpmPredictionName,
+  PREDICTION_NAMES,
+  PREDICTION_TARGETS,
+  predictionTarget,
+} from './objectives/ddpm-prediction.js';
 export {
   FlowMatchingObjective,
   FM_TIME_SAMPLING_KINDS,
   type FmTimeSampling,
   fmTrainingBatch,
+  resolveFmObjective,
   resolveFmTimeSampling,
   sampleFmTimes,
 } from './objectives/flow-matching.js';
+export {
+  LOSS_WEIGHTING_KINDS,
+  type LossWeighting,
+  lossWeight,
+  resolveLossWeighting,
+} from './objectives/loss-weighting.js';
 export { meanSquaredError } from './objectives/mean-squared-error.js';
 export {
+  type DdpmObjectiveConfig,
+  type FmObjectiveConfig,
   OBJECTIVE_NAMES,
   type Objective,
   type ObjectiveConfig,
   type TrainingBatch,
 } from './objectives/objective.js';
+export {
+  heldOutObjective,
+  initialisingFamilies,
+  OBJECTIVE_FAMILIES,
+  type ObjectiveFamily,
+  objectiveFamily,
+  resolveObjective,
+} from './objectives/registry.js';
 export { type DdimOptions, ddim, ddimSteps } from './samplers/ddim.js';
+export { ddimGrid, ddimSampler } from './samplers/ddim-sampler.js';
 export { euler } from './samplers/euler.js';
 export { heun } from './samplers/heun.js';
 export {
-  initialNoise,
-  SAMPLERS,
-  type SamplingConfig,
-  sample,
-} from './samplers/sample.js';
+  SAMPLER_NAMES,
+  SAMPLER_REGISTRY,
+  type SamplerEntry,
+  type SamplerKey,
+  samplerEntry,
+} from './samplers/registry.js';
+export { initialNoise, type SamplingConfig, sample } from './samplers/sample.js';
 export { assertTimeGrid, type Sampler, type SamplerOptions } from './samplers/sampler.js';
 export { type TimeGridOptions, timeGrid } from './samplers/time-grid.js';
 export { COSINE_MAX_BETA, cosineAlphaBar, ddpmCosineBetas } from './schedules/ddpm-cosine.js';

@@ -13,11 +13,16 @@
  */
 import { type Static, type TSchema, Type } from 'typebox';
 import { Timestamp } from './common.js';
-import { FmTimeSampling, ModelPreset, Schedule } from './models.js';
+import { FmTimeSampling, ModelPreset, Objective, Schedule } from './models.js';
+import { type ObjectiveSpec, ObjectiveSpec as ObjectiveSpecSchema } from './objective-spec.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
-export const MANIFEST_SCHEMA_ID = 'archipelago.ensemble-manifest/v1';
+export const MANIFEST_V1_SCHEMA_ID = 'archipelago.ensemble-manifest/v1';
+/** Manifest v2: each expert carries its objective spec (docs/manifest-format.md). */
+export const MANIFEST_V2_SCHEMA_ID = 'archipelago.ensemble-manifest/v2';
+/** The schema new manifests are published with. */
+export const MANIFEST_SCHEMA_ID = MANIFEST_V2_SCHEMA_ID;
 
 export const ROUTING_STRATEGIES = ['top-1', 'top-k', 'full', 'threshold'] as const;
 export const RoutingStrategy = Type.Enum(ROUTING_STRATEGIES);
@@ -46,23 +51,53 @@ export const ManifestFile = Type.Object(
 );
 export type ManifestFile = Static<typeof ManifestFile>;
 
-export const ManifestExpert = Type.Object(
+const expertResults = {
+  checkpoint: ManifestFile,
+  steps: Type.Integer(),
+  trainImages: Type.Integer(),
+  validationLoss: Type.Number(),
+  /** The loss an untrained (zero-output) network has on the same held-out batch. */
+  baselineLoss: Type.Number(),
+};
+
+export const ManifestExpertV1 = Type.Object(
   {
     cluster: Type.Integer({ minimum: 0 }),
     objective: Type.Enum(['ddpm', 'fm'] as const),
     schedule: Nullable(Schedule),
     /** How an FM expert drew its training times; absent for DDPM experts. */
     timeSampling: Type.Optional(FmTimeSampling),
-    checkpoint: ManifestFile,
-    steps: Type.Integer(),
-    trainImages: Type.Integer(),
-    validationLoss: Type.Number(),
-    /** The loss an untrained (zero-output) network has on the same held-out batch. */
-    baselineLoss: Type.Number(),
+    ...expertResults,
   },
   { additionalProperties: false },
 );
-export type ManifestExpert = Static<typeof ManifestExpert>;
+export type ManifestExpertV1 = Static<typeof ManifestExpertV1>;
+
+export const ManifestExpertV2 = Type.Object(
+  {
+    cluster: Type.Integer({ minimum: 0 }),
+    /** The objective family, `spec.name` (as v1 has it). */
+    objective: Objective,
+    /** The expert's objective spec, verbatim as it was trained (docs/method.md §3). */
+    spec: ObjectiveSpecSchema,
+    ...expertResults,
+  },
+  { additionalProperties: false },
+);
+export type ManifestExpertV2 = Static<typeof ManifestExpertV2>;
+export type ManifestExpert = ManifestExpertV1 | ManifestExpertV2;
+
+/**
+ * An expert entry's objective spec, whichever the manifest's version: v2 stores it; a v1 entry's
+ * family, schedule and time sampling are read as the spec they stand for.
+ */
+export function manifestExpertSpec(expert: ManifestExpert): ObjectiveSpec {
+  if ('spec' in expert) return expert.spec;
+  const v1 = expert as ManifestExpertV1;
+  return v1.objective === 'ddpm'
+    ? { name: 'ddpm', schedule: { kind: v1.schedule ?? 'cosine' } }
+    : { name: 'fm', timeSampling: { kind: v1.timeSampling ?? 'uniform' } };
+}
 
 export const RouterAccuracy = Type.Object(
   {
@@ -97,56 +132,72 @@ export const InferenceDefaults = Type.Object(
 );
 export type InferenceDefaults = Static<typeof InferenceDefaults>;
 
-export const ManifestBody = Type.Object(
-  {
-    schema: Type.Literal(MANIFEST_SCHEMA_ID),
-    run: Type.Object(
-      { id: Type.String(), name: Type.String(), objectives: Type.String() },
-      { additionalProperties: false },
-    ),
-    dataset: Type.Object(
-      {
-        id: Type.String(),
-        name: Type.String(),
-        count: Type.Integer(),
-        width: Type.Integer(),
-        height: Type.Integer(),
-        channels: Type.Integer(),
-        classNames: Type.Array(Type.String()),
-        clusteringId: Type.String(),
-        sizes: Type.Array(Type.Integer()),
-        /**
-         * `[K][numClasses]` training images of each class in each cluster: p(c | k), which
-         * class-conditional sampling multiplies into the router's p(k | x_t).
-         */
-        classCounts: Type.Array(Type.Array(Type.Integer())),
-      },
-      { additionalProperties: false },
-    ),
-    model: Type.Object(
-      {
-        preset: ModelPreset,
-        /** The DiT config every expert shares (as stored in its checkpoint). */
-        architecture: Type.Record(Type.String(), Type.Unknown()),
-      },
-      { additionalProperties: false },
-    ),
-    experts: Type.Array(ManifestExpert),
-    router: Type.Object(
-      {
-        checkpoint: ManifestFile,
-        architecture: Type.Record(Type.String(), Type.Unknown()),
-        steps: Type.Integer(),
-        accuracy: RouterAccuracy,
-      },
-      { additionalProperties: false },
-    ),
-    inference: InferenceDefaults,
-    createdAt: Timestamp,
-  },
-  { additionalProperties: false, title: 'ManifestBody' },
+const manifestBody = (schema: string, experts: TSchema, title: string) =>
+  Type.Object(
+    {
+      schema: Type.Literal(schema),
+      run: Type.Object(
+        { id: Type.String(), name: Type.String(), objectives: Type.String() },
+        { additionalProperties: false },
+      ),
+      dataset: Type.Object(
+        {
+          id: Type.String(),
+          name: Type.String(),
+          count: Type.Integer(),
+          width: Type.Integer(),
+          height: Type.Integer(),
+          channels: Type.Integer(),
+          classNames: Type.Array(Type.String()),
+          clusteringId: Type.String(),
+          sizes: Type.Array(Type.Integer()),
+          /**
+           * `[K][numClasses]` training images of each class in each cluster: p(c | k), which
+           * class-conditional sampling multiplies into the router's p(k | x_t).
+           */
+          classCounts: Type.Array(Type.Array(Type.Integer())),
+        },
+        { additionalProperties: false },
+      ),
+      model: Type.Object(
+        {
+          preset: ModelPreset,
+          /** The DiT config every expert shares (as stored in its checkpoint). */
+          architecture: Type.Record(Type.String(), Type.Unknown()),
+        },
+        { additionalProperties: false },
+      ),
+      experts: Type.Array(experts),
+      router: Type.Object(
+        {
+          checkpoint: ManifestFile,
+          architecture: Type.Record(Type.String(), Type.Unknown()),
+          steps: Type.Integer(),
+          accuracy: RouterAccuracy,
+        },
+        { additionalProperties: false },
+      ),
+      inference: InferenceDefaults,
+      createdAt: Timestamp,
+    },
+    { additionalProperties: false, title },
+  );
+export const ManifestBodyV1 = manifestBody(MANIFEST_V1_SCHEMA_ID, ManifestExpertV1, 'ManifestBody');
+export const ManifestBodyV2 = manifestBody(
+  MANIFEST_V2_SCHEMA_ID,
+  ManifestExpertV2,
+  'ManifestBodyV2',
 );
-export type ManifestBody = Static<typeof ManifestBody>;
+export type ManifestBodyV1 = Omit<Static<typeof ManifestBodyV1>, 'schema' | 'experts'> & {
+  schema: typeof MANIFEST_V1_SCHEMA_ID;
+  experts: ManifestExpertV1[];
+};
+export type ManifestBodyV2 = Omit<ManifestBodyV1, 'schema' | 'experts'> & {
+  schema: typeof MANIFEST_V2_SCHEMA_ID;
+  experts: ManifestExpertV2[];
+};
+/** A manifest body of either version. */
+export type ManifestBody = ManifestBodyV1 | ManifestBodyV2;
 
 export const ManifestSignature = Type.Object(
   {
@@ -159,15 +210,28 @@ export const ManifestSignature = Type.Object(
 );
 export type ManifestSignature = Static<typeof ManifestSignature>;
 
-export const EnsembleManifest = Type.Object(
-  {
-    ...ManifestBody.properties,
-    id: Type.String({ pattern: '^ens_[0-9a-f]{32}$' }),
-    signature: ManifestSignature,
-  },
-  { additionalProperties: false, title: 'EnsembleManifest' },
-);
-export type EnsembleManifest = Static<typeof EnsembleManifest>;
+const signed = (body: typeof ManifestBodyV1 | typeof ManifestBodyV2, title: string) =>
+  Type.Object(
+    {
+      ...body.properties,
+      id: Type.String({ pattern: '^ens_[0-9a-f]{32}$' }),
+      signature: ManifestSignature,
+    },
+    { additionalProperties: false, title },
+  );
+
+/** A signed manifest v1 (still loaded and verified). */
+export const EnsembleManifestV1 = signed(ManifestBodyV1, 'EnsembleManifest');
+/** A signed manifest v2. */
+export const EnsembleManifestV2 = signed(ManifestBodyV2, 'EnsembleManifestV2');
+/** A signed manifest of either version, as loaders accept it. */
+export const EnsembleManifest = Type.Union([EnsembleManifestV1, EnsembleManifestV2], {
+  title: 'AnyEnsembleManifest',
+});
+type Signed<B> = B & { id: string; signature: ManifestSignature };
+export type EnsembleManifestV1 = Signed<ManifestBodyV1>;
+export type EnsembleManifestV2 = Signed<ManifestBodyV2>;
+export type EnsembleManifest = EnsembleManifestV1 | EnsembleManifestV2;
 
 /** A published ensemble as the REST API lists it. */
 export const Ensemble = Type.Object(

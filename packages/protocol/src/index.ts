@@ -7,5 +7,6 @@ export * from './health.js';
 export * from './jobs.js';
 export * from './models.js';
 export * from './objective-mix.js';
+export * from './objective-spec.js';
 export * from './runs.js';
 export * from './worker/index.js';

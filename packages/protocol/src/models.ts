@@ -1,7 +1,11 @@
 import { type Static, Type } from 'typebox';
+import { OBJECTIVE_FAMILIES } from './objective-spec.js';
 
-/** Training objectives an expert can use (method.md §3). `any`: the worker's choice at lease time. */
-export const OBJECTIVES = ['ddpm', 'fm'] as const;
+/**
+ * The objective families an expert can belong to (docs/method.md §3), from the objective spec.
+ * `any`: the worker's choice at lease time.
+ */
+export const OBJECTIVES = OBJECTIVE_FAMILIES;
 export const Objective = Type.Enum(OBJECTIVES);
 export type Objective = Static<typeof Objective>;
 

@@ -7,6 +7,7 @@ import {
   ModelPreset,
   Schedule,
 } from './models.js';
+import { ObjectiveSpec } from './objective-spec.js';
 
 /** Run lifecycle (architecture.md): draft -> clustering -> training -> routing -> published. */
 export const RUN_STATUSES = [
@@ -39,11 +40,20 @@ export const CreateRunBody = Type.Object(
     datasetId: Id,
     experts: Type.Integer({ minimum: 1, maximum: 256, description: 'K: one expert per cluster.' }),
     objectives: Type.Optional(
-      Type.String({
-        maxLength: 200,
-        default: 'any',
-        description: 'Objective mix, e.g. `ddpm:2,fm:6`, a single objective, or `any`.',
-      }),
+      Type.Union(
+        [
+          Type.String({
+            maxLength: 20_000,
+            description:
+              'Objective mix, e.g. `ddpm:2,v:2,fm:4`, a single name, `any`, or the JSON text of the array form.',
+          }),
+          Type.Array(Type.Union([ObjectiveSpec, Type.Literal('any')]), {
+            maxItems: 256,
+            description: 'One objective spec (or `any`) per expert, in cluster order.',
+          }),
+        ],
+        { default: 'any' },
+      ),
     ),
     schedule: Type.Optional(Schedule),
     fmTimeSampling: Type.Optional(
@@ -113,6 +123,17 @@ export function fmTimeSamplingOf(config: RunConfig): FmTimeSampling {
   return config.fmTimeSampling ?? 'uniform';
 }
 
+/**
+ * What a run's own fields say about each objective family, keyed by family name: the parts of a
+ * spec that a mix alias (or an `any` expert's family) leaves out are taken from here.
+ */
+export function runSpecDefaults(config: RunConfig): Readonly<Record<string, object>> {
+  return {
+    ddpm: { schedule: { kind: config.schedule } },
+    fm: { timeSampling: { kind: fmTimeSamplingOf(config) } },
+  };
+}
+
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 export const Expert = Type.Object(
@@ -121,6 +142,8 @@ export const Expert = Type.Object(
     cluster: Type.Integer(),
     objective: ExpertObjective,
     schedule: Nullable(Schedule),
+    /** The expert's objective in full; null until an `any` expert is first leased. */
+    spec: Nullable(ObjectiveSpec),
     status: ExpertStatus,
     size: Nullable(Type.Integer({ description: 'Training images in its shard.' })),
     valSize: Nullable(Type.Integer()),

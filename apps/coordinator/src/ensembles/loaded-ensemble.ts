@@ -5,27 +5,22 @@
  */
 import {
   combineExperts,
-  createDdpmSchedule,
-  ddim,
-  ddimSteps,
-  euler,
-  heun,
   initialNoise,
   type Router,
+  samplerEntry,
   selectExperts,
-  timeGrid,
   type VelocityModel,
   velocityExpert,
-  velocityToEpsNetwork,
   withGuidance,
 } from '@archipelago/diffusion';
 import type { TrainableNetwork } from '@archipelago/models';
-import type {
-  ConversionMode,
-  EnsembleManifest,
-  ManifestFile,
-  RoutingStrategy,
-  SamplerName,
+import {
+  type ConversionMode,
+  type EnsembleManifest,
+  type ManifestFile,
+  manifestExpertSpec,
+  type RoutingStrategy,
+  type SamplerName,
 } from '@archipelago/protocol';
 import * as tf from '@tensorflow/tfjs-core';
 import { checkFile } from './manifest.js';
@@ -78,8 +73,7 @@ export function sampleCost(s: SampleSettings, experts: number): number {
           ? 1
           : experts;
   const guided = s.classes !== null && s.guidance !== 1 ? 2 : 1;
-  const heunFactor = s.sampler === 'heun' ? 2 : 1;
-  return s.count * s.steps * perStep * guided * heunFactor;
+  return s.count * s.steps * perStep * guided * samplerEntry(s.sampler).evaluationsPerStep;
 }
 
 function strategyOf(s: SampleSettings) {
@@ -195,20 +189,9 @@ export class LoadedEnsemble {
     const xT = initialNoise(shape, s.seed);
     let x0: tf.Tensor;
     try {
-      if (s.sampler === 'ddim') {
-        const schedule = createDdpmSchedule({ kind: 'cosine' });
-        x0 = ddim(
-          velocityToEpsNetwork(model, schedule),
-          schedule,
-          xT,
-          ddimSteps(s.steps, schedule.T),
-          // Images live in [-1, 1]: clip each x0 estimate there (see ddim's x0Clamp).
-          { x0Clamp: [-1, 1], ...(labels ? { labels } : {}) },
-        );
-      } else {
-        const integrate = s.sampler === 'heun' ? heun : euler;
-        x0 = integrate(model, xT, timeGrid(s.steps), labels ? { labels } : {});
-      }
+      const { sampler, grid } = samplerEntry(s.sampler);
+      // Images live in [-1, 1]: samplers that clip their x0 estimates (DDIM) clip there.
+      x0 = sampler(model, xT, grid(s.steps), { x0Clamp: [-1, 1], ...(labels ? { labels } : {}) });
     } finally {
       xT.dispose();
       labels?.dispose();
@@ -252,7 +235,10 @@ export class LoadedEnsemble {
     return prior.some((p) => p > 0) ? prior : null;
   }
 
-  /** Every expert as a velocity model, by cluster; DDPM experts through `conversion`. */
+  /**
+   * Every expert as a velocity model, by cluster, through its spec's adapter in the registry
+   * (DDPM-schedule experts with `conversion` and the manifest's floor and clamp).
+   */
   private velocityModels(conversion: ConversionMode): VelocityModel[] {
     const inference = this.manifest.inference;
     return this.manifest.experts
@@ -262,18 +248,15 @@ export class LoadedEnsemble {
         const net = this.experts[i]!;
         const network = (x: tf.Tensor, tau: tf.Tensor1D, labels?: tf.Tensor1D) =>
           net.apply(x, tau, labels);
-        return e.objective === 'ddpm'
-          ? velocityExpert({
-              objective: 'ddpm',
-              network,
-              schedule: { kind: e.schedule ?? 'cosine' },
-              conversion: {
-                mode: conversion,
-                alphaMin: inference.alphaMin,
-                x0Clamp: [-inference.x0Clamp, inference.x0Clamp],
-              },
-            })
-          : velocityExpert({ objective: 'fm', network });
+        return velocityExpert({
+          objective: manifestExpertSpec(e),
+          network,
+          conversion: {
+            mode: conversion,
+            alphaMin: inference.alphaMin,
+            x0Clamp: [-inference.x0Clamp, inference.x0Clamp],
+          },
+        });
       });
   }
 

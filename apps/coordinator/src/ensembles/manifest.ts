@@ -54,7 +54,7 @@ export function signManifest(body: ManifestBody, key: SigningKey): EnsembleManif
   };
 }
 
-/** Parse JSON text as a manifest, checking it against the v1 schema; names the first problem. */
+/** Parse JSON text as a manifest, checking it against the v1 and v2 schemas; names the first problem. */
 export function parseManifest(text: string, source = 'manifest'): EnsembleManifest {
   let value: unknown;
   try {
@@ -66,10 +66,10 @@ export function parseManifest(text: string, source = 'manifest'): EnsembleManife
     const first = Value.Errors(EnsembleManifest, value)[0];
     throw new ManifestError(
       'invalid_manifest',
-      `${source} is not an ensemble manifest v1: ${first ? `${first.instancePath || '/'} ${first.message}` : 'schema mismatch'}`,
+      `${source} is not an ensemble manifest v1 or v2: ${first ? `${first.instancePath || '/'} ${first.message}` : 'schema mismatch'}`,
     );
   }
-  return value;
+  return value as EnsembleManifest;
 }
 
 export interface VerifyOptions {

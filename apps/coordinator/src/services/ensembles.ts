@@ -7,10 +7,9 @@ import { decodeShard } from '@archipelago/data';
 import {
   type Ensemble,
   type EnsembleManifest,
-  fmTimeSamplingOf,
   type InferenceDefaults,
   MANIFEST_SCHEMA_ID,
-  type ManifestBody,
+  type ManifestBodyV2,
   type ManifestFile,
 } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
@@ -109,7 +108,7 @@ export async function publishEnsemble(
     .where(eq(experts.runId, run.id))
     .orderBy(asc(experts.cluster))
     .all();
-  const manifestExperts: ManifestBody['experts'] = [];
+  const manifestExperts: ManifestBodyV2['experts'] = [];
   const classCounts: number[][] = [];
   for (const e of ex) {
     if (e.status !== 'done' || !e.checkpointId)
@@ -119,9 +118,8 @@ export async function publishEnsemble(
     classCounts.push(dataset.classNames.map((name) => train.classCounts[name] ?? 0));
     manifestExperts.push({
       cluster: e.cluster,
-      objective: e.objective as 'ddpm' | 'fm',
-      schedule: e.objective === 'ddpm' ? (e.schedule ?? 'cosine') : null,
-      ...(e.objective === 'fm' ? { timeSampling: fmTimeSamplingOf(run.config) } : {}),
+      objective: e.spec!.name,
+      spec: e.spec!,
       checkpoint: fileOf(
         `checkpoints/expert-${e.cluster}.safetensors`,
         ck.key,
@@ -134,7 +132,7 @@ export async function publishEnsemble(
       baselineLoss: e.validationBaseline ?? Number.NaN,
     });
   }
-  const body: ManifestBody = {
+  const body: ManifestBodyV2 = {
     schema: MANIFEST_SCHEMA_ID,
     run: { id: run.id, name: run.name, objectives: run.objectives },
     dataset: {
@@ -207,7 +205,7 @@ export async function publishEnsemble(
  */
 async function chooseInference(
   deps: PublishDeps,
-  body: ManifestBody,
+  body: ManifestBodyV2,
   clusteringId: string,
   progress: (stage: string, done: number, total: number) => void,
 ): Promise<InferenceDefaults> {

@@ -1,11 +1,6 @@
 import { renderGrid } from '@archipelago/data';
-import {
-  type DdpmScheduleConfig,
-  euler,
-  initialNoise,
-  timeGrid,
-  velocityExpert,
-} from '@archipelago/diffusion';
+import { euler, initialNoise, timeGrid, velocityExpert } from '@archipelago/diffusion';
+import { specOfMeta } from '@archipelago/models';
 import type { ObjectStore } from '@archipelago/storage';
 import * as tf from '@tensorflow/tfjs-core';
 import { asc, eq } from 'drizzle-orm';
@@ -52,17 +47,12 @@ export async function renderExpertSamples(
     const config = meta.architecture;
     try {
       const c = config as { imageSize: number; channels: number; numClasses: number };
-      const model = velocityExpert(
-        meta.objective === 'ddpm'
-          ? {
-              objective: 'ddpm',
-              network: (x, tau, labels) => net.apply(x, tau, labels),
-              schedule: meta.schedule as DdpmScheduleConfig,
-              // Pixels live in [-1, 1] (see DEFAULT_INFERENCE.x0Clamp).
-              conversion: { mode: 'snr', x0Clamp: [-1, 1] },
-            }
-          : { objective: 'fm', network: (x, tau, labels) => net.apply(x, tau, labels) },
-      );
+      const model = velocityExpert({
+        objective: specOfMeta(meta),
+        network: (x, tau, labels) => net.apply(x, tau, labels),
+        // Pixels live in [-1, 1] (see DEFAULT_INFERENCE.x0Clamp).
+        conversion: { mode: 'snr', x0Clamp: [-1, 1] },
+      });
       const xT = initialNoise(
         [perExpert, c.imageSize, c.imageSize, c.channels],
         (options.seed ?? 0) + 1,

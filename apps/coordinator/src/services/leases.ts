@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
+import { initialisingFamilies } from '@archipelago/diffusion';
 import {
+  ANY_WORKER_FAMILY,
   type ExpertObjective,
-  fmTimeSamplingOf,
   type LeaseGrant,
-  type Objective,
+  OBJECTIVES,
+  type ObjectiveSpec,
+  specSummary,
 } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
@@ -20,6 +23,7 @@ import {
   shards,
 } from '../db/schema/index.js';
 import { DomainError } from '../errors.js';
+import { specForFamily } from '../experts/objective-specs.js';
 import { newId } from '../ids.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import {
@@ -59,13 +63,14 @@ export const checkpointKey = (runId: string, cluster: number, step: number) =>
 
 /** Which expert objectives a worker with `objective` may train. */
 function compatible(objective: ExpertObjective): ExpertObjective[] {
-  return objective === 'any' ? ['ddpm', 'fm', 'any'] : [objective, 'any'];
+  return objective === 'any' ? [...OBJECTIVES, 'any'] : [objective, 'any'];
 }
 
 /**
  * The oldest-waiting pending expert this worker can train, leased to it in one transaction. The
  * partial unique index on active leases makes a double lease impossible even across processes.
- * An `any` expert takes the worker's objective (flow matching for an `any` worker) for good.
+ * An `any` expert takes the worker's family (ANY_WORKER_FAMILY for an `any` worker), completed
+ * with the run's defaults, as its spec for good.
  */
 export function tryLease(
   db: Db,
@@ -90,15 +95,15 @@ export function tryLease(
       .limit(50)
       .all();
     for (const { expert, run } of candidates) {
-      const objective: Objective =
-        expert.objective === 'any'
-          ? workerObjective === 'ddpm'
-            ? 'ddpm'
-            : 'fm'
-          : expert.objective;
-      // An FM expert initialised from DDPM waits until a DDPM expert of its run is done.
-      const needsDonor = objective === 'fm' && run.config.initFmFromDdpm && !expert.checkpointId;
-      const donor = needsDonor ? ddpmDonor(tx, run.id) : undefined;
+      const spec: ObjectiveSpec =
+        expert.spec ??
+        specForFamily(workerObjective === 'any' ? ANY_WORKER_FAMILY : workerObjective, run.config);
+      const { objective, schedule } = specSummary(spec);
+      // An expert initialised from another family's checkpoint (FM from DDPM, docs/method.md §7)
+      // waits until an expert of that family in its run is done.
+      const donorFamilies = run.config.initFmFromDdpm ? initialisingFamilies(spec) : [];
+      const needsDonor = donorFamilies.length > 0 && !expert.checkpointId;
+      const donor = needsDonor ? initDonor(tx, run.id, donorFamilies) : undefined;
       if (needsDonor && !donor) continue;
       const now = new Date();
       const lease = tx
@@ -124,7 +129,8 @@ export function tryLease(
         .set({
           workerId,
           objective,
-          schedule: objective === 'fm' ? null : (expert.schedule ?? run.config.schedule),
+          schedule: schedule ?? null,
+          spec,
           lastHeartbeatAt: now,
           initFromExpertId: donor?.id ?? expert.initFromExpertId,
         })
@@ -137,11 +143,22 @@ export function tryLease(
   });
 }
 
-function ddpmDonor(tx: Tx, runId: string): ExpertRow | undefined {
+/** The first finished expert of the run in one of `families`, whose checkpoint initialises another. */
+function initDonor(
+  tx: Tx,
+  runId: string,
+  families: readonly ExpertObjective[],
+): ExpertRow | undefined {
   return tx
     .select()
     .from(experts)
-    .where(and(eq(experts.runId, runId), eq(experts.objective, 'ddpm'), eq(experts.status, 'done')))
+    .where(
+      and(
+        eq(experts.runId, runId),
+        inArray(experts.objective, [...families]),
+        eq(experts.status, 'done'),
+      ),
+    )
     .orderBy(asc(experts.cluster))
     .get();
 }
@@ -178,10 +195,9 @@ export async function buildGrant(
     type: 'lease.grant',
     leaseId: lease.id,
     expert: { id: expert.id, runId: run.id, cluster: expert.cluster },
-    objective: expert.objective === 'ddpm' ? 'ddpm' : 'fm',
-    ...(expert.objective === 'ddpm'
-      ? { schedule: expert.schedule ?? c.schedule }
-      : { timeSampling: fmTimeSamplingOf(c) }),
+    // tryLease stored the spec of every leased expert.
+    spec: expert.spec!,
+    ...specSummary(expert.spec!),
     shard: {
       train: await objectRef(store, train.key, train.sha256, train.bytes),
       ...(val && val.count > 0
@@ -216,7 +232,7 @@ export async function buildGrant(
       ? {
           initFrom: {
             checkpoint: await objectRef(store, donorCkpt.key, donorCkpt.sha256, donorCkpt.bytes),
-            objective: 'ddpm' as const,
+            objective: donor!.objective as 'ddpm',
           },
         }
       : {}),

@@ -1,11 +1,9 @@
 import {
   type CreateRunBody,
   type Expert,
-  type ExpertObjective,
-  ObjectiveMixError,
-  parseObjectiveMix,
   type Run,
   type RunConfig,
+  specSummary,
 } from '@archipelago/protocol';
 import { and, asc, desc, eq } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.js';
@@ -19,6 +17,7 @@ import {
   shards,
 } from '../db/schema/index.js';
 import { DomainError, notFound } from '../errors.js';
+import { mixText, specsForNewRun } from '../experts/objective-specs.js';
 import { newId } from '../ids.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import { INITIAL_EXPERT_STATUS } from '../lifecycle/expert-lifecycle.js';
@@ -48,13 +47,6 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
       `${k} experts for ${dataset.count} images: each expert needs its own cluster of images`,
     );
   }
-  let objectives: ExpertObjective[];
-  try {
-    objectives = parseObjectiveMix(body.objectives ?? 'any', k);
-  } catch (err) {
-    if (err instanceof ObjectiveMixError) throw new DomainError(err.code, err.message);
-    throw err;
-  }
   const resolution = body.resolution ?? dataset.height;
   if (resolution !== dataset.height || dataset.height !== dataset.width) {
     throw new DomainError(
@@ -79,6 +71,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     numClasses: dataset.classNames.length,
     initFmFromDdpm: body.initFmFromDdpm ?? false,
   };
+  const specs = specsForNewRun(body.objectives, k, config);
   if (config.patchSize !== undefined && resolution % config.patchSize !== 0) {
     throw new DomainError(
       'invalid_patch_size',
@@ -137,21 +130,26 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
         clusteringId,
         status: INITIAL_RUN_STATUS,
         k,
-        objectives: body.objectives ?? 'any',
+        objectives: mixText(body.objectives),
         fineK: body.fineK ?? null,
         valFraction: body.valFraction ?? null,
         config,
         startedAt: now,
       })
       .run();
-    objectives.forEach((objective, cluster) => {
+    specs.forEach((spec, cluster) => {
+      const summary: { objective: Expert['objective']; schedule?: RunConfig['schedule'] } = spec
+        ? specSummary(spec)
+        : { objective: 'any' };
       tx.insert(experts)
         .values({
           id: newId('expert'),
           runId,
           cluster,
-          objective,
-          schedule: objective === 'fm' ? null : config.schedule,
+          objective: summary.objective,
+          // An `any` expert shows the schedule it would take as a DDPM-schedule expert.
+          schedule: spec ? (summary.schedule ?? null) : config.schedule,
+          spec,
           status: INITIAL_EXPERT_STATUS,
           targetSteps: stepsPerExpert,
         })
@@ -160,7 +158,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     recordEvent(tx, EVENTS.runCreated, {
       runId,
       datasetId: dataset.id,
-      data: { k, objectives: body.objectives ?? 'any', clusteringId },
+      data: { k, objectives: mixText(body.objectives), clusteringId },
     });
     if (clusteringId) {
       bindRunToClustering(tx, runId, clusteringId);
@@ -210,6 +208,7 @@ function toExpert(row: ExpertRow, sizes: Map<string, number>): Expert {
     cluster: row.cluster,
     objective: row.objective,
     schedule: row.schedule,
+    spec: row.spec,
     status: row.status,
     size: row.trainShardId ? (sizes.get(row.trainShardId) ?? null) : null,
     valSize: row.valShardId ? (sizes.get(row.valShardId) ?? null) : null,

@@ -17,14 +17,21 @@
  */
 import { createHash } from 'node:crypto';
 import { decodeShard, type ImageSet } from '@archipelago/data';
-import { createObjective, type ObjectiveConfig } from '@archipelago/diffusion';
+import {
+  createObjective,
+  heldOutObjective,
+  type ObjectiveConfig,
+  resolveObjective,
+} from '@archipelago/diffusion';
 import {
   architectureOf,
   CheckpointError,
   ditConfigFromPreset,
   resolveNetworkSpec,
+  specOfMeta,
   type TrainableNetwork,
 } from '@archipelago/models';
+import { canonicalJson } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import * as tf from '@tensorflow/tfjs-core';
 import { and, desc, eq, ne } from 'drizzle-orm';
@@ -86,14 +93,13 @@ export function expectedArchitecture(run: RunRow): Record<string, unknown> {
 }
 
 /**
- * The objective an expert's held-out loss is measured under. FM experts are measured with uniform
- * times whatever their training distribution (the run's `fmTimeSampling`): the loss over every
- * noise level alike, comparable between experts and runs.
+ * The objective an expert's held-out loss is measured under: its spec without its training-time
+ * choices (the registry's `heldOutObjective`: FM over uniform times whatever the run's
+ * `fmTimeSampling`, DDPM unweighted), so losses compare between experts and runs.
  */
 export function objectiveConfigOf(expert: ExpertRow): ObjectiveConfig {
-  return expert.objective === 'ddpm'
-    ? { name: 'ddpm', schedule: { kind: expert.schedule ?? 'cosine' } }
-    : { name: 'fm', timeSampling: { kind: 'uniform' } };
+  if (!expert.spec) throw new Error(`expert ${expert.id} has no objective spec yet`);
+  return heldOutObjective(expert.spec as ObjectiveConfig);
 }
 
 /**
@@ -211,7 +217,7 @@ async function judge(
     loaded = networkFromCheckpoint(bytes, {
       kind: 'expert',
       architecture: expectedArchitecture(run),
-      objective: expert.objective as 'ddpm' | 'fm',
+      objective: expert.objective as ObjectiveConfig['name'],
     });
   } catch (err) {
     const code = err instanceof CheckpointError ? `${err.code}: ` : '';
@@ -219,13 +225,21 @@ async function judge(
   }
   const { meta, net } = loaded;
   try {
-    if (expert.objective === 'ddpm') {
-      const kind = (meta.schedule as { kind?: string } | undefined)?.kind;
-      if (kind !== (expert.schedule ?? 'cosine'))
-        return {
-          accepted: false,
-          reason: `config_mismatch: schedule ${kind}, the run says ${expert.schedule}`,
-        };
+    // The network must predict what the expert's spec says (schedule, prediction target).
+    let trained: string;
+    try {
+      trained = canonicalJson(heldOutObjective(specOfMeta(meta)));
+    } catch (err) {
+      return { accepted: false, reason: `config_mismatch: ${(err as Error).message}` };
+    }
+    const wanted = canonicalJson(
+      heldOutObjective(resolveObjective(expert.spec as ObjectiveConfig)),
+    );
+    if (trained !== wanted) {
+      return {
+        accepted: false,
+        reason: `config_mismatch: the checkpoint was trained as ${trained}, the expert is ${wanted}`,
+      };
     }
     const trainShard = expert.trainShardId
       ? db.select().from(shards).where(eq(shards.id, expert.trainShardId)).get()

@@ -1,7 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { canonicalJson, MANIFEST_SCHEMA_ID, type ManifestBody } from '@archipelago/protocol';
+import {
+  canonicalJson,
+  MANIFEST_V1_SCHEMA_ID as MANIFEST_SCHEMA_ID,
+  type ManifestBody,
+} from '@archipelago/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkFile,

@@ -127,7 +127,7 @@ class ExpertCard {
       xLabel: 'step',
       yLabel: 'loss',
       height: 140,
-      lines: [{ label: 'loss', colour: expert.objective === 'ddpm' ? '--series-1' : '--series-2' }],
+      lines: [{ label: 'loss', colour: familyColour(expert.objective) }],
       xRange: [0, expert.targetSteps],
     });
   }
@@ -466,4 +466,12 @@ export function runPage(main: HTMLElement, runId: string): View {
       ensemble.destroy();
     },
   };
+}
+
+/** A chart colour per objective family, in order of first appearance on the page. */
+const familySeries = new Map<string, string>();
+function familyColour(family: Expert['objective']): string {
+  if (!familySeries.has(family))
+    familySeries.set(family, `--series-${1 + (familySeries.size % 3)}`);
+  return familySeries.get(family)!;
 }

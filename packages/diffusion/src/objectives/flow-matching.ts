@@ -4,7 +4,7 @@ import { assertInRange, assertKnownKeys, assertOneOf } from '../config-error.js'
 import { perSample } from '../per-sample.js';
 import { deriveSeed } from '../seed.js';
 import { meanSquaredError } from './mean-squared-error.js';
-import type { Objective, TrainingBatch } from './objective.js';
+import type { FmObjectiveConfig, Objective, TrainingBatch } from './objective.js';
 
 /**
  * How FM training times are drawn (method.md §3): uniform on [0, 1), or logit-normal,
@@ -54,14 +54,22 @@ export function fmTrainingBatch(x0: Tensor, noise: Tensor, t: Tensor1D): Trainin
   });
 }
 
+/** Checks an FM objective config and fills its defaults (uniform times when absent). */
+export function resolveFmObjective(config: FmObjectiveConfig): Required<FmObjectiveConfig> {
+  assertKnownKeys(config, ['name', 'timeSampling'], 'fm objective');
+  return {
+    name: 'fm',
+    timeSampling: resolveFmTimeSampling(config.timeSampling ?? { kind: 'uniform' }),
+  };
+}
+
 /** The flow-matching objective: velocity regression on the rectified path (method.md §3). */
 export class FlowMatchingObjective implements Objective {
   readonly name = 'fm';
-  readonly config: { name: 'fm'; timeSampling: FmTimeSampling };
+  readonly config: Required<FmObjectiveConfig>;
 
-  constructor(config: { name: 'fm'; timeSampling: FmTimeSampling }) {
-    assertKnownKeys(config, ['name', 'timeSampling'], 'fm objective');
-    this.config = { name: 'fm', timeSampling: resolveFmTimeSampling(config.timeSampling) };
+  constructor(config: FmObjectiveConfig) {
+    this.config = resolveFmObjective(config);
   }
 
   sampleTraining(x0: Tensor, seed: number): TrainingBatch {
@@ -72,7 +80,7 @@ export class FlowMatchingObjective implements Objective {
     });
   }
 
-  loss(pred: Tensor, target: Tensor): Scalar {
-    return meanSquaredError(pred, target);
+  loss(pred: Tensor, target: Tensor, weight?: Tensor1D): Scalar {
+    return meanSquaredError(pred, target, weight);
   }
 }

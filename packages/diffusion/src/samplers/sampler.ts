@@ -10,6 +10,8 @@ export type SamplerOptions = {
    * sampler once the next step is taken: clone it to keep it.
    */
   onStep?: (i: number, x: Tensor) => void;
+  /** The data range `[lo, hi]`, for samplers that clip their x0 estimates to it (DDIM). */
+  x0Clamp?: [number, number];
 };
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createObjective } from '../../src/objectives/create-objective.js';
-import { DdpmEpsObjective } from '../../src/objectives/ddpm-eps.js';
+import { DdpmObjective as DdpmEpsObjective } from '../../src/objectives/ddpm-objective.js';
 import { FlowMatchingObjective } from '../../src/objectives/flow-matching.js';
 import type { ObjectiveConfig } from '../../src/objectives/objective.js';
 

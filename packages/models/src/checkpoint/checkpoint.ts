@@ -39,6 +39,12 @@ export interface CheckpointMeta {
   objective?: CheckpointObjective;
   /** The noise schedule, e.g. { kind: 'cosine', T: 1000 } (DDPM only). */
   schedule?: Record<string, unknown>;
+  /**
+   * The objective spec in canonical form (docs/method.md §3): family, schedule, prediction, loss
+   * weighting or time sampling. Its `name` is `objective`. Checkpoints written before it carry
+   * only `objective` and `schedule`.
+   */
+  spec?: Record<string, unknown>;
   /** Training steps taken. */
   step: number;
   /** sha256 (hex) of the training shard. */
@@ -95,6 +101,7 @@ const META_FIELDS = new Set([
   'architecture',
   'objective',
   'schedule',
+  'spec',
   'step',
   'dataFingerprint',
   'parent',
@@ -177,6 +184,12 @@ export function validateCheckpointMeta(value: unknown): CheckpointMeta {
     '"ddpm" or "fm"',
   );
   field('schedule', v.schedule === undefined || isPlainObject(v.schedule), 'an object');
+  field(
+    'spec',
+    v.spec === undefined ||
+      (isPlainObject(v.spec) && v.objective !== undefined && v.spec.name === v.objective),
+    'an object whose name is meta.objective',
+  );
   field('step', isStep(v.step), 'a non-negative integer');
   field(
     'dataFingerprint',

@@ -72,6 +72,8 @@ export async function convertDdpmToFm(
     parent: { sha256: checkpointSha256(bytes), objective: 'ddpm', step: meta.step },
     createdAt: options.createdAt ?? new Date().toISOString(),
   };
+  // The DDPM spec no longer describes the network; the FM trainer records its own on first save.
   delete next.schedule;
+  delete next.spec;
   return saveCheckpoint({ params: converted, meta: next, extraMetadata });
 }

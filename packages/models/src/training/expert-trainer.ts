@@ -232,8 +232,8 @@ export class ExpertTrainer {
         if (classes === 0) throw new Error('labels given to an unconditional expert');
         y = labelTensor(labels, rows, 'labels', classes + 1);
       }
-      const { xt, tau, target } = this.objective.sampleTraining(x, seed);
-      return { x: xt, tau, target, ...(y ? { labels: y } : {}) };
+      const { xt, tau, target, weight } = this.objective.sampleTraining(x, seed);
+      return { x: xt, tau, target, ...(weight ? { weight } : {}), ...(y ? { labels: y } : {}) };
     } catch (err) {
       y?.dispose();
       throw err;

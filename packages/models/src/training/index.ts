@@ -40,5 +40,5 @@ export {
   RouterTrainer,
   type RouterTrainerOptions,
 } from './router-trainer.js';
-export { TRAINING_METADATA_KEY } from './trainer-checkpoint.js';
+export { specOfMeta, TRAINING_METADATA_KEY } from './trainer-checkpoint.js';
 export type { BatchInput, LabelInput } from './training-input.js';

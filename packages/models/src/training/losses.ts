@@ -22,6 +22,8 @@ export interface StepBatch {
   x: tf.Tensor;
   tau: tf.Tensor;
   target?: tf.Tensor;
+  /** Regression: `[B]` per-sample loss weights (the objective's loss weighting), if any. */
+  weight?: tf.Tensor;
   labels?: tf.Tensor;
   classes?: tf.Tensor;
 }
@@ -40,7 +42,13 @@ export function createLoss(task: TaskSpec, network: TrainableNetwork): LossFn {
     return (batch) => {
       if (!batch.target) throw new Error('regression loss: the batch has no target');
       const target = batch.target;
-      return tf.tidy(() => objective.loss(network.apply(batch.x, batch.tau, batch.labels), target));
+      return tf.tidy(() =>
+        objective.loss(
+          network.apply(batch.x, batch.tau, batch.labels),
+          target,
+          batch.weight as tf.Tensor1D | undefined,
+        ),
+      );
     };
   }
   return (batch) => {

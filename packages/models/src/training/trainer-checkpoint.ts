@@ -12,11 +12,7 @@
  * A resumed run therefore restarts Adam from zero moments (a warm restart) while its parameters,
  * step count and noise stream continue exactly.
  */
-import {
-  type DdpmScheduleConfig,
-  type ObjectiveConfig,
-  resolveDdpmScheduleConfig,
-} from '@archipelago/diffusion';
+import { heldOutObjective, type ObjectiveConfig, resolveObjective } from '@archipelago/diffusion';
 import type * as tf from '@tensorflow/tfjs-core';
 import {
   CheckpointError,
@@ -55,27 +51,41 @@ export function loadInit(
     paramShapes: paramShapesOf(spec),
     ...(objective ? { objective: objective.name } : {}),
   });
-  if (objective?.name === 'ddpm' && meta.schedule !== undefined) {
-    // Compared with defaults filled in: { kind: 'cosine' } is { kind: 'cosine', T: 1000, s: 0.008 }.
-    const want = canonicalJson(resolveDdpmScheduleConfig(objective.schedule));
+  if (objective) {
+    // The same network output: family, schedule and prediction (docs/method.md §3). Training-time
+    // choices (FM time sampling, loss weighting) may differ; defaults are filled on both sides.
+    const want = canonicalJson(heldOutObjective(objective));
     let got: string;
     try {
-      got = canonicalJson(resolveDdpmScheduleConfig(meta.schedule as DdpmScheduleConfig));
+      got = canonicalJson(heldOutObjective(specOfMeta(meta)));
     } catch (cause) {
       throw new CheckpointError(
         'config_mismatch',
-        `schedule: ${canonicalJson(meta.schedule)} is not a valid DDPM schedule`,
+        `objective: ${canonicalJson(meta.spec ?? { objective: meta.objective, schedule: meta.schedule })} is not a valid objective (schedule, prediction)`,
         { cause },
       );
     }
     if (want !== got) {
       throw new CheckpointError(
         'config_mismatch',
-        `schedule: checkpoint has ${got}, expected ${want}`,
+        `objective (schedule, prediction): checkpoint has ${got}, expected ${want}`,
       );
     }
   }
   return { meta, params };
+}
+
+/**
+ * The objective spec a checkpoint was trained with: `meta.spec`, or for a checkpoint written
+ * before specs, the one its family and schedule stand for.
+ */
+export function specOfMeta(meta: CheckpointMeta): ObjectiveConfig {
+  if (meta.spec) return meta.spec as ObjectiveConfig;
+  if (meta.objective === undefined) throw new RangeError('the checkpoint names no objective');
+  return resolveObjective({
+    name: meta.objective,
+    ...(meta.schedule ? { schedule: meta.schedule } : {}),
+  } as ObjectiveConfig);
 }
 
 export interface SaveTrainedOptions {
@@ -106,14 +116,27 @@ export function saveTrained(o: SaveTrainedOptions): Promise<Uint8Array> {
       kind: o.kind,
       architecture: architectureOf(o.spec),
       step: o.step,
-      ...(o.objective ? { objective: o.objective.name } : {}),
-      ...(o.objective?.name === 'ddpm'
-        ? { schedule: { ...resolveDdpmScheduleConfig(o.objective.schedule) } }
-        : {}),
+      ...(o.objective ? objectiveMeta(o.objective) : {}),
       ...(o.init?.parent ? { parent: o.init.parent } : {}),
       ...(o.dataFingerprint === undefined ? {} : { dataFingerprint: o.dataFingerprint }),
       ...(o.createdAt === undefined ? {} : { createdAt: o.createdAt }),
     },
     extraMetadata: { [TRAINING_METADATA_KEY]: canonicalJson(training, 'training') },
   });
+}
+
+/**
+ * The metadata fields of an objective: its family, the DDPM schedule (for readers of checkpoints
+ * written before specs) and the spec itself, all in canonical form.
+ */
+function objectiveMeta(
+  objective: ObjectiveConfig,
+): Pick<CheckpointMeta, 'objective' | 'schedule' | 'spec'> {
+  const spec = resolveObjective(objective);
+  const { schedule } = spec as { schedule?: Record<string, unknown> };
+  return {
+    objective: spec.name,
+    ...(schedule ? { schedule: { ...schedule } } : {}),
+    spec: { ...spec },
+  };
 }

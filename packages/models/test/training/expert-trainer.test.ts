@@ -40,7 +40,7 @@ function idealLoss(config: ObjectiveConfig): number {
     const pred =
       config.name === 'fm'
         ? MIXTURE.idealVelocity()(xt, tf.div(tau, 999))
-        : MIXTURE.idealEpsilon(createDdpmSchedule(config.schedule))(xt, tau);
+        : MIXTURE.idealEpsilon(createDdpmSchedule(config.schedule!))(xt, tau);
     return objective.loss(pred, target).dataSync()[0]!;
   });
 }

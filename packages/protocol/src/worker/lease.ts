@@ -1,6 +1,7 @@
 import { type Static, Type } from 'typebox';
 import { Id } from '../common.js';
 import { FmTimeSampling, ModelPreset, Objective, Schedule } from '../models.js';
+import { ObjectiveSpec } from '../objective-spec.js';
 
 /** Worker -> coordinator: give me an expert to train (matching my objective). */
 export const LeaseRequest = Type.Object(
@@ -30,11 +31,13 @@ export const LeaseGrant = Type.Object(
       { id: Id, runId: Id, cluster: Type.Integer({ minimum: 0 }) },
       { additionalProperties: false },
     ),
-    /** The objective to train (an `any` expert takes the worker's). */
+    /** The objective to train, in full (an `any` expert takes the worker's family). */
+    spec: ObjectiveSpec,
+    /** Summary of `spec` for older workers: its family (see `specSummary`). */
     objective: Objective,
-    /** DDPM noise schedule; absent for flow matching. */
+    /** Summary of `spec`: the DDPM noise schedule's kind; absent for flow matching. */
     schedule: Type.Optional(Schedule),
-    /** Flow matching's training-time distribution; absent for DDPM (and = uniform for FM). */
+    /** Summary of `spec`: flow matching's training-time distribution; absent for DDPM. */
     timeSampling: Type.Optional(FmTimeSampling),
     shard: Type.Object(
       {
@@ -73,7 +76,7 @@ export const LeaseGrant = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    /** A DDPM checkpoint to convert into this FM expert's initialisation (method.md §7). */
+    /** A DDPM-family checkpoint to convert into this FM expert's initialisation (method.md §7). */
     initFrom: Type.Optional(
       Type.Object(
         { checkpoint: ObjectRef, objective: Type.Literal('ddpm') },

@@ -1,4 +1,4 @@
-import type { ExpertObjective, ExpertStatus, Schedule } from '@archipelago/protocol';
+import type { ExpertObjective, ExpertStatus, ObjectiveSpec, Schedule } from '@archipelago/protocol';
 import { index, integer, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 import { createdAt, updatedAt } from './columns.js';
 import { runs } from './runs.js';
@@ -13,9 +13,15 @@ export const experts = sqliteTable(
       .notNull()
       .references(() => runs.id, { onDelete: 'cascade' }),
     cluster: integer('cluster').notNull(),
+    /** The objective family (`any` until first leased), a summary of `spec`. */
     objective: text('objective').$type<ExpertObjective>().notNull(),
-    /** DDPM noise schedule; null for flow matching. */
+    /** Summary of `spec`: the DDPM noise schedule's kind; null for flow matching. */
     schedule: text('schedule').$type<Schedule>(),
+    /**
+     * The objective spec in canonical form (docs/method.md §3), stored verbatim and sent in every
+     * lease grant; null until an `any` expert is first leased.
+     */
+    spec: text('spec', { mode: 'json' }).$type<ObjectiveSpec>(),
     status: text('status').$type<ExpertStatus>().notNull(),
     trainShardId: text('train_shard_id').references(() => shards.id),
     valShardId: text('val_shard_id').references(() => shards.id),

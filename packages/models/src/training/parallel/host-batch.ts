@@ -17,11 +17,12 @@ export interface HostBatch {
   x: HostTensor;
   tau: HostTensor;
   target?: HostTensor;
+  weight?: HostTensor;
   labels?: HostTensor;
   classes?: HostTensor;
 }
 
-const KEYS = ['x', 'tau', 'target', 'labels', 'classes'] as const;
+const KEYS = ['x', 'tau', 'target', 'weight', 'labels', 'classes'] as const;
 
 /** Reads a batch back to the host (copies). */
 export function toHost(batch: StepBatch): HostBatch {

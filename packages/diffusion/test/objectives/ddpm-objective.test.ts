@@ -2,10 +2,10 @@ import type { Tensor1D } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  DdpmEpsObjective,
+  DdpmObjective as DdpmEpsObjective,
   ddpmTrainingBatch,
   sampleDdpmSteps,
-} from '../../src/objectives/ddpm-eps.js';
+} from '../../src/objectives/ddpm-objective.js';
 import { createDdpmSchedule } from '../../src/schedules/ddpm-schedule.js';
 import { maxAbsDiff, useCpuBackend } from '../helpers.js';
 
