@@ -31,7 +31,7 @@ export const DdpmScheduleSpec = Type.Union([
 export type DdpmScheduleSpec = Static<typeof DdpmScheduleSpec>;
 
 /** What a DDPM-schedule network predicts: epsilon, or v = sqrt(abar) e - sqrt(1 - abar) x0 (§10). */
-export const DDPM_PREDICTIONS = ['eps'] as const;
+export const DDPM_PREDICTIONS = ['eps', 'v'] as const;
 
 /** Per-sample weights of the epsilon loss (docs/method.md §11). */
 export const LossWeightingSpec = Type.Union([
@@ -92,6 +92,7 @@ export const ANY_WORKER_FAMILY: ObjectiveSpec['name'] = 'fm';
 export const OBJECTIVE_ALIASES: Readonly<Record<string, ObjectiveSpec>> = {
   ddpm: { name: 'ddpm' },
   fm: { name: 'fm' },
+  v: { name: 'ddpm', prediction: 'v' },
 };
 
 /**

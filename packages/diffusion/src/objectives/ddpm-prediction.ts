@@ -4,6 +4,7 @@ import type { EpsToVelocityOptions } from '../conversion/eps-to-velocity.js';
 import type { Network, VelocityModel } from '../model.js';
 import type { DdpmSchedule } from '../schedules/ddpm-schedule.js';
 import { epsPrediction } from './eps-prediction.js';
+import { vPrediction } from './v-prediction.js';
 
 /**
  * What a network on a DDPM schedule predicts, one file each: the regression target on the
@@ -29,7 +30,7 @@ export interface DdpmPrediction {
 }
 
 /** The prediction targets by name: a new one is one file plus its line here. */
-export const PREDICTION_TARGETS = { eps: epsPrediction } as const;
+export const PREDICTION_TARGETS = { eps: epsPrediction, v: vPrediction } as const;
 
 /** The name of a {@link DdpmPrediction}. */
 export type DdpmPredictionName = keyof typeof PREDICTION_TARGETS;
