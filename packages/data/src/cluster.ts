@@ -1,5 +1,5 @@
 /**
- * Partition a dataset into K shards the way DDM does (method.md section 8): k-means to many
+ * Partition a dataset into K shards the way DDM does (docs/method.md section 8): k-means to many
  * fine centroids, then merge the fine centroids into K coarse clusters, and give each image the
  * coarse cluster of its fine centroid. No size balancing: clusters are as large as the data
  * makes them.

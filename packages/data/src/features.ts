@@ -1,5 +1,5 @@
 /**
- * Per-image feature vectors for clustering (method.md section 8): the user's embeddings when
+ * Per-image feature vectors for clustering (docs/method.md section 8): the user's embeddings when
  * given (e.g. DINOv2, as DDM and the paper use), otherwise PCA of the pixels.
  */
 import { DatasetImportError } from './errors.js';

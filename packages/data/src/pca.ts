@@ -1,6 +1,6 @@
 /**
  * Principal component analysis: the fallback image features when the user supplies no
- * embeddings (method.md section 8). Pure: a function of the array and the seed.
+ * embeddings (docs/method.md section 8). Pure: a function of the array and the seed.
  *
  * With X the mean-centred `[m, d]` data, the covariance is C = X^T X / (m - 1) and the
  * components are its leading eigenvectors. Two solvers:

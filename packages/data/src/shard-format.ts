@@ -1,7 +1,7 @@
 /**
  * The binary shard format: one file per cluster and split, holding that shard's images and
  * labels, written by the coordinator and streamed by workers. Byte-by-byte description in
- * `packages/data/SHARD-FORMAT.md`; in short, a 64-byte little-endian header, the pixels as
+ * `docs/shard-format.md`; in short, a 64-byte little-endian header, the pixels as
  * `[N, H, W, C]` uint8, then the labels as `[N]` int16, each section padded to 8 bytes.
  * A JSON {@link ShardIndex} sits next to each `.bin` with its checksum and provenance.
  */

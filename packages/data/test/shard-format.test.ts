@@ -69,7 +69,7 @@ describe('shard format', () => {
     }
   });
 
-  it('matches the byte-level example in SHARD-FORMAT.md', () => {
+  it('matches the byte-level example in docs/shard-format.md', () => {
     const buf = encodeShard({
       height: 2,
       width: 2,

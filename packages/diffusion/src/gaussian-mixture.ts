@@ -23,7 +23,7 @@ export type PathStatistics = {
 };
 
 /**
- * A Gaussian mixture with every diffusion quantity in closed form (method.md §4, "check that needs
+ * A Gaussian mixture with every diffusion quantity in closed form (docs/method.md §4, "check that needs
  * no training"): the ideal epsilon-predictor of a DDPM schedule, the ideal FM velocity, the cluster
  * posterior (the ideal router) and each component's ideal velocity (the ideal expert for that
  * cluster). Computed in float64 from the float32 inputs; results are float32 tensors.
@@ -141,7 +141,7 @@ export class GaussianMixture {
     return { posterior, x0, eps };
   }
 
-  /** The ideal FM velocity `E[e - x0 | x_t]` (method.md §3) as a {@link VelocityModel}. */
+  /** The ideal FM velocity `E[e - x0 | x_t]` (docs/method.md §3) as a {@link VelocityModel}. */
   idealVelocity(): VelocityModel {
     return (x, t) => this.fmModel(x, t, (stats, b, d) => this.mixed(stats, b, d, 'v'));
   }
@@ -168,7 +168,7 @@ export class GaussianMixture {
     };
   }
 
-  /** The ideal router: the FM-path posterior p(k | x_t, t), `[B, K]` (method.md §5). */
+  /** The ideal router: the FM-path posterior p(k | x_t, t), `[B, K]` (docs/method.md §5). */
   posterior(): Router {
     return (x, t) => {
       batchSize(x, t, 'FM time t');

@@ -31,7 +31,7 @@ export const DatasetSource = Type.Union(
 );
 export type DatasetSource = Static<typeof DatasetSource>;
 
-/** Parameters of the two-level k-means of method.md §8. */
+/** Parameters of the two-level k-means of docs/method.md §8. */
 export const ClusterBody = Type.Object(
   {
     k: Type.Integer({ minimum: 1, maximum: 256, description: 'Coarse clusters = experts.' }),

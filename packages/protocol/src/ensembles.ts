@@ -1,5 +1,5 @@
 /**
- * Ensemble manifest v1 (architecture.md "Ensemble manifest"), the router summary and the
+ * Ensemble manifest v1 (docs/architecture.md "Ensemble manifest"), the router summary and the
  * sampling API. The manifest is immutable and content-addressed:
  *
  * - `body` = the manifest without `id` and `signature`;
@@ -119,7 +119,7 @@ export const InferenceDefaults = Type.Object(
     topK: Type.Integer({ minimum: 1 }),
     threshold: Type.Number({ minimum: 0, maximum: 1 }),
     conversion: ConversionMode,
-    /** Floor of (1 - t) and clamp of x0 in the DDPM -> velocity conversion (method.md §4). */
+    /** Floor of (1 - t) and clamp of x0 in the DDPM -> velocity conversion (docs/method.md §4). */
     alphaMin: Type.Number(),
     x0Clamp: Type.Number(),
     sampler: SamplerName,

@@ -12,13 +12,13 @@ export type Objective = Static<typeof Objective>;
 export const ExpertObjective = Type.Union([Objective, Type.Literal('any')]);
 export type ExpertObjective = Static<typeof ExpertObjective>;
 
-/** DDPM noise schedules (method.md §3): cosine is the default, linear matches DiT/ImageNet checkpoints. */
+/** DDPM noise schedules (docs/method.md §3): cosine is the default, linear matches DiT/ImageNet checkpoints. */
 export const SCHEDULES = ['cosine', 'linear'] as const;
 export const Schedule = Type.Enum(SCHEDULES);
 export type Schedule = Static<typeof Schedule>;
 
 /**
- * How flow-matching experts draw training times t (method.md §3): uniform on [0, 1], or
+ * How flow-matching experts draw training times t (docs/method.md §3): uniform on [0, 1], or
  * logit-normal (t = sigmoid(z), z ~ N(0, 1)), which spends more steps at mid noise levels.
  */
 export const FM_TIME_SAMPLINGS = ['uniform', 'logit-normal'] as const;

@@ -9,7 +9,7 @@ import {
 } from './models.js';
 import { ObjectiveSpec } from './objective-spec.js';
 
-/** Run lifecycle (architecture.md): draft -> clustering -> training -> routing -> published. */
+/** Run lifecycle (docs/architecture.md): draft -> clustering -> training -> routing -> published. */
 export const RUN_STATUSES = [
   'draft',
   'clustering',
@@ -59,7 +59,7 @@ export const CreateRunBody = Type.Object(
     fmTimeSampling: Type.Optional(
       Type.Enum(FM_TIME_SAMPLINGS, {
         default: 'uniform',
-        description: 'Training times of the flow-matching experts (method.md §3).',
+        description: 'Training times of the flow-matching experts (docs/method.md §3).',
       }),
     ),
     resolution: Type.Optional(

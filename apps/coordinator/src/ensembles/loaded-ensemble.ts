@@ -261,7 +261,7 @@ export class LoadedEnsemble {
   }
 
   /**
-   * Held-out error of the combined velocity (method.md §5) under a routing strategy: the mean
+   * Held-out error of the combined velocity (docs/method.md §5) under a routing strategy: the mean
    * squared difference from the flow-matching target `e - x0` at `x_t = (1 - t) x0 + t e`,
    * t ~ U(0, 1), over `x0` (`[n, H, W, C]` in [-1, 1]) drawn `repeats` times with `seed`.
    * Unconditional (the null class). Lower is better; the full mixture with the true posterior is

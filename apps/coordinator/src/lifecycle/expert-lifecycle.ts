@@ -1,5 +1,5 @@
 /**
- * The expert state machine (architecture.md "State and lifecycles"):
+ * The expert state machine (docs/architecture.md "State and lifecycles"):
  *
  *   pending -> leased -> training -> validating -> done
  *

@@ -1,5 +1,5 @@
 /**
- * The run state machine (architecture.md "State and lifecycles"):
+ * The run state machine (docs/architecture.md "State and lifecycles"):
  *
  *   clustering -> training -> routing -> published        (+ failed, cancelled from any unfinished)
  *

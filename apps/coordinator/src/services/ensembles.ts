@@ -199,7 +199,7 @@ export async function publishEnsemble(
 }
 
 /**
- * Our own evaluation of the routing strategy (method.md §5 says published evidence disagrees):
+ * Our own evaluation of the routing strategy (docs/method.md §5 says published evidence disagrees):
  * the held-out error of the combined velocity on every cluster's validation split, for top-1,
  * top-2 and the full mixture; the best wins, the cheaper one within 1 %.
  */

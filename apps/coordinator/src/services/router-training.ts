@@ -1,5 +1,5 @@
 /**
- * Router training (method.md §5): once every expert is validated (or on demand), train the small
+ * Router training (docs/method.md §5): once every expert is validated (or on demand), train the small
  * router classifier on FM-noised images of all shards in their natural proportions, with each
  * image's cluster as its label, then measure its accuracy per noise level on the held-out splits.
  */

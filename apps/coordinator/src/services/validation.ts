@@ -1,5 +1,5 @@
 /**
- * Checkpoint validation (architecture.md "Security model"): a final checkpoint enters an ensemble
+ * Checkpoint validation (docs/architecture.md "Security model"): a final checkpoint enters an ensemble
  * only once the coordinator has checked it itself, whoever trained it.
  *
  * 1. the stored bytes still hash to what was committed;

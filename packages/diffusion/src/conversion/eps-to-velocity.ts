@@ -7,7 +7,7 @@ import type { DdpmSchedule } from '../schedules/ddpm-schedule.js';
 import { fmLogSnr, fmVpScale } from '../schedules/fm-log-snr.js';
 
 /**
- * Options of the DDPM -> velocity conversion (method.md §4), serialisable and recorded in the
+ * Options of the DDPM -> velocity conversion (docs/method.md §4), serialisable and recorded in the
  * ensemble manifest.
  *
  * - `mode`: `'snr'` matches log SNRs and rescales the input onto the variance-preserving path;
@@ -40,7 +40,7 @@ export function resolveEpsToVelocityOptions(
 }
 
 /**
- * A DDPM epsilon network as a {@link VelocityModel} (method.md §4). For each sample, at FM state
+ * A DDPM epsilon network as a {@link VelocityModel} (docs/method.md §4). For each sample, at FM state
  * `(x_t, t)`:
  *
  * 1. `lambda = 2 log((1 - t) / t)`; 2. `n* = schedule.stepForLogSnr(lambda)` (fractional);

@@ -7,7 +7,7 @@ import { fmTimeForLogSnr, fmVpScale } from '../schedules/fm-log-snr.js';
 
 /**
  * Epsilon from a velocity at the same FM state: from `x_t = (1 - t) x0 + t e` and `v = e - x0`,
- * `e = x_t + (1 - t) v` (method.md §4). `x`: `[B, ...]`, `t`: `[B]`; returns `[B, ...]`.
+ * `e = x_t + (1 - t) v` (docs/method.md §4). `x`: `[B, ...]`, `t`: `[B]`; returns `[B, ...]`.
  * Exact everywhere (no division), including t = 0 and t = 1.
  */
 export function velocityToEps(model: VelocityModel): FmEpsilonModel {

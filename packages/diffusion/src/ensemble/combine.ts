@@ -26,7 +26,7 @@ export type EnsembleStats = {
 export type ExpertEnsemble = { model: VelocityModel; stats: EnsembleStats };
 
 /**
- * Combines experts by router weights (DDM; method.md §5):
+ * Combines experts by router weights (DDM; docs/method.md §5):
  * `u(x_t, t) = sum_k w_k(x_t, t) v_k(x_t, t)`, with `w` the router probabilities `[B, K]` reduced
  * per sample by `strategy` and renormalised. Only the experts some sample selected run, each on
  * just the rows that selected it (gathered, evaluated, weighted and gathered back into place), so

@@ -9,7 +9,7 @@ import { batchSize } from '../per-sample.js';
  * unconditional; otherwise both run in one `[2B, ...]` batch.
  *
  * Works for any `(x, time, labels)` model: a velocity model or an epsilon {@link Network}. Since
- * the DDPM -> velocity conversion is affine in epsilon (method.md §4), guiding epsilon and then
+ * the DDPM -> velocity conversion is affine in epsilon (docs/method.md §4), guiding epsilon and then
  * converting equals converting and then guiding (up to the conversion's x0 clamp).
  *
  * `x`: `[B, ...]`; time `[B]`; `labels`: `[B]` (required). Returns `[B, ...]`.

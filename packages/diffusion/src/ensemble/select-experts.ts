@@ -1,7 +1,7 @@
 import { assertInRange, assertInteger, assertKnownKeys, assertOneOf } from '../config-error.js';
 
 /**
- * How a sample's experts are chosen from its router probabilities (method.md §5), serialisable:
+ * How a sample's experts are chosen from its router probabilities (docs/method.md §5), serialisable:
  * - `full`: all K experts;
  * - `top-k`: the k largest p_k (ties to the lower index; top-1 is `k: 1`);
  * - `threshold`: every p_k >= tau, and always the argmax.

@@ -7,7 +7,7 @@ import { meanSquaredError } from './mean-squared-error.js';
 import type { FmObjectiveConfig, Objective, TrainingBatch } from './objective.js';
 
 /**
- * How FM training times are drawn (method.md §3): uniform on [0, 1), or logit-normal,
+ * How FM training times are drawn (docs/method.md §3): uniform on [0, 1), or logit-normal,
  * `t = sigmoid(mean + std z)` with z ~ N(0, 1) (defaults mean 0, std 1).
  */
 export type FmTimeSampling =
@@ -41,7 +41,7 @@ export function sampleFmTimes(batch: number, timeSampling: FmTimeSampling, seed:
 }
 
 /**
- * The rectified-flow training pair (method.md §3): `x_t = (1 - t) x0 + t e`, target
+ * The rectified-flow training pair (docs/method.md §3): `x_t = (1 - t) x0 + t e`, target
  * `v = e - x0`, network timestep `tau = 999 t`.
  *
  * @param x0 - `[B, ...]` data; @param noise - `[B, ...]` e ~ N(0, I); @param t - `[B]` in [0, 1].
@@ -63,7 +63,7 @@ export function resolveFmObjective(config: FmObjectiveConfig): Required<FmObject
   };
 }
 
-/** The flow-matching objective: velocity regression on the rectified path (method.md §3). */
+/** The flow-matching objective: velocity regression on the rectified path (docs/method.md §3). */
 export class FlowMatchingObjective implements Objective {
   readonly name = 'fm';
   readonly config: Required<FmObjectiveConfig>;

@@ -25,7 +25,7 @@ export type DdimOptions = SamplerOptions & {
 };
 
 /**
- * Deterministic DDIM (Song et al. 2021, eq. 12 with eta = 0; method.md §3), the native sampler of
+ * Deterministic DDIM (Song et al. 2021, eq. 12 with eta = 0; docs/method.md §3), the native sampler of
  * an epsilon network. For consecutive steps n -> m of `steps` (after the last step, m is "clean",
  * abar = 1):
  * `x0_hat = (x_n - sqrt(1 - abar_n) eps) / sqrt(abar_n)`,

@@ -4,7 +4,7 @@ import type { VelocityModel } from '../model.js';
 import { integrate, type Sampler, type SamplerOptions } from './sampler.js';
 
 /**
- * Euler integration of the FM ODE (method.md §3): `x <- x + (t_{i+1} - t_i) v(x, t_i)`.
+ * Euler integration of the FM ODE (docs/method.md §3): `x <- x + (t_{i+1} - t_i) v(x, t_i)`.
  * One model call per step. Shapes: see {@link Sampler}.
  */
 export const euler: Sampler = (

@@ -4,7 +4,7 @@ import type { VelocityModel } from '../model.js';
 import { integrate, type Sampler, type SamplerOptions } from './sampler.js';
 
 /**
- * Heun's method (Karras et al. 2022, Alg. 1) on the FM ODE (method.md §3): an Euler predictor
+ * Heun's method (Karras et al. 2022, Alg. 1) on the FM ODE (docs/method.md §3): an Euler predictor
  * `x' = x + dt v(x, t_i)`, then `x <- x + dt (v(x, t_i) + v(x', t_{i+1})) / 2`. A step that ends at
  * t = 0 is plain Euler, as in Karras et al. Two model calls per step (one for the last).
  * Shapes: see {@link Sampler}.

@@ -5,7 +5,7 @@ export type TimeGridOptions = { shift?: number };
 
 /**
  * `steps + 1` FM times from 1 down to 0 for a sampler: uniform `t_i = 1 - i / steps`, then shifted
- * (SD3, method.md §3) `t' = a t / (1 + (a - 1) t)`; `a > 1` puts more steps at high noise, `a = 1`
+ * (SD3, docs/method.md §3) `t' = a t / (1 + (a - 1) t)`; `a > 1` puts more steps at high noise, `a = 1`
  * (default) is no shift. The endpoints stay exactly 1 and 0 and the grid strictly decreases.
  */
 export function timeGrid(steps: number, options: TimeGridOptions = {}): number[] {

@@ -2,7 +2,7 @@
 export const COSINE_MAX_BETA = 0.999;
 
 /**
- * The continuous cosine alpha-bar of improved DDPM (Nichol & Dhariwal 2021, eq. 17; method.md §3):
+ * The continuous cosine alpha-bar of improved DDPM (Nichol & Dhariwal 2021, eq. 17; docs/method.md §3):
  * `abar(u) = f(u) / f(0)`, `f(u) = cos^2(((u / T + s) / (1 + s)) * pi / 2)`, for u in [0, T].
  */
 export function cosineAlphaBar(u: number, T: number, s: number): number {

@@ -33,7 +33,7 @@ export function resolveDdpmScheduleConfig(config: DdpmScheduleConfig): ResolvedD
 }
 
 /**
- * A discrete DDPM noise schedule (method.md §3): steps n = 0..T-1 with
+ * A discrete DDPM noise schedule (docs/method.md §3): steps n = 0..T-1 with
  * `x_n = sqrt(abar_n) x0 + sqrt(1 - abar_n) e`. Built from a serialisable config, which
  * {@link DdpmSchedule.config} returns with defaults filled in.
  *
@@ -41,7 +41,7 @@ export function resolveDdpmScheduleConfig(config: DdpmScheduleConfig): ResolvedD
  * so step 0 already carries a little noise (cosine: `abar(1)`, linear: `1 - betaStart`), which keeps
  * every log SNR finite.
  *
- * Fractional steps (the conversion's n*, method.md §4) are defined by interpolating the log SNR
+ * Fractional steps (the conversion's n*, docs/method.md §4) are defined by interpolating the log SNR
  * linearly between neighbouring integer steps; `alphaBar(n)` and `logSnr(n)` agree with that
  * definition, and `stepForLogSnr` inverts it exactly.
  */
@@ -78,7 +78,7 @@ export class DdpmSchedule {
 
   /**
    * log SNR_DDPM(n) for n in [0, T - 1]; integer n read the table, fractional n interpolate
-   * linearly in log SNR between floor(n) and ceil(n) (method.md §4, step 2).
+   * linearly in log SNR between floor(n) and ceil(n) (docs/method.md §4, step 2).
    */
   logSnr(n: number): number {
     if (!(n >= 0 && n <= this.T - 1)) {
@@ -97,7 +97,7 @@ export class DdpmSchedule {
   }
 
   /**
-   * The fractional step n* with `logSnr(n*) = lambda` (method.md §4, step 2): binary search for the
+   * The fractional step n* with `logSnr(n*) = lambda` (docs/method.md §4, step 2): binary search for the
    * bracketing integer steps, then linear interpolation in log SNR. Clamped to [0, T - 1] when
    * `lambda` lies outside the schedule's range (so +Infinity gives 0 and -Infinity gives T - 1).
    */

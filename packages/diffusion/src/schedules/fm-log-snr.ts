@@ -1,5 +1,5 @@
 /**
- * Log signal-to-noise ratio of the flow-matching path `x_t = (1 - t) x0 + t e` (method.md §4):
+ * Log signal-to-noise ratio of the flow-matching path `x_t = (1 - t) x0 + t e` (docs/method.md §4):
  * `log SNR_FM(t) = 2 log((1 - t) / t)`. +Infinity at t = 0, -Infinity at t = 1.
  */
 export function fmLogSnr(t: number): number {
@@ -16,7 +16,7 @@ export function fmTimeForLogSnr(lambda: number): number {
 /**
  * The factor `sqrt((1 - t)^2 + t^2)` relating the FM path to the variance-preserving path of the
  * same SNR: `x_vp = x_t / fmVpScale(t)` has `x_vp = sqrt(abar) x0 + sqrt(1 - abar) e` with
- * `abar = (1 - t)^2 / ((1 - t)^2 + t^2)` (method.md §4, step 3).
+ * `abar = (1 - t)^2 / ((1 - t)^2 + t^2)` (docs/method.md §4, step 3).
  */
 export function fmVpScale(t: number): number {
   return Math.hypot(1 - t, t);

@@ -53,7 +53,7 @@ describe('loss weighting of epsilon experts (docs/method.md §11)', () => {
       lossWeight(weighting, schedule.alphaBar(n)),
     );
     const got = Array.from(batch.weight!.dataSync());
-    got.forEach((g, i) => expect(g).toBeCloseTo(expected[i]!, 5));
+    for (const [i, g] of got.entries()) expect(g).toBeCloseTo(expected[i]!, 5);
     const objective = new DdpmObjective({ name: 'ddpm', lossWeighting: weighting });
     expect(objective.config).toEqual({
       name: 'ddpm',

@@ -1,5 +1,5 @@
 /**
- * DDPM -> flow-matching checkpoint conversion (method.md §7): start an FM expert from a
+ * DDPM -> flow-matching checkpoint conversion (docs/method.md §7): start an FM expert from a
  * trained DDPM expert. Every tensor is kept (patch and position embeddings, time and label
  * embedders, t_block, all blocks, the final layer's modulation table) except the output
  * projection, which is re-initialised to zeros as DiT and PixArt initialise it: the

@@ -371,7 +371,7 @@ export function finalLayer(x: tf.Tensor, c: tf.Tensor, p: ParamLookup): tf.Tenso
  * - every other weight (patch_embed, qkv, proj, fc1, fc2): xavier-uniform on `[in, out]`.
  *
  * Also the way to re-initialise one parameter, e.g. the output projection when a DDPM checkpoint
- * initialises a flow-matching expert (method.md section 7).
+ * initialises a flow-matching expert (docs/method.md section 7).
  */
 export function initialValue(name: string, shape: number[], seed: number): Float32Array {
   const size = shape.reduce((a, d) => a * d, 1);

@@ -1,5 +1,5 @@
 /**
- * Trains one expert (method.md section 3) on its data shard: the API a worker process drives.
+ * Trains one expert (docs/method.md section 3) on its data shard: the API a worker process drives.
  *
  * Each step noises the caller's clean batch x0 with the objective (`sampleTraining`, seeded by
  * `(seed, step)` so a resumed run draws exactly the noise and times it would have drawn), and

@@ -1,7 +1,7 @@
 /**
  * The loss a replica differentiates, by task: regression onto the objective's target (DDPM
- * epsilon or FM velocity, method.md section 3) for experts, cross-entropy over clusters for
- * routers (method.md section 5). A task is a serialisable spec so worker threads can rebuild it.
+ * epsilon or FM velocity, docs/method.md section 3) for experts, cross-entropy over clusters for
+ * routers (docs/method.md section 5). A task is a serialisable spec so worker threads can rebuild it.
  */
 import { createObjective, type ObjectiveConfig } from '@archipelago/diffusion';
 import * as tf from '@tensorflow/tfjs-core';

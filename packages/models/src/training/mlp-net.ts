@@ -6,7 +6,7 @@
  * Reads like the DiT (nn/dit.ts): the time embedder is DiT's (sinusoidal features of the float
  * timestep tau in [0, 999], then Linear -> SiLU -> Linear), added to a linear projection of x;
  * SiLU hidden layers; a zero-initialised output projection. The expert's output projection is
- * named `final_layer.linear.*` like the DiT's, so `convertDdpmToFm` re-initialises it (method.md
+ * named `final_layer.linear.*` like the DiT's, so `convertDdpmToFm` re-initialises it (docs/method.md
  * section 7); the classifier's head is `head.*` like the RouterNet's and starts at the uniform
  * distribution.
  *

@@ -1,5 +1,5 @@
 /**
- * Trains the router of method.md section 5: a classifier r(x_t, tau) -> logits over the K data
+ * Trains the router of docs/method.md section 5: a classifier r(x_t, tau) -> logits over the K data
  * clusters, by cross-entropy on flow-matching-path noised samples.
  *
  * The caller passes clean batches drawn from the union of all shards in their natural proportions

@@ -350,7 +350,7 @@ describe('DiT embedders', () => {
   });
 });
 
-describe('AdaLN-Single vs adaLN-Zero parameter counts (method.md section 6)', () => {
+describe('AdaLN-Single vs adaLN-Zero parameter counts (docs/method.md section 6)', () => {
   it('at D = 1152, depth 28: ~226M per-block modulation vs ~8M shared, about 28x', () => {
     const D = 1152;
     const depth = 28;

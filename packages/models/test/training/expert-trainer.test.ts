@@ -154,7 +154,7 @@ describe('MLP experts on a 2-D Gaussian mixture (3 modes, 14 sigma apart)', () =
   //   scratch:   1.347 1.340 1.321 1.281 1.214 1.128 1.049 1.116 1.025 1.046 1.031
   //              1.035 1.040 1.022 0.998 0.999 1.014 0.970 0.968 0.980 0.989
   // The converted expert reaches scratch's 20-step loss (0.989) at step 3.
-  it('FM from the converted DDPM expert learns faster than FM from scratch (method.md section 7)', async () => {
+  it('FM from the converted DDPM expert learns faster than FM from scratch (docs/method.md section 7)', async () => {
     const init = await convertDdpmToFm(await runs.ddpm.trainer.save());
     const curves: Record<string, number[]> = {};
     for (const [name, from] of [

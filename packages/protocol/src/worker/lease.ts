@@ -76,7 +76,7 @@ export const LeaseGrant = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    /** A DDPM-family checkpoint to convert into this FM expert's initialisation (method.md §7). */
+    /** A DDPM-family checkpoint to convert into this FM expert's initialisation (docs/method.md §7). */
     initFrom: Type.Optional(
       Type.Object(
         { checkpoint: ObjectRef, objective: Type.Literal('ddpm') },

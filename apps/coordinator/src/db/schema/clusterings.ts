@@ -2,7 +2,7 @@ import { index, integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core
 import { createdAt } from './columns.js';
 import { datasets } from './datasets.js';
 
-/** One two-level k-means partition of a dataset into K clusters (method.md §8). */
+/** One two-level k-means partition of a dataset into K clusters (docs/method.md §8). */
 export const clusterings = sqliteTable(
   'clusterings',
   {

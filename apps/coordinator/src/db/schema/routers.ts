@@ -3,7 +3,7 @@ import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 import { createdAt } from './columns.js';
 import { runs } from './runs.js';
 
-/** A trained router of a run (method.md §5); an ensemble pins one. */
+/** A trained router of a run (docs/method.md §5); an ensemble pins one. */
 export const routers = sqliteTable(
   'routers',
   {
