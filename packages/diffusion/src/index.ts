@@ -17,9 +17,13 @@ export {
   COMBINE_STRATEGY_KINDS,
   type CombineStrategy,
   type ExpertSelection,
+  maxExpertsPerSample,
+  ROUTING_NAMES,
   resolveCombineStrategy,
+  routingStrategy,
   selectExperts,
 } from './ensemble/select-experts.js';
+export type { StrategyKind } from './ensemble/strategy.js';
 export { EXPERT_OBJECTIVES, type ExpertSpec, velocityExpert } from './expert-adapter.js';
 export {
   GaussianMixture,

@@ -6,7 +6,9 @@
 import {
   combineExperts,
   initialNoise,
+  maxExpertsPerSample,
   type Router,
+  routingStrategy,
   samplerEntry,
   selectExperts,
   type VelocityModel,
@@ -64,29 +66,14 @@ export interface SampleOutput {
 
 /** What a request costs, in expert-network evaluations of one image (the limit's unit). */
 export function sampleCost(s: SampleSettings, experts: number): number {
-  const perStep =
-    s.routing === 'full'
-      ? experts
-      : s.routing === 'top-k'
-        ? Math.min(s.k, experts)
-        : s.routing === 'top-1'
-          ? 1
-          : experts;
+  const perStep = maxExpertsPerSample(strategyOf(s), experts);
   const guided = s.classes !== null && s.guidance !== 1 ? 2 : 1;
   return s.count * s.steps * perStep * guided * samplerEntry(s.sampler).evaluationsPerStep;
 }
 
-function strategyOf(s: SampleSettings) {
-  switch (s.routing) {
-    case 'top-1':
-      return { kind: 'top-k' as const, k: 1 };
-    case 'top-k':
-      return { kind: 'top-k' as const, k: s.k };
-    case 'threshold':
-      return { kind: 'threshold' as const, tau: s.tau };
-    case 'full':
-      return { kind: 'full' as const };
-  }
+/** The combine strategy a request's routing name stands for (the diffusion registry's). */
+function strategyOf(s: Pick<SampleSettings, 'routing' | 'k' | 'tau'>) {
+  return routingStrategy(s.routing, { k: s.k, tau: s.tau });
 }
 
 export class LoadedEnsemble {
@@ -282,7 +269,7 @@ export class LoadedEnsemble {
       tf.tidy(() =>
         tf.softmax(routerNet.apply(x, tf.mul(t, 999) as tf.Tensor1D) as tf.Tensor2D),
       ) as tf.Tensor2D;
-    const { model } = combineExperts(models, router, strategyOf({ ...routing } as SampleSettings));
+    const { model } = combineExperts(models, router, strategyOf(routing));
     let total = 0;
     let rows = 0;
     const CHUNK = 64;

@@ -1,35 +1,63 @@
-import { assertInRange, assertInteger, assertKnownKeys, assertOneOf } from '../config-error.js';
+import { assertOneOf } from '../config-error.js';
+import { type FullStrategy, full } from './full.js';
+import type { StrategyKind } from './strategy.js';
+import { type ThresholdStrategy, threshold } from './threshold.js';
+import { type TopKStrategy, topK } from './top-k.js';
 
 /**
- * How a sample's experts are chosen from its router probabilities (docs/method.md §5), serialisable:
+ * How a sample's experts are chosen from its router probabilities (docs/method.md §5),
+ * serialisable:
  * - `full`: all K experts;
  * - `top-k`: the k largest p_k (ties to the lower index; top-1 is `k: 1`);
  * - `threshold`: every p_k >= tau, and always the argmax.
  * Kept weights are renormalised to sum to 1 per sample.
  */
-export type CombineStrategy =
-  | { kind: 'full' }
-  | { kind: 'top-k'; k: number }
-  | { kind: 'threshold'; tau: number };
+export type CombineStrategy = FullStrategy | TopKStrategy | ThresholdStrategy;
+
+/** The strategy kinds by name: a new strategy is one file plus its entry here. */
+const COMBINE_STRATEGIES: {
+  [K in CombineStrategy['kind']]: StrategyKind<Extract<CombineStrategy, { kind: K }>>;
+} = { full, threshold, 'top-k': topK };
 
 /** The valid `kind`s of {@link CombineStrategy}. */
-export const COMBINE_STRATEGY_KINDS = ['full', 'threshold', 'top-k'] as const;
+export const COMBINE_STRATEGY_KINDS = Object.keys(
+  COMBINE_STRATEGIES,
+).sort() as CombineStrategy['kind'][];
 
-/** Checks a strategy; an unknown kind throws a ConfigError listing `full, threshold, top-k`. */
-export function resolveCombineStrategy(strategy: CombineStrategy): CombineStrategy {
+function kindOf<C extends CombineStrategy>(strategy: C): StrategyKind<C> {
   const kind: unknown = (strategy as { kind?: unknown }).kind;
   assertOneOf(kind, COMBINE_STRATEGY_KINDS, 'combine strategy kind');
-  switch (strategy.kind) {
-    case 'full':
-      assertKnownKeys(strategy, ['kind'], 'full strategy');
-      return { kind: 'full' };
-    case 'top-k':
-      assertKnownKeys(strategy, ['kind', 'k'], 'top-k strategy');
-      return { kind: 'top-k', k: assertInteger(strategy.k, 1, 1_000_000, 'top-k k') };
-    case 'threshold':
-      assertKnownKeys(strategy, ['kind', 'tau'], 'threshold strategy');
-      return { kind: 'threshold', tau: assertInRange(strategy.tau, 0, 1, 'threshold tau') };
-  }
+  return COMBINE_STRATEGIES[kind] as unknown as StrategyKind<C>;
+}
+
+/** Checks a strategy; an unknown kind throws a ConfigError listing `full, threshold, top-k`. */
+export function resolveCombineStrategy<C extends CombineStrategy>(strategy: C): C {
+  return kindOf(strategy).resolve(strategy);
+}
+
+/** The most experts one sample evaluates per step under `strategy` with K experts. */
+export function maxExpertsPerSample(strategy: CombineStrategy, K: number): number {
+  const s = resolveCombineStrategy(strategy);
+  return kindOf(s).maxExperts(s, K);
+}
+
+/** The protocol's routing names (`top-1`, `top-k`, `full`, `threshold`, ...) and their strategies. */
+const ROUTINGS: Readonly<Record<string, (params: { k: number; tau: number }) => CombineStrategy>> =
+  Object.assign({}, ...Object.values(COMBINE_STRATEGIES).map((kind) => kind.routings));
+
+/** The valid routing names. */
+export const ROUTING_NAMES = Object.keys(ROUTINGS);
+
+/**
+ * The strategy a routing name stands for, with a request's `k` (top-k) and `tau` (threshold); an
+ * unknown name throws a ConfigError listing the valid ones.
+ */
+export function routingStrategy(
+  name: unknown,
+  params: { k: number; tau: number },
+): CombineStrategy {
+  assertOneOf(name, ROUTING_NAMES, 'routing strategy');
+  return resolveCombineStrategy(ROUTINGS[name]!(params));
 }
 
 /** Which experts each sample uses and with what weight. */
@@ -51,12 +79,12 @@ export function selectExperts(
   strategy: CombineStrategy,
 ): ExpertSelection {
   const s = resolveCombineStrategy(strategy);
+  const kind = kindOf(s);
   if (probs.length !== batch * K) {
     throw new RangeError(`router gave ${probs.length} probabilities, expected ${batch} x ${K}`);
   }
   const selected = new Uint8Array(batch * K);
   const weights = new Float64Array(batch * K);
-  const order = Array.from({ length: K }, (_, k) => k);
   for (let b = 0; b < batch; b++) {
     const row = b * K;
     let argmax = 0;
@@ -67,15 +95,7 @@ export function selectExperts(
       }
       if (p > probs[row + argmax]!) argmax = k;
     }
-    if (s.kind === 'full') {
-      selected.fill(1, row, row + K);
-    } else if (s.kind === 'top-k') {
-      order.sort((i, j) => probs[row + j]! - probs[row + i]! || i - j);
-      for (let r = 0; r < Math.min(s.k, K); r++) selected[row + order[r]!] = 1;
-    } else {
-      for (let k = 0; k < K; k++) if (probs[row + k]! >= s.tau) selected[row + k] = 1;
-      selected[row + argmax] = 1;
-    }
+    kind.select(probs, b, K, argmax, s, selected);
     let total = 0;
     let count = 0;
     for (let k = 0; k < K; k++) {
