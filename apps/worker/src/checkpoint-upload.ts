@@ -14,7 +14,7 @@ import type { LocalCheckpoint } from './work-dir.js';
 
 /**
  * How one attempt ended: `superseded` means the coordinator already holds a checkpoint at or past
- * this step (`stale_checkpoint_step`: a commit whose answer was lost, say) and counts as accepted.
+ * this step (reason `stale_checkpoint_step`: a commit whose answer was lost, say) and counts as accepted.
  */
 export type UploadResult = 'accepted' | 'superseded' | 'rejected' | 'retry' | 'lost';
 
@@ -234,7 +234,7 @@ export class CheckpointUpload {
           this.options.lose(err.message);
           return 'lost';
         }
-        if (err.code === 'stale_checkpoint_step') return 'superseded';
+        if (err.reason === 'stale_checkpoint_step') return 'superseded';
         log.warn(`checkpoint of step ${ck.step} was refused: ${err.message} (${err.code})`);
         return 'rejected';
       }

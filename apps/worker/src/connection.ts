@@ -12,6 +12,7 @@ import {
   parseFrame,
   type Welcome,
   type WorkerErrorCode,
+  type WorkerErrorReason,
   type WorkerMessage,
 } from '@archipelago/protocol';
 import WebSocket from 'ws';
@@ -37,6 +38,11 @@ export class RequestError extends Error {
 
   get code(): WorkerErrorCode {
     return this.frame.code;
+  }
+
+  /** The frame's finer stable reason, if it has one. */
+  get reason(): WorkerErrorReason | undefined {
+    return this.frame.reason;
   }
 }
 

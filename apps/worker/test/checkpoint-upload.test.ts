@@ -1,4 +1,9 @@
-import type { CoordinatorMessage, WorkerErrorCode, WorkerMessage } from '@archipelago/protocol';
+import type {
+  CoordinatorMessage,
+  WorkerErrorCode,
+  WorkerErrorReason,
+  WorkerMessage,
+} from '@archipelago/protocol';
 import { describe, expect, it } from 'vitest';
 import { Backoff } from '../src/backoff.js';
 import type { CheckpointBytes } from '../src/checkpoint-files.js';
@@ -19,8 +24,15 @@ const checkpoint = (step: number, final = false): CheckpointBytes => ({
   bytes: new Uint8Array([1, 2, 3, 4]),
 });
 
-const refused = (code: WorkerErrorCode, message: string = code) =>
-  new RequestError({ type: 'error', code, message, fatal: false, inReplyTo: 'checkpoint.begin' });
+const refused = (code: WorkerErrorCode, message: string = code, reason?: WorkerErrorReason) =>
+  new RequestError({
+    type: 'error',
+    code,
+    message,
+    fatal: false,
+    inReplyTo: 'checkpoint.begin',
+    ...(reason ? { reason } : {}),
+  });
 
 type Answer = CoordinatorMessage | Error;
 
@@ -142,8 +154,10 @@ describe('CheckpointUpload', () => {
     expect(t.persisted()).toBe(2);
   });
 
-  it('counts stale_checkpoint_step as already accepted, but not as completion', async () => {
-    const t = setup({ begin: refused('stale_checkpoint_step', 'step 20 is not after …') });
+  it('counts reason stale_checkpoint_step as already accepted, but not as completion', async () => {
+    const t = setup({
+      begin: refused('invalid_message', 'step 20 is not after …', 'stale_checkpoint_step'),
+    });
     t.upload.offer(checkpoint(20, true));
     expect(await t.upload.flush()).toBe('superseded');
     expect(t.upload.pending).toBeNull();

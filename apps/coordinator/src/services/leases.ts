@@ -232,7 +232,7 @@ export async function buildGrant(
       ? {
           initFrom: {
             checkpoint: await objectRef(store, donorCkpt.key, donorCkpt.sha256, donorCkpt.bytes),
-            objective: donor!.objective as 'ddpm',
+            objective: donor!.spec!.name,
           },
         }
       : {}),

@@ -5,7 +5,9 @@ import {
   MAX_FRAME_BYTES,
   negotiateProtocol,
   parseFrame,
+  WORKER_ERROR_REASONS,
   type WorkerErrorCode,
+  type WorkerErrorReason,
   type WorkerMessage,
 } from '@archipelago/protocol';
 import { and, eq } from 'drizzle-orm';
@@ -58,7 +60,7 @@ const FRAME_CODES: Partial<Record<ErrorCode, WorkerErrorCode>> = {
   lease_expired: 'lease_expired',
   invalid_message: 'invalid_message',
   out_of_order: 'out_of_order',
-  stale_checkpoint_step: 'stale_checkpoint_step',
+  stale_checkpoint_step: 'invalid_message',
   // The expert moved on meanwhile (its lease ended, its run was cancelled): the message is late.
   invalid_transition: 'out_of_order',
 };
@@ -208,13 +210,20 @@ class WorkerConnection {
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
   }
 
-  sendError(code: WorkerErrorCode, message: string, fatal: boolean, inReplyTo?: string): void {
+  sendError(
+    code: WorkerErrorCode,
+    message: string,
+    fatal: boolean,
+    inReplyTo?: string,
+    reason?: WorkerErrorReason,
+  ): void {
     const frame: ErrorFrame = {
       type: 'error',
       code,
       message,
       fatal,
       ...(inReplyTo ? { inReplyTo } : {}),
+      ...(reason ? { reason } : {}),
     };
     this.send(frame);
   }
@@ -273,7 +282,10 @@ class WorkerConnection {
       await this.onMessage(msg);
     } catch (err) {
       const frameCode = err instanceof DomainError ? FRAME_CODES[err.code] : undefined;
-      if (frameCode) return this.sendError(frameCode, (err as Error).message, false, msg.type);
+      if (frameCode) {
+        const reason = WORKER_ERROR_REASONS.find((r) => r === (err as DomainError).code);
+        return this.sendError(frameCode, (err as Error).message, false, msg.type, reason);
+      }
       log.error({ err, worker: this.workerId, type: msg.type }, 'worker message failed');
       this.sendError(
         'internal_error',

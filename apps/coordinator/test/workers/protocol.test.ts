@@ -253,7 +253,8 @@ describe('worker protocol over real sockets', () => {
         final: false,
       }),
     ).toMatchObject({
-      code: 'stale_checkpoint_step',
+      code: 'invalid_message',
+      reason: 'stale_checkpoint_step',
     });
 
     // Final checkpoint: the expert is done.

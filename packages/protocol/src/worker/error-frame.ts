@@ -13,11 +13,19 @@ export const WORKER_ERROR_CODES = [
   'unknown_lease',
   'lease_expired',
   /** checkpoint.begin for a step at or before the expert's last accepted checkpoint. */
-  'stale_checkpoint_step',
   'rate_limited',
   'internal_error',
 ] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
+
+/**
+ * Finer stable reasons some error frames carry beside their code, for workers to act on (never
+ * on the message text). A frame's `code` stays what older workers know.
+ * - `stale_checkpoint_step` (with `invalid_message`): the step is not after the last accepted
+ *   checkpoint; a checkpoint of that step was accepted already (a commit whose answer was lost).
+ */
+export const WORKER_ERROR_REASONS = ['stale_checkpoint_step'] as const;
+export type WorkerErrorReason = (typeof WORKER_ERROR_REASONS)[number];
 
 /** Either direction: what was wrong with the last frame. `fatal` frames are followed by a close. */
 export const ErrorFrame = Type.Object(
@@ -26,6 +34,8 @@ export const ErrorFrame = Type.Object(
     code: Type.Enum(WORKER_ERROR_CODES),
     message: Type.String({ maxLength: 2000 }),
     fatal: Type.Boolean(),
+    /** A finer stable reason, for the codes that have them (see WORKER_ERROR_REASONS). */
+    reason: Type.Optional(Type.Enum(WORKER_ERROR_REASONS)),
     /** The `type` of the frame this answers, when it could be read. */
     inReplyTo: Type.Optional(Type.String({ maxLength: 40 })),
   },

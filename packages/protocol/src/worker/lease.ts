@@ -79,7 +79,7 @@ export const LeaseGrant = Type.Object(
     /** A DDPM-family checkpoint to convert into this FM expert's initialisation (docs/method.md §7). */
     initFrom: Type.Optional(
       Type.Object(
-        { checkpoint: ObjectRef, objective: Type.Literal('ddpm') },
+        { checkpoint: ObjectRef, objective: Objective },
         { additionalProperties: false },
       ),
     ),
