@@ -9,7 +9,13 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Ensemble, EnsembleManifest, Run, SampleResponse } from '@archipelago/protocol';
+import type {
+  Ensemble,
+  EnsembleManifest,
+  EnsembleManifestV2,
+  Run,
+  SampleResponse,
+} from '@archipelago/protocol';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -53,12 +59,13 @@ async function runSample(args: string[]): Promise<{ code: number | null; output:
 async function trainRun(
   coord: CoordinatorProcess,
   dir: string,
+  objectives = 'ddpm:1,fm:1',
 ): Promise<{ run: Run; workers: Proc[] }> {
   const datasetId = await coord.importMnist(2);
   const run = await coord.createRun({
     datasetId,
     experts: 2,
-    objectives: 'ddpm:1,fm:1',
+    objectives,
     model: 'tiny',
     stepsPerExpert: STEPS,
     checkpointInterval: 30,
@@ -370,11 +377,20 @@ describe('ensemble end to end with Redis (BullMQ job and sampler processes) and 
   });
 
   it('runs every job and sampling request on the other processes', async () => {
-    const { run, workers } = await trainRun(coord, dir);
+    // This scenario's DDPM-family expert is a v-prediction one (docs/method.md §10): trained by a
+    // `--objective ddpm` worker, validated, converted and sampled like the epsilon expert above.
+    const { run, workers } = await trainRun(coord, dir, 'v:1,fm:1');
     procs.push(...workers);
     const logs = () => `\n${procs.map((p) => p.output).join('\n')}`;
     await waitPublished(coord, run.id, logs());
     await checkPublished(coord, await coord.run(run.id), dir);
+    const manifest = (
+      await coord.api<EnsembleManifestV2>('GET', `/api/v1/runs/${run.id}/manifest.json`)
+    ).body;
+    expect(manifest.schema).toBe('archipelago.ensemble-manifest/v2');
+    expect(manifest.experts.map((e) => e.spec).find((s) => s.name === 'ddpm')).toMatchObject({
+      prediction: 'v',
+    });
     // The work happened where it should: jobs in the job process, samples in the sampler.
     expect(procs[0]!.output).toMatch(/job succeeded/);
     expect(coord.proc!.output).not.toMatch(/job started/);
