@@ -6,6 +6,8 @@
  * fix (a dropped connection, a failed PUT) waits out a jittered backoff; an expired or unknown
  * lease ends the lease.
  */
+
+import { abortableSleep } from './abortable-sleep.js';
 import { Backoff } from './backoff.js';
 import type { CheckpointBytes } from './checkpoint-files.js';
 import { type Connection, DisconnectedError, RequestError } from './connection.js';
@@ -46,17 +48,6 @@ interface Accepted {
 }
 
 const MB = 1024 * 1024;
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, Math.max(0, ms));
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 export class CheckpointUpload {
   private waiting: CheckpointBytes | null = null;
@@ -140,7 +131,7 @@ export class CheckpointUpload {
     }
     const wait = this.nextAttemptAt - Date.now();
     if (wait > 0) {
-      await sleep(Math.min(opts.maxWaitMs ?? Number.POSITIVE_INFINITY, wait), signal);
+      await abortableSleep(Math.min(opts.maxWaitMs ?? Number.POSITIVE_INFINITY, wait), signal);
       return;
     }
     await this.flush();

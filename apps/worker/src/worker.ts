@@ -15,6 +15,7 @@ import {
   PROTOCOL_VERSIONS,
   type Welcome,
 } from '@archipelago/protocol';
+import { abortableSleep } from './abortable-sleep.js';
 import { Backoff } from './backoff.js';
 import {
   Connection,
@@ -50,17 +51,6 @@ export interface WorkerOptions {
   /** Overrides of connection timings (tests). */
   connection?: Partial<Pick<ConnectionOptions, 'backoff' | 'requestTimeoutMs' | 'pingIntervalMs'>>;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, Math.max(0, ms));
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 export class Worker {
   private state: WorkerState;
@@ -146,7 +136,7 @@ export class Worker {
         } catch (err) {
           if (err instanceof RequestError) {
             log.warn(`lease request refused: ${err.message} (${err.code})`);
-            await sleep(this.heartbeatMs, this.shutdown.signal);
+            await abortableSleep(this.heartbeatMs, this.shutdown.signal);
           }
           continue;
         }
@@ -161,7 +151,7 @@ export class Worker {
           }
           // Jitter, so that many idle workers do not ask in lockstep.
           const wait = Math.max(250, reply.retryAfterMs) * (0.75 + 0.5 * Math.random());
-          await sleep(wait, this.shutdown.signal);
+          await abortableSleep(wait, this.shutdown.signal);
           continue;
         }
         idleSince = 0;
@@ -175,7 +165,7 @@ export class Worker {
           }
           const wait = this.failureBackoff.next();
           log.info(`asking for another lease in ${(wait / 1000).toFixed(1)} s`);
-          await sleep(wait, this.shutdown.signal);
+          await abortableSleep(wait, this.shutdown.signal);
         } else if (outcome === 'completed') {
           this.failures = 0;
           this.failureBackoff.reset();
