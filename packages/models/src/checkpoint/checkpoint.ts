@@ -6,6 +6,7 @@
  */
 
 import { createHash } from 'node:crypto';
+import { OBJECTIVE_NAMES, type ObjectiveConfig } from '@archipelago/diffusion';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { CheckpointError, clip, fmtShape, q, show } from './errors.js';
 import {
@@ -20,7 +21,8 @@ export const CHECKPOINT_VERSION = 1;
 export const CHECKPOINT_METADATA_KEY = 'archipelago';
 
 export type CheckpointKind = 'expert' | 'router';
-export type CheckpointObjective = 'ddpm' | 'fm';
+/** An objective family (the diffusion registry's names). */
+export type CheckpointObjective = ObjectiveConfig['name'];
 
 /** Where a converted checkpoint came from. */
 export interface CheckpointParent {
@@ -109,7 +111,8 @@ const META_FIELDS = new Set([
 ]);
 const PARENT_FIELDS = new Set(['sha256', 'objective', 'step']);
 const KINDS: readonly string[] = ['expert', 'router'];
-const OBJECTIVES: readonly string[] = ['ddpm', 'fm'];
+const OBJECTIVES: readonly string[] = OBJECTIVE_NAMES;
+const OBJECTIVES_TEXT = OBJECTIVE_NAMES.map((n) => `"${n}"`).join(' or ');
 const SHA256 = /^[0-9a-f]{64}$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
@@ -181,7 +184,7 @@ export function validateCheckpointMeta(value: unknown): CheckpointMeta {
   field(
     'objective',
     v.objective === undefined || OBJECTIVES.includes(v.objective as string),
-    '"ddpm" or "fm"',
+    OBJECTIVES_TEXT,
   );
   field('schedule', v.schedule === undefined || isPlainObject(v.schedule), 'an object');
   field(
@@ -218,7 +221,7 @@ export function validateCheckpointMeta(value: unknown): CheckpointMeta {
       typeof parent.sha256 === 'string' && SHA256.test(parent.sha256),
       'a lowercase hex sha256',
     );
-    sub('objective', OBJECTIVES.includes(parent.objective as string), '"ddpm" or "fm"');
+    sub('objective', OBJECTIVES.includes(parent.objective as string), OBJECTIVES_TEXT);
     sub('step', isStep(parent.step), 'a non-negative integer');
   }
   return value as unknown as CheckpointMeta;
