@@ -59,7 +59,7 @@ async function syntheticEnsemble() {
     experts.push({
       cluster: k,
       objective: objective.name,
-      schedule: k < 2 ? 'cosine' : null,
+      spec: objective,
       checkpoint: { uri, key: uri, sha256: await sha(bytes), bytes: bytes.byteLength },
       steps: 0,
       trainImages: 0,
