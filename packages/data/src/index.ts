@@ -1,4 +1,3 @@
-export * from '@archipelago/random';
 export * from './builtin.js';
 export * from './cluster.js';
 export * from './errors.js';
@@ -12,5 +11,6 @@ export * from './mnist-full.js';
 export * from './npy.js';
 export * from './pca.js';
 export * from './resize.js';
+export * from './rng.js';
 export * from './shard-format.js';
 export * from './shards.js';

@@ -1,5 +1,3 @@
-/** The one seed derivation (packages/random), re-exported for the packages that sample with tfjs. */
-export { deriveSeed } from '@archipelago/random';
 export { ConfigError } from './config-error.js';
 export {
   CONVERSION_MODES,
@@ -104,3 +102,4 @@ export {
   resolveDdpmScheduleConfig,
 } from './schedules/ddpm-schedule.js';
 export { fmLogSnr, fmTimeForLogSnr, fmVpScale } from './schedules/fm-log-snr.js';
+export { deriveSeed } from './seed.js';

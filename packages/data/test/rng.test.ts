@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deriveSeed } from '../src/derive-seed.js';
-import { createRng, sampleIndices, shuffleInPlace } from '../src/rng.js';
+import { createRng, deriveSeed, sampleIndices, shuffleInPlace } from '../src/rng.js';
 
 describe('createRng', () => {
   it('is deterministic for a seed and differs across seeds', () => {

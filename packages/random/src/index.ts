@@ -1,2 +1,0 @@
-export { deriveSeed } from './derive-seed.js';
-export { createRng, type Rng, sampleIndices, shuffleInPlace } from './rng.js';
