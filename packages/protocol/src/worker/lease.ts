@@ -78,10 +78,7 @@ export const LeaseGrant = Type.Object(
     ),
     /** A DDPM-family checkpoint to convert into this FM expert's initialisation (docs/method.md §7). */
     initFrom: Type.Optional(
-      Type.Object(
-        { checkpoint: ObjectRef, objective: Objective },
-        { additionalProperties: false },
-      ),
+      Type.Object({ checkpoint: ObjectRef, objective: Objective }, { additionalProperties: false }),
     ),
   },
   { additionalProperties: false, title: 'LeaseGrant' },
