@@ -214,6 +214,15 @@ export class JobQueue {
       log.warn({ job: j.id, jobName: j.name }, 're-queued a job whose process stopped');
   }
 
+  /** Dispatch `id` again after `ms`. */
+  private later(id: string, ms: number): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      this.dispatch(id);
+    }, ms);
+    this.timers.add(t);
+  }
+
   private schedule(id: string): void {
     if (this.stopped || this.pending.includes(id) || this.active.has(id)) return;
     this.pending.push(id);
@@ -259,7 +268,15 @@ export class JobQueue {
       )
       .returning()
       .get();
-    if (!claimed) return;
+    if (!claimed) {
+      // A retry timer can fire a moment before the wall clock reaches the row's runAfter (timers
+      // run on a monotonic clock): wait out the rest instead of dropping the job.
+      const row = this.get(id);
+      if (row?.status === 'queued' && row.runAfter && row.runAfter > now) {
+        this.later(id, row.runAfter.getTime() - now.getTime());
+      }
+      return;
+    }
     const handler = this.options.handlers[claimed.name];
     const attempt = claimed.attempts + 1;
     db.update(jobs).set({ attempts: attempt }).where(eq(jobs.id, id)).run();
@@ -315,11 +332,7 @@ export class JobQueue {
           })
           .where(eq(jobs.id, id))
           .run();
-        const t = setTimeout(() => {
-          this.timers.delete(t);
-          this.dispatch(id);
-        }, delay);
-        this.timers.add(t);
+        this.later(id, delay);
         return;
       }
       jobLog.error({ err }, 'job failed');
