@@ -34,6 +34,7 @@ export const ERROR_CODES = [
   'invalid_message',
   'out_of_order',
   'stale_checkpoint_step',
+  'lease_held',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -29,6 +29,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_message: 400,
   out_of_order: 409,
   stale_checkpoint_step: 409,
+  lease_held: 409,
 };
 
 /** Every error leaves as `{ error: { code, message } }` with a status that says whose fault it is. */

@@ -9,7 +9,7 @@ import {
   specSummary,
 } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
-import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, lt, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.js';
 import {
   type CheckpointRow,
@@ -47,7 +47,8 @@ export class LeaseError extends DomainError {
       | 'lease_expired'
       | 'invalid_message'
       | 'out_of_order'
-      | 'stale_checkpoint_step',
+      | 'stale_checkpoint_step'
+      | 'lease_held',
     message: string,
   ) {
     super(code, message);
@@ -79,6 +80,24 @@ export function tryLease(
   ttlMs: number,
 ): { lease: LeaseRow; expert: ExpertRow } | null {
   return db.transaction((tx) => {
+    // One lease at a time: a worker cannot hoard experts by asking again while it trains one.
+    const held = tx
+      .select({ id: leases.id })
+      .from(leases)
+      .where(
+        and(
+          eq(leases.workerId, workerId),
+          eq(leases.status, 'active'),
+          gt(leases.expiresAt, new Date()),
+        ),
+      )
+      .get();
+    if (held) {
+      throw new LeaseError(
+        'lease_held',
+        `this worker already holds lease ${held.id}; finish or release it before asking for another`,
+      );
+    }
     const candidates = tx
       .select({ expert: experts, run: runs })
       .from(experts)
@@ -268,6 +287,12 @@ export function heartbeat(
 ): Date {
   return db.transaction((tx) => {
     const { lease, expert } = activeLease(tx, hb.leaseId, workerId);
+    if (hb.step < lease.startStep || hb.step > expert.targetSteps) {
+      throw new LeaseError(
+        'invalid_message',
+        `heartbeat step ${hb.step} is outside this lease's range [${lease.startStep}, ${expert.targetSteps}]`,
+      );
+    }
     const now = new Date();
     const expiresAt = new Date(now.getTime() + ttlMs);
     tx.update(leases).set({ expiresAt, lastStep: hb.step }).where(eq(leases.id, lease.id)).run();
@@ -382,6 +407,13 @@ export async function beginCheckpoint(
         'invalid_message',
         `step ${msg.step} is past the target of ${expert.targetSteps}`,
       );
+    if (!msg.final && msg.step === expert.targetSteps) {
+      // Accepted, it would leave the expert no valid step: the target is the final checkpoint's.
+      throw new LeaseError(
+        'invalid_message',
+        `a checkpoint at the target step ${expert.targetSteps} must be the final one`,
+      );
+    }
     if (msg.final && msg.step !== expert.targetSteps) {
       throw new LeaseError(
         'invalid_message',

@@ -61,6 +61,7 @@ const FRAME_CODES: Partial<Record<ErrorCode, WorkerErrorCode>> = {
   invalid_message: 'invalid_message',
   out_of_order: 'out_of_order',
   stale_checkpoint_step: 'invalid_message',
+  lease_held: 'lease_held',
   // The expert moved on meanwhile (its lease ended, its run was cancelled): the message is late.
   invalid_transition: 'out_of_order',
 };
@@ -366,12 +367,13 @@ class WorkerConnection {
           name: msg.name,
           objective: msg.objective,
           backend: msg.backend,
-          remote: this.remote,
+          // Not the volunteer's address: the event log and the live stream are public reads.
           reattached: Boolean(known),
         },
       });
       return id;
     });
+    this.hub.options.log.info({ worker: workerId, remote: this.remote }, 'worker connected');
     this.workerId = workerId;
     this.tokenId = token.row.id;
     this.objective = msg.objective;

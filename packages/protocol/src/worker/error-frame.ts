@@ -12,7 +12,8 @@ export const WORKER_ERROR_CODES = [
   'token_revoked',
   'unknown_lease',
   'lease_expired',
-  /** checkpoint.begin for a step at or before the expert's last accepted checkpoint. */
+  /** lease.request while this worker already holds an active lease (one at a time). */
+  'lease_held',
   'rate_limited',
   'internal_error',
 ] as const;

@@ -17,12 +17,15 @@ export const Hello = Type.Object(
     hardware: Type.Object(
       {
         cpus: Type.Integer({ minimum: 1, maximum: 4096 }),
-        memoryBytes: Type.Integer({ minimum: 0 }),
+        memoryBytes: Type.Integer({ minimum: 0, maximum: 2 ** 50 }),
         gpu: Type.Optional(
-          Type.Object({
-            index: Type.Integer({ minimum: 0 }),
-            name: Type.Optional(Type.String({ maxLength: 200 })),
-          }),
+          Type.Object(
+            {
+              index: Type.Integer({ minimum: 0, maximum: 1024 }),
+              name: Type.Optional(Type.String({ maxLength: 200 })),
+            },
+            { additionalProperties: false },
+          ),
         ),
         threads: Type.Integer({ minimum: 1, maximum: 1024 }),
       },

@@ -1,0 +1,132 @@
+/**
+ * A real coordinator on a loopback port with a worker token, and the helpers a test that talks
+ * the worker protocol over real sockets needs: REST calls, a run over a fresh image folder,
+ * hello'd connections and checkpoint uploads through the presigned URL.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { CheckpointUrl, Dataset, Run, Welcome } from '@archipelago/protocol';
+import { loadConfig } from '../../src/config.js';
+import { type RunningServer, startServer } from '../../src/server.js';
+import { ADMIN_KEY, makeImageFolder } from '../helpers.js';
+import { hello, TestClient } from './socket-client.js';
+
+export const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+export interface Harness {
+  base: string;
+  token: string;
+  server: RunningServer;
+  api(
+    method: string,
+    route: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: Record<string, unknown> }>;
+  makeRun(k: number, objectives: string, steps?: number, interval?: number): Promise<Run>;
+  connect(
+    objective: 'ddpm' | 'fm' | 'any',
+    extra?: Record<string, unknown>,
+  ): Promise<{ c: TestClient; welcome: Welcome }>;
+  upload(
+    c: TestClient,
+    leaseId: string,
+    step: number,
+    bytes: Uint8Array,
+    final?: boolean,
+  ): Promise<{ url: CheckpointUrl; put: Response }>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(
+  timing: { heartbeatMs: number; leaseTtlMs: number } = { heartbeatMs: 1000, leaseTtlMs: 10_000 },
+): Promise<Harness> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'arch-harness-'));
+  const server = await startServer(
+    loadConfig(
+      {
+        dataDir: path.join(dir, 'data'),
+        port: 0,
+        logLevel: 'silent',
+        adminKey: ADMIN_KEY,
+        ...timing,
+      },
+      {},
+    ),
+    { handleSignals: false },
+  );
+  const base = server.url;
+  const api: Harness['api'] = async (method, route, body) => {
+    const res = await fetch(`${base}${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${ADMIN_KEY}`,
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const t = await api('POST', '/api/v1/tokens', { name: 'volunteers' });
+  const token = t.body.token as string;
+  let runs = 0;
+  const makeRun: Harness['makeRun'] = async (k, objectives, steps = 10, interval = 5) => {
+    const folder = await makeImageFolder(path.join(dir, `imgs-${runs++}`), 2, Math.max(2, k));
+    const imp = await api('POST', '/api/v1/datasets', {
+      name: 'x',
+      source: { kind: 'folder', path: folder },
+      resolution: 8,
+      cluster: { k },
+    });
+    let job = imp.body.job as { id: string; status: string; result: { datasetId: string } };
+    while (job.status !== 'succeeded') {
+      if (job.status === 'failed') throw new Error(JSON.stringify(job));
+      await new Promise((r) => setTimeout(r, 50));
+      job = (await api('GET', `/api/v1/jobs/${job.id}`)).body as typeof job;
+    }
+    const ds = (await api('GET', `/api/v1/datasets/${job.result.datasetId}`))
+      .body as unknown as Dataset;
+    const run = await api('POST', '/api/v1/runs', {
+      datasetId: ds.id,
+      experts: k,
+      objectives,
+      stepsPerExpert: steps,
+      checkpointInterval: interval,
+    });
+    if (run.status !== 201) throw new Error(JSON.stringify(run.body));
+    return run.body as unknown as Run;
+  };
+  const connect: Harness['connect'] = async (objective, extra = {}) => {
+    const c = await TestClient.connect(base);
+    const welcome = (await c.request(hello(token, objective, extra))) as Welcome;
+    if (welcome.type !== 'welcome') throw new Error(JSON.stringify(welcome));
+    return { c, welcome };
+  };
+  const upload: Harness['upload'] = async (c, leaseId, step, bytes, final = false) => {
+    const url = (await c.request({
+      type: 'checkpoint.begin',
+      leaseId,
+      step,
+      bytes: bytes.length,
+      sha256: sha(bytes),
+      final,
+    })) as CheckpointUrl;
+    if (url.type !== 'checkpoint.url') throw new Error(JSON.stringify(url));
+    const put = await fetch(url.putUrl, { method: 'PUT', headers: url.headers, body: bytes });
+    return { url, put };
+  };
+  return {
+    base,
+    token,
+    server,
+    api,
+    makeRun,
+    connect,
+    upload,
+    async close() {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
