@@ -9,9 +9,32 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest();
 const OPEN_PATHS = new Set(['/api/v1/workers/socket']);
 
 /**
+ * The paths a request is about: the matched route's pattern (what the router serves; the
+ * dashboard's catch-all for unknown paths), and the request's own path with the origin of an
+ * absolute-form target dropped, percent-escapes decoded and repeated slashes collapsed. Deciding
+ * on the raw URL alone would let `/%61pi/v1/events` or `http://host/api/v1/events` through while
+ * the router serves `/api/v1/events`.
+ */
+function requestPaths(request: FastifyRequest): string[] {
+  const route = request.routeOptions.url;
+  return route ? [route, normalisedPath(request.url)] : [normalisedPath(request.url)];
+}
+
+function normalisedPath(url: string): string {
+  let path = url.split('?', 1)[0]!.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '');
+  try {
+    path = decodeURIComponent(path);
+  } catch {
+    // A malformed escape is no route either; judge the text as it is.
+  }
+  return path.replace(/\/{2,}/g, '/');
+}
+
+/**
  * The organiser's optional view key (config `viewKey`): when set, everything under `/api/v1`
  * (reads included) needs `Authorization: Bearer <view key or admin key>`, `X-API-Key`, or
- * `?key=` (for what a browser fetches without headers: the live stream, images, downloads).
+ * `?key=` (the view key only, for what a browser fetches without headers: the live stream,
+ * images, downloads). Access is decided on the route the request is served by.
  * Health, readiness, Prometheus metrics, the docs, the dashboard's static files and the
  * worker socket stay open. Without a view key this plugin does nothing.
  */
@@ -23,12 +46,18 @@ export default fp(
     const isViewKey = (key: string) => timingSafeEqual(sha256(key), viewHash);
 
     app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-      const path = request.url.split('?', 1)[0]!;
-      if (!(path === '/api/v1' || path.startsWith('/api/v1/')) || OPEN_PATHS.has(path)) return;
+      const route = request.routeOptions.url;
+      if (route && OPEN_PATHS.has(route)) return;
+      const underApi = (p: string) => p === '/api/v1' || p.startsWith('/api/v1/');
+      if (!requestPaths(request).some(underApi)) return;
       const query = request.query as Record<string, unknown> | undefined;
       let key = presentedKey(request);
+      let fromQuery = false;
       if (query && typeof query.key === 'string') {
-        key ??= query.key;
+        if (key === undefined) {
+          key = query.key;
+          fromQuery = true;
+        }
         // Not a parameter of any route: routes refuse unknown query parameters.
         delete query.key;
       }
@@ -44,7 +73,8 @@ export default fp(
             },
           });
       }
-      if (!isViewKey(key) && !app.coordinator.adminKey.verify(key)) {
+      // A URL ends up in logs, histories and referrers: the admin key is never taken from one.
+      if (!isViewKey(key) && (fromQuery || !app.coordinator.adminKey.verify(key))) {
         return reply
           .status(403)
           .send({ error: { code: 'forbidden', message: 'the view key is not valid' } });

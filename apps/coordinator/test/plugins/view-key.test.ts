@@ -1,4 +1,5 @@
 import { get as httpGet, type IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { ADMIN_KEY, auth, makeApp, type TestApp } from '../helpers.js';
@@ -95,5 +96,59 @@ describe('view key configuration', () => {
     expect(loadConfig({}, {}).viewKey).toBeUndefined();
     expect(() => loadConfig({}, { ARCHIPELAGO_VIEW_KEY: 'short' })).toThrow(ConfigError);
     expect(() => loadConfig({}, { ARCHIPELAGO_VIEW_KEY: 'short' })).toThrow(/ARCHIPELAGO_VIEW_KEY/);
+  });
+});
+
+describe('view key against path tricks, over a real socket', () => {
+  let t: TestApp;
+  let port: number;
+  beforeAll(async () => {
+    t = await makeApp({ viewKey: VIEW_KEY });
+    port = Number(new URL(await t.app.listen({ port: 0, host: '127.0.0.1' })).port);
+  });
+  afterAll(async () => t.close());
+
+  /** One raw HTTP/1.1 request (no client normalises the target); the status code. */
+  const raw = (target: string, headers = '') =>
+    new Promise<number>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () =>
+        socket.write(
+          `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${headers}\r\n`,
+        ),
+      );
+      let text = '';
+      socket.on('data', (d) => {
+        text += d;
+      });
+      socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+      socket.on('error', reject);
+    });
+
+  it('decides on the served route: encoded, absolute-form, doubled-slash and trailing variants never read without the key', async () => {
+    const variants = [
+      '/api/v1/events',
+      '/%61pi/v1/events',
+      '/api/v1/%65vents',
+      '/api%2Fv1/events',
+      `http://127.0.0.1:${port}/api/v1/events`,
+      '//api/v1/events',
+      '/api//v1/events',
+      '/api/v1/events/',
+      '/api/v1/events?',
+      '/API/v1/events',
+    ];
+    for (const target of variants) {
+      const status = await raw(target);
+      // 401: the key is asked for; 403/404: nothing served at all.
+      expect([401, 403, 404], `${target} -> ${status}`).toContain(status);
+    }
+    // The served variants do read with the key.
+    expect(await raw('/%61pi/v1/events', `Authorization: Bearer ${VIEW_KEY}\r\n`)).toBe(200);
+  });
+
+  it('takes only the view key from a query string, never the admin key', async () => {
+    expect(await raw(`/api/v1/runs?key=${VIEW_KEY}`)).toBe(200);
+    expect(await raw(`/api/v1/runs?key=${ADMIN_KEY}`)).toBe(403);
+    expect(await raw('/api/v1/runs', `Authorization: Bearer ${ADMIN_KEY}\r\n`)).toBe(200);
   });
 });
