@@ -60,32 +60,42 @@ export async function runFixture(overrides: ConfigInput = {}): Promise<RunFixtur
   const run = await newRun();
   const { db, config } = t.coordinator;
   const token = createToken(db, 'tests');
-  const workerId = newId('worker');
-  db.insert(workers)
-    .values({
-      id: workerId,
-      tokenId: token.id,
-      name: 'test-worker',
-      objective: 'any',
-      backend: 'cpu',
-      hardware: { cpus: 2, memoryBytes: 4e9, threads: 2 },
-      online: true,
-      connectedAt: new Date(),
-      lastSeenAt: new Date(),
-    })
-    .run();
+  const addWorker = () => {
+    const id = newId('worker');
+    db.insert(workers)
+      .values({
+        id,
+        tokenId: token.id,
+        name: 'test-worker',
+        objective: 'any',
+        backend: 'cpu',
+        hardware: { cpus: 2, memoryBytes: 4e9, threads: 2 },
+        online: true,
+        connectedAt: new Date(),
+        lastSeenAt: new Date(),
+      })
+      .run();
+    return id;
+  };
+  const workerId = addWorker();
+  // A worker holds one lease at a time: further leases go to further volunteers.
+  const holders = new Map<string, string>();
   return {
     t,
     run,
     workerId,
     newRun,
     lease() {
-      const leased = tryLease(db, workerId, 'any', config.leaseTtlMs);
+      const busy = new Set(holders.values());
+      const holder = busy.has(workerId) ? addWorker() : workerId;
+      const leased = tryLease(db, holder, 'any', config.leaseTtlMs);
       if (!leased) throw new Error('no expert to lease');
+      holders.set(leased.lease.id, holder);
       return { leaseId: leased.lease.id, expertId: leased.expert.id };
     },
     beat(leaseId, step, loss) {
-      heartbeat(db, config.leaseTtlMs, workerId, { leaseId, step, loss, imagesPerSec: 50 });
+      const holder = holders.get(leaseId) ?? workerId;
+      heartbeat(db, config.leaseTtlMs, holder, { leaseId, step, loss, imagesPerSec: 50 });
     },
   };
 }
