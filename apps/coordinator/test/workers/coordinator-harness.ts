@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { CheckpointUrl, Dataset, Run, Welcome } from '@archipelago/protocol';
+import { expect } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { ADMIN_KEY, makeImageFolder } from '../helpers.js';
@@ -18,6 +19,7 @@ export const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex
 export interface Harness {
   base: string;
   token: string;
+  tokenId: string;
   server: RunningServer;
   api(
     method: string,
@@ -35,6 +37,7 @@ export interface Harness {
     step: number,
     bytes: Uint8Array,
     final?: boolean,
+    announced?: string,
   ): Promise<{ url: CheckpointUrl; put: Response }>;
   close(): Promise<void>;
 }
@@ -69,7 +72,9 @@ export async function startHarness(
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
   const t = await api('POST', '/api/v1/tokens', { name: 'volunteers' });
+  expect(t.status).toBe(201);
   const token = t.body.token as string;
+  const tokenId = t.body.id as string;
   let runs = 0;
   const makeRun: Harness['makeRun'] = async (k, objectives, steps = 10, interval = 5) => {
     const folder = await makeImageFolder(path.join(dir, `imgs-${runs++}`), 2, Math.max(2, k));
@@ -94,31 +99,39 @@ export async function startHarness(
       stepsPerExpert: steps,
       checkpointInterval: interval,
     });
-    if (run.status !== 201) throw new Error(JSON.stringify(run.body));
+    expect(run.status).toBe(201);
     return run.body as unknown as Run;
   };
   const connect: Harness['connect'] = async (objective, extra = {}) => {
     const c = await TestClient.connect(base);
     const welcome = (await c.request(hello(token, objective, extra))) as Welcome;
-    if (welcome.type !== 'welcome') throw new Error(JSON.stringify(welcome));
+    expect(welcome.type).toBe('welcome');
     return { c, welcome };
   };
-  const upload: Harness['upload'] = async (c, leaseId, step, bytes, final = false) => {
+  const upload: Harness['upload'] = async (
+    c,
+    leaseId,
+    step,
+    bytes,
+    final = false,
+    announced = sha(bytes),
+  ) => {
     const url = (await c.request({
       type: 'checkpoint.begin',
       leaseId,
       step,
       bytes: bytes.length,
-      sha256: sha(bytes),
+      sha256: announced,
       final,
     })) as CheckpointUrl;
-    if (url.type !== 'checkpoint.url') throw new Error(JSON.stringify(url));
+    expect(url.type, JSON.stringify(url)).toBe('checkpoint.url');
     const put = await fetch(url.putUrl, { method: 'PUT', headers: url.headers, body: bytes });
     return { url, put };
   };
   return {
     base,
     token,
+    tokenId,
     server,
     api,
     makeRun,

@@ -1,115 +1,42 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import type { CheckpointUrl, Dataset, LeaseGrant, Run, Welcome } from '@archipelago/protocol';
+import type { LeaseGrant, Run } from '@archipelago/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
-import { type RunningServer, startServer } from '../../src/server.js';
+import type { RunningServer } from '../../src/server.js';
 import { revokeToken } from '../../src/services/tokens.js';
-import { ADMIN_KEY, makeImageFolder } from '../helpers.js';
+import { type Harness, sha, startHarness } from './coordinator-harness.js';
 import { hello, TestClient } from './socket-client.js';
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
 describe('worker protocol over real sockets', () => {
-  let dir: string;
+  let h: Harness;
   let server: RunningServer;
   let base: string;
   let token: string;
   let tokenId: string;
-  const api = async (method: string, route: string, body?: unknown) => {
-    const res = await fetch(`${base}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${ADMIN_KEY}`,
-        ...(body ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
-  const makeRun = async (k: number, objectives: string, steps = 10, interval = 5): Promise<Run> => {
-    const folder = await makeImageFolder(
-      path.join(dir, `imgs-${k}-${objectives.replace(/[:,]/g, '')}`),
-      2,
-      Math.max(2, k),
-    );
-    const imp = await api('POST', '/api/v1/datasets', {
-      name: 'x',
-      source: { kind: 'folder', path: folder },
-      resolution: 8,
-      cluster: { k },
-    });
-    let job = imp.body.job as { id: string; status: string; result: { datasetId: string } };
-    while (job.status !== 'succeeded') {
-      if (job.status === 'failed') throw new Error(JSON.stringify(job));
-      await new Promise((r) => setTimeout(r, 50));
-      job = (await api('GET', `/api/v1/jobs/${job.id}`)).body as typeof job;
-    }
-    const ds = (await api('GET', `/api/v1/datasets/${job.result.datasetId}`))
-      .body as unknown as Dataset;
-    const run = await api('POST', '/api/v1/runs', {
-      datasetId: ds.id,
-      experts: k,
-      objectives,
-      stepsPerExpert: steps,
-      checkpointInterval: interval,
-    });
-    expect(run.status).toBe(201);
-    return run.body as unknown as Run;
-  };
-  const connect = async (objective: 'ddpm' | 'fm' | 'any', extra: Record<string, unknown> = {}) => {
-    const c = await TestClient.connect(base);
-    const w = (await c.request(hello(token, objective, extra))) as Welcome;
-    expect(w.type).toBe('welcome');
-    return { c, welcome: w };
-  };
-  const upload = async (
+  const api = (method: string, route: string, body?: unknown) => h.api(method, route, body);
+  const makeRun = (k: number, objectives: string, steps = 10, interval = 5): Promise<Run> =>
+    h.makeRun(k, objectives, steps, interval);
+  const connect = (objective: 'ddpm' | 'fm' | 'any', extra: Record<string, unknown> = {}) =>
+    h.connect(objective, extra);
+  const upload = (
     c: TestClient,
     leaseId: string,
     step: number,
     bytes: Uint8Array,
     final = false,
     announced = sha(bytes),
-  ) => {
-    const url = (await c.request({
-      type: 'checkpoint.begin',
-      leaseId,
-      step,
-      bytes: bytes.length,
-      sha256: announced,
-      final,
-    })) as CheckpointUrl;
-    expect(url.type, JSON.stringify(url)).toBe('checkpoint.url');
-    const put = await fetch(url.putUrl, { method: 'PUT', headers: url.headers, body: bytes });
-    return { url, put };
-  };
+  ) => h.upload(c, leaseId, step, bytes, final, announced);
 
   // A fresh coordinator per test: leases expire within a test (TTL 400 ms), and leasing is
   // oldest-run-first, so runs left by one test would be granted in the next.
-  const start = async (
-    timing: { heartbeatMs: number; leaseTtlMs: number },
-    dataDir = path.join(dir, 'data'),
-  ) => {
-    server = await startServer(
-      loadConfig({ dataDir, port: 0, logLevel: 'silent', adminKey: ADMIN_KEY, ...timing }, {}),
-      { handleSignals: false },
-    );
-    base = server.url;
-    const t = await api('POST', '/api/v1/tokens', { name: 'volunteers' });
-    expect(t.status).toBe(201);
-    token = t.body.token as string;
-    tokenId = t.body.id as string;
+  const start = async (timing: { heartbeatMs: number; leaseTtlMs: number }) => {
+    h = await startHarness(timing);
+    ({ server, base, token, tokenId } = h);
   };
   beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'arch-proto-'));
     // Generous timing so a loaded CI machine never expires a lease by accident.
     await start({ heartbeatMs: 1000, leaseTtlMs: 10_000 });
   });
   afterEach(async () => {
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
+    await h.close();
   });
 
   it('refuses a bad token, and frames before hello, with an error frame and a close', async () => {
@@ -299,8 +226,8 @@ describe('worker protocol over real sockets', () => {
 
   it('an expired lease returns the expert to the pool; the next worker resumes from the last accepted checkpoint', async () => {
     // Its own coordinator with a short lease TTL (closed by afterEach in place of the default one).
-    const normal = server;
-    await start({ heartbeatMs: 100, leaseTtlMs: 400 }, path.join(dir, 'short-ttl'));
+    const normal = h;
+    await start({ heartbeatMs: 100, leaseTtlMs: 400 });
     await normal.close();
     const run = await makeRun(1, 'fm', 20, 5);
     const { c: first } = await connect('fm');
