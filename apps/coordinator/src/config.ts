@@ -38,6 +38,8 @@ const ConfigSchema = Type.Object({
   jobConcurrency: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   /** Workers heartbeat this often while they hold a lease. */
   heartbeatMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5000 }),
+  /** A worker connection that has not said hello within this long is closed. */
+  helloTimeoutMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 10_000 }),
   /** A lease not renewed for this long expires (about three missed heartbeats). */
   leaseTtlMs: Type.Integer({ minimum: 150, maximum: 3_600_000, default: 15_000 }),
   /** Largest checkpoint a worker may upload. */
@@ -84,6 +86,7 @@ export const ENV = {
   bodyLimitBytes: 'ARCHIPELAGO_BODY_LIMIT_BYTES',
   jobConcurrency: 'ARCHIPELAGO_JOB_CONCURRENCY',
   heartbeatMs: 'ARCHIPELAGO_HEARTBEAT_MS',
+  helloTimeoutMs: 'ARCHIPELAGO_HELLO_TIMEOUT_MS',
   leaseTtlMs: 'ARCHIPELAGO_LEASE_TTL_MS',
   maxCheckpointBytes: 'ARCHIPELAGO_MAX_CHECKPOINT_BYTES',
 } as const;
@@ -141,6 +144,7 @@ export function loadConfig(
     'bodyLimitBytes',
     'jobConcurrency',
     'heartbeatMs',
+    'helloTimeoutMs',
     'leaseTtlMs',
     'maxCheckpointBytes',
     'routerSteps',

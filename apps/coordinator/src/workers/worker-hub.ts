@@ -44,7 +44,7 @@ export const CLOSE = {
 
 export interface HubOptions extends LeaseDeps {
   log: Logger;
-  config: LeaseDeps['config'] & { heartbeatMs: number };
+  config: LeaseDeps['config'] & { heartbeatMs: number; helloTimeoutMs?: number };
   /** Failed hellos (bad tokens) allowed per remote address per minute. */
   helloRateLimit?: number;
   /** Hands a job row (checkpoint validation) to the job queue once its transaction committed. */
@@ -196,6 +196,8 @@ class WorkerConnection {
   private objective: Hello['objective'] = 'any';
   private badFrames = 0;
   private chain: Promise<void> = Promise.resolve();
+  /** Closes a connection that opens and never says hello (it would hold a socket for free). */
+  private helloTimer: NodeJS.Timeout | null;
 
   constructor(
     private readonly hub: WorkerHub,
@@ -205,6 +207,14 @@ class WorkerConnection {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       this.chain = this.chain.then(() => this.onFrame(data, isBinary));
     });
+    const timeoutMs = hub.options.config.helloTimeoutMs ?? 10_000;
+    this.helloTimer = setTimeout(() => {
+      this.helloTimer = null;
+      if (this.workerId) return;
+      this.sendError('out_of_order', `no hello within ${timeoutMs} ms`, true);
+      this.close(CLOSE.protocol, 'no hello');
+    }, timeoutMs);
+    this.helloTimer.unref();
   }
 
   send(message: CoordinatorMessage): void {
@@ -241,6 +251,7 @@ class WorkerConnection {
   }
 
   closed(): void {
+    if (this.helloTimer) clearTimeout(this.helloTimer);
     if (!this.workerId || this.hub.stopped) return;
     this.hub.unregister(this, this.workerId);
     // Leases stay: a worker that reconnects within the TTL re-attaches to its lease.
@@ -375,6 +386,8 @@ class WorkerConnection {
     });
     this.hub.options.log.info({ worker: workerId, remote: this.remote }, 'worker connected');
     this.workerId = workerId;
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
     this.tokenId = token.row.id;
     this.objective = msg.objective;
     this.hub.register(this, workerId);

@@ -143,3 +143,25 @@ describe('a hostile hello', () => {
     c.close();
   });
 });
+
+describe('a connection that never says hello', () => {
+  it('is closed after the hello deadline with a fatal out_of_order; one that says hello in time stays', async () => {
+    const h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 10_000, helloTimeoutMs: 300 });
+    try {
+      const silent = await TestClient.connect(h.base);
+      expect(await silent.next(5000)).toMatchObject({
+        type: 'error',
+        code: 'out_of_order',
+        fatal: true,
+        message: /no hello within 300 ms/,
+      });
+      expect((await silent.closedWith).code).toBe(1008);
+      const { c } = await h.connect('any');
+      await new Promise((r) => setTimeout(r, 600));
+      expect((await c.request({ type: 'lease.request' })).type).toMatch(/^lease\./);
+      c.close();
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -43,7 +43,10 @@ export interface Harness {
 }
 
 export async function startHarness(
-  timing: { heartbeatMs: number; leaseTtlMs: number } = { heartbeatMs: 1000, leaseTtlMs: 10_000 },
+  timing: { heartbeatMs: number; leaseTtlMs: number; helloTimeoutMs?: number } = {
+    heartbeatMs: 1000,
+    leaseTtlMs: 10_000,
+  },
 ): Promise<Harness> {
   const dir = await mkdtemp(path.join(tmpdir(), 'arch-harness-'));
   const server = await startServer(
