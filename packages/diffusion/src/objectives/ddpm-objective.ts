@@ -2,7 +2,7 @@ import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { assertKnownKeys, ConfigError } from '../config-error.js';
 import { perSample } from '../per-sample.js';
-import { DdpmSchedule } from '../schedules/ddpm-schedule.js';
+import { DdpmSchedule, resolveDdpmScheduleConfig } from '../schedules/ddpm-schedule.js';
 import { deriveSeed } from '../seed.js';
 import { type DdpmPredictionName, predictionTarget } from './ddpm-prediction.js';
 import { type LossWeighting, lossWeight, resolveLossWeighting } from './loss-weighting.js';
@@ -27,7 +27,7 @@ export function sampleDdpmSteps(batch: number, T: number, seed: number): Tensor1
  */
 export function resolveDdpmObjective(config: DdpmObjectiveConfig): DdpmObjectiveConfig {
   assertKnownKeys(config, ['name', 'schedule', 'prediction', 'lossWeighting'], 'ddpm objective');
-  const schedule = new DdpmSchedule(config.schedule ?? { kind: 'cosine' }).config;
+  const schedule = resolveDdpmScheduleConfig(config.schedule ?? { kind: 'cosine' });
   const prediction: DdpmPredictionName = config.prediction ?? 'eps';
   const target = predictionTarget(prediction);
   const weighting = resolveLossWeighting(config.lossWeighting ?? { kind: 'none' });
