@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Job } from '@archipelago/protocol';
+import type { Dataset, Job } from '@archipelago/protocol';
 import sharp from 'sharp';
+import { expect } from 'vitest';
 import { type App, buildApp } from '../src/app.js';
 import { type ConfigInput, loadConfig } from '../src/config.js';
 import { type Coordinator, openCoordinator } from '../src/coordinator.js';
@@ -46,6 +47,33 @@ export async function waitForJob(app: App, jobId: string, timeoutMs = 100_000): 
     if (Date.now() > deadline) throw new Error(`job ${jobId} still ${job.status}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Import a fresh image folder through the REST API and cluster it into `k` shards; the dataset as
+ * the API shows it once the import job succeeded.
+ */
+export async function importFolderDataset(
+  t: TestApp,
+  o: { name: string; classes: number; perClass: number; resolution: number; k: number },
+): Promise<Dataset> {
+  const dir = await makeImageFolder(t.dataDir, o.classes, o.perClass);
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/api/v1/datasets',
+    headers: auth,
+    payload: {
+      name: o.name,
+      source: { kind: 'folder', path: dir },
+      resolution: o.resolution,
+      cluster: { k: o.k },
+    },
+  });
+  const job = await waitForJob(t.app, res.json().job.id);
+  expect(job.status, job.error ?? '').toBe('succeeded');
+  return (
+    await t.app.inject({ method: 'GET', url: `/api/v1/datasets/${job.result!.datasetId}` })
+  ).json() as Dataset;
 }
 
 /**

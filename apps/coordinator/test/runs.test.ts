@@ -2,30 +2,20 @@ import type { Dataset, Run } from '@archipelago/protocol';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { events } from '../src/db/schema/index.js';
-import { auth, makeApp, makeImageFolder, type TestApp, waitForJob } from './helpers.js';
+import { auth, importFolderDataset, makeApp, type TestApp, waitForJob } from './helpers.js';
 
 describe('runs', () => {
   let t: TestApp;
   let dataset: Dataset;
   beforeAll(async () => {
     t = await makeApp();
-    const dir = await makeImageFolder(t.dataDir, 4, 8);
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/datasets',
-      headers: auth,
-      payload: {
-        name: 'patterns',
-        source: { kind: 'folder', path: dir },
-        resolution: 16,
-        cluster: { k: 4 },
-      },
+    dataset = await importFolderDataset(t, {
+      name: 'patterns',
+      classes: 4,
+      perClass: 8,
+      resolution: 16,
+      k: 4,
     });
-    const job = await waitForJob(t.app, res.json().job.id);
-    expect(job.status, job.error ?? '').toBe('succeeded');
-    dataset = (
-      await t.app.inject({ method: 'GET', url: `/api/v1/datasets/${job.result!.datasetId}` })
-    ).json();
   });
   afterAll(async () => t.close());
 

@@ -15,7 +15,7 @@ import {
 } from '@archipelago/protocol';
 import { Value } from 'typebox/value';
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
-import { auth, makeApp, makeImageFolder, type TestApp, waitForJob } from '../helpers.js';
+import { auth, importFolderDataset, makeApp, type TestApp } from '../helpers.js';
 
 /** Every kind of every part, with and without its optional fields. */
 const EVERY_KIND: ObjectiveConfig[] = [
@@ -82,22 +82,13 @@ describe('runs store one spec per expert', () => {
   let dataset: Dataset;
   beforeAll(async () => {
     t = await makeApp();
-    const dir = await makeImageFolder(t.dataDir, 3, 8);
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/datasets',
-      headers: auth,
-      payload: {
-        name: 'p',
-        source: { kind: 'folder', path: dir },
-        resolution: 16,
-        cluster: { k: 3 },
-      },
+    dataset = await importFolderDataset(t, {
+      name: 'p',
+      classes: 3,
+      perClass: 8,
+      resolution: 16,
+      k: 3,
     });
-    const job = await waitForJob(t.app, res.json().job.id);
-    dataset = (
-      await t.app.inject({ method: 'GET', url: `/api/v1/datasets/${job.result!.datasetId}` })
-    ).json();
   });
   afterAll(async () => t.close());
 
