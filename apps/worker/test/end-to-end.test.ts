@@ -315,12 +315,19 @@ describe('worker processes against a real coordinator', () => {
     await until('training to start', async () =>
       /starting expert|resuming expert/.test(impatient.output),
     );
-    impatient.kill('SIGINT');
-    await until('the first signal to be seen', async () =>
-      /received SIGINT/.test(impatient.output),
-    );
-    impatient.kill('SIGINT');
-    expect((await impatient.exit(30_000)).code, impatient.output).toBe(1);
+    // The coordinator is paused, so the graceful stop (checkpoint, upload, release) cannot finish
+    // before the second signal arrives: it waits on the coordinator's answer, not on timing.
+    coord.proc!.kill('SIGSTOP');
+    try {
+      impatient.kill('SIGINT');
+      await until('the first signal to be seen', async () =>
+        /received SIGINT/.test(impatient.output),
+      );
+      impatient.kill('SIGINT');
+      expect((await impatient.exit(30_000)).code, impatient.output).toBe(1);
+    } finally {
+      coord.proc!.kill('SIGCONT');
+    }
     expect(impatient.output).toMatch(/received SIGINT again: exiting now/);
   });
 });
