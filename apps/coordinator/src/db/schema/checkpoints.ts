@@ -22,6 +22,12 @@ export const checkpoints = sqliteTable(
     status: text('status').$type<CheckpointStatus>().notNull(),
     reason: text('reason'),
     validationLoss: real('validation_loss'),
+    /**
+     * A non-final checkpoint's check as a resume point (before another worker continues from it):
+     * its held-out loss over a zero-output network's on the same draws, and when it passed.
+     */
+    resumeLossRatio: real('resume_loss_ratio'),
+    resumeCheckedAt: integer('resume_checked_at', { mode: 'timestamp_ms' }),
     createdAt: createdAt(),
     decidedAt: integer('decided_at', { mode: 'timestamp_ms' }),
   },

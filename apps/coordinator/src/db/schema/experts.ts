@@ -39,6 +39,14 @@ export const experts = sqliteTable(
     validationBaseline: real('validation_baseline'),
     /** Why validation last rejected a final checkpoint (null once one passes). */
     validationError: text('validation_error'),
+    /**
+     * The acceptance test's measurements of the last validated final checkpoint (docs/method.md
+     * §12): x0 error over the shard's linear reference at mid and at high noise, and specificity
+     * (the lowest reference-normalised error on another shard over the one on its own).
+     */
+    acceptanceMidRatio: real('acceptance_mid_ratio'),
+    acceptanceHighRatio: real('acceptance_high_ratio'),
+    acceptanceSpecificity: real('acceptance_specificity'),
     /** Another expert of the run whose checkpoint initialises this one (DDPM -> FM, §7). */
     initFromExpertId: text('init_from_expert_id'),
     createdAt: createdAt(),
