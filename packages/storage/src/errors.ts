@@ -54,6 +54,36 @@ export class IntegrityError extends ObjectStoreError {
   }
 }
 
+/**
+ * A create-only put (`createOnly`) found an object under the key already: nothing was written and
+ * the existing object is unchanged. Objects Archipelago accepts are never replaced.
+ */
+export class ObjectExistsError extends ObjectStoreError {
+  readonly code = 'already_exists';
+
+  constructor(readonly key: string) {
+    super(`Object ${JSON.stringify(key)} already exists; create-only puts never replace one`);
+    this.name = 'ObjectExistsError';
+  }
+}
+
+/**
+ * Stored bytes do not hash to the sha256 recorded for them (on disk corruption, tampering): a read
+ * that checks fails with this instead of handing them out.
+ */
+export class CorruptObjectError extends ObjectStoreError {
+  readonly code = 'corrupt_object';
+
+  constructor(
+    readonly key: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`Object ${JSON.stringify(key)} hashes to ${actual}, not the recorded ${expected}`);
+    this.name = 'CorruptObjectError';
+  }
+}
+
 /** A presigned URL cannot be produced (no public URL configured, TTL or size out of bounds). */
 export class PresignError extends ObjectStoreError {
   readonly code = 'presign';

@@ -7,12 +7,20 @@
  * also lifts `bodyLimit`, since the URL carries its own limits), then `reply.hijack()` and pass
  * `request.raw`/`reply.raw`.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { IntegrityError, InvalidKeyError, ObjectNotFoundError } from './errors.js';
+import {
+  CorruptObjectError,
+  IntegrityError,
+  InvalidKeyError,
+  ObjectExistsError,
+  ObjectNotFoundError,
+} from './errors.js';
 import { validateKey } from './keys.js';
 import type { LocalObjectHandle, LocalObjectStore } from './local-store.js';
 import type { LocalPresignGrant } from './local-url-signer.js';
+import { verifySha256 } from './sha256.js';
 
 /** Codes of the JSON error bodies this handler sends (`{ error: { code, message } }`). */
 export type LocalStoreErrorCode =
@@ -27,7 +35,19 @@ export type LocalStoreErrorCode =
   | 'too_large'
   | 'size_mismatch'
   | 'sha256_mismatch'
+  | 'already_exists'
+  | 'upload_closed'
+  | 'corrupt_object'
   | 'internal';
+
+export interface LocalStoreRequestOptions {
+  /**
+   * Asked before a PUT whose URL verified: a reason to refuse it (403 `upload_closed`), or null.
+   * The coordinator refuses uploads whose lease or checkpoint is no longer open, so a URL dies
+   * with its lease rather than at its expiry.
+   */
+  allowPut?: (grant: LocalPresignGrant) => Promise<string | null> | string | null;
+}
 
 /** The upload grew past what its URL allows; thrown inside the body stream to abort the put. */
 class UploadTooLargeError extends Error {
@@ -87,11 +107,24 @@ export function parseRangeHeader(
   return { start, end: Math.min(end, size - 1) };
 }
 
+/** The sha256 of a whole object, read through once. */
+async function hashObject(store: LocalObjectStore, key: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of await store.getStream(key)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * GET/HEAD. Bytes are checked against `expected` (the URL's signed sha256, else the one the store
+ * recorded): a whole-object response never completes when they differ (its last chunk is held
+ * back and the connection dropped); a range is only served after the whole object checked out.
+ */
 async function serveGet(
   store: LocalObjectStore,
   req: IncomingMessage,
   res: ServerResponse,
   key: string,
+  signedSha256: string | undefined,
 ): Promise<void> {
   let handle: LocalObjectHandle;
   try {
@@ -103,6 +136,7 @@ async function serveGet(
     throw error;
   }
   const { info } = handle;
+  const expected = signedSha256 ?? info.sha256;
   const range = parseRangeHeader(req.headers.range, info.bytes);
   if (range === 'unsatisfiable') {
     await handle.close();
@@ -128,12 +162,27 @@ async function serveGet(
   } else {
     res.setHeader('content-length', info.bytes);
   }
-  if (req.method?.toUpperCase() === 'HEAD') {
+  const head = req.method?.toUpperCase() === 'HEAD';
+  if (!head && range && expected !== undefined) {
+    const actual = await hashObject(store, key).catch(async (error: unknown) => {
+      await handle.close();
+      throw error;
+    });
+    if (actual !== expected) {
+      await handle.close();
+      throw new CorruptObjectError(key, expected, actual);
+    }
+  }
+  if (head) {
     await handle.close();
     res.end();
     return;
   }
-  await pipeline(handle.stream(range), res);
+  if (range || expected === undefined) {
+    await pipeline(handle.stream(range), res);
+  } else {
+    await pipeline(handle.stream(), verifySha256(key, expected), res);
+  }
 }
 
 /**
@@ -192,6 +241,7 @@ async function servePut(
     const info = await store.put(grant.key, limitedBody(req, grant.key, limit, grant.bytes), {
       ...(grant.sha256 === undefined ? {} : { sha256: grant.sha256 }),
       ...(grant.contentType === undefined ? {} : { contentType: grant.contentType }),
+      ...(grant.createOnly ? { createOnly: true } : {}),
     });
     sendJson(res, 200, { key: info.key, bytes: info.bytes, sha256: info.sha256 });
   } catch (error) {
@@ -202,20 +252,25 @@ async function servePut(
       const code = error.check === 'sha256' ? 'sha256_mismatch' : 'size_mismatch';
       return sendError(req, res, 400, code, error.message);
     }
+    if (error instanceof ObjectExistsError) {
+      return sendError(req, res, 412, 'already_exists', error.message);
+    }
     throw error;
   }
 }
 
 /**
- * Serve one request for a presigned local-store URL: GET/HEAD (with single-range support) or PUT
- * (streamed into `store.put`, enforcing the URL's `bytes`, `maxBytes` and `sha256`).
+ * Serve one request for a presigned local-store URL: GET/HEAD (with single-range support, bytes
+ * checked against their sha256) or PUT (streamed into `store.put`, enforcing the URL's `bytes`,
+ * `maxBytes`, `sha256` and `createOnly`, after `options.allowPut`).
  *
  * `key` is the percent-decoded path below the mount point (`/store/a/b%20c` → `a/b c`); `query`
  * the URL's query string. Client errors become JSON responses `{ error: { code, message } }`
- * (400 bad key or size/sha256 mismatch, 403 expired/bad signature/wrong method, 404, 405, 413,
- * 416) and the promise resolves. For an unexpected failure (disk full, I/O error) it answers 500
- * when it still can, then rejects with the error so the caller can log it. A client that hangs
- * up is not an error.
+ * (400 bad key or size/sha256 mismatch, 403 expired/bad signature/wrong method/upload closed,
+ * 404, 405, 412 already exists, 413, 416) and the promise resolves. For an unexpected failure
+ * (disk full, I/O error, stored bytes that do not hash right) it answers 500 when it still can
+ * (else drops the connection), then rejects with the error so the caller can log it. A client
+ * that hangs up is not an error.
  */
 export async function handleLocalStoreRequest(
   store: LocalObjectStore,
@@ -223,6 +278,7 @@ export async function handleLocalStoreRequest(
   res: ServerResponse,
   key: string,
   query: URLSearchParams,
+  options: LocalStoreRequestOptions = {},
 ): Promise<void> {
   try {
     const method = req.method?.toUpperCase() ?? '';
@@ -243,14 +299,20 @@ export async function handleLocalStoreRequest(
       return sendError(req, res, 403, verification.code, verification.message);
     }
     if (method === 'PUT') {
+      const refusal = await options.allowPut?.(verification.grant);
+      if (refusal) return sendError(req, res, 403, 'upload_closed', refusal);
       await servePut(store, req, res, verification.grant);
     } else {
-      await serveGet(store, req, res, key);
+      await serveGet(store, req, res, key, verification.grant.sha256);
     }
   } catch (error) {
-    if (req.socket.destroyed) return; // the client went away mid-transfer: nobody to answer
+    const corrupt = error instanceof CorruptObjectError;
+    // The client went away mid-transfer: nobody to answer, nothing to report.
+    if (req.socket.destroyed && !corrupt) return;
     if (res.headersSent) {
       res.destroy();
+    } else if (corrupt) {
+      sendError(req, res, 500, 'corrupt_object', error.message);
     } else {
       sendError(req, res, 500, 'internal', 'Internal storage error');
     }

@@ -18,6 +18,7 @@ import type { Stats } from 'node:fs';
 import { createWriteStream } from 'node:fs';
 import {
   type FileHandle,
+  link,
   mkdir,
   open,
   readdir,
@@ -32,7 +33,13 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { resolveRange } from './byte-range.js';
-import { IntegrityError, InvalidKeyError, ObjectNotFoundError, PresignError } from './errors.js';
+import {
+  IntegrityError,
+  InvalidKeyError,
+  ObjectExistsError,
+  ObjectNotFoundError,
+  PresignError,
+} from './errors.js';
 import { validateKey, validatePrefix } from './keys.js';
 import {
   type LocalPresignConstraints,
@@ -154,6 +161,8 @@ export class LocalObjectStore implements ObjectStore {
   ): Promise<ObjectInfo> {
     validateKey(key);
     if (options.sha256 !== undefined) assertSha256Hex(options.sha256, 'PutOptions.sha256');
+    // Refuse before reading the body; the link below decides atomically.
+    if (options.createOnly && (await this.head(key))) throw new ObjectExistsError(key);
     await mkdir(this.#tmp, { recursive: true });
     const tmp = path.join(this.#tmp, `${randomUUID()}.part`);
     const meter = new Sha256Meter();
@@ -170,13 +179,21 @@ export class LocalObjectStore implements ObjectStore {
       const stats = await stat(tmp);
       const target = this.#objectPath(key);
       await this.#ensureParent(key, target);
-      await this.#writeSidecar(key, {
+      const sidecar: Sidecar = {
         sha256,
         ...(options.contentType === undefined ? {} : { contentType: options.contentType }),
         ino: stats.ino,
         size: stats.size,
-      });
-      await this.#commit(key, tmp, target);
+      };
+      if (options.createOnly) {
+        // Claim the key first (link fails on an existing name), then describe it: the sidecar of
+        // an object that is already there is never replaced.
+        await this.#commit(key, tmp, target, true);
+        await this.#writeSidecar(key, sidecar);
+      } else {
+        await this.#writeSidecar(key, sidecar);
+        await this.#commit(key, tmp, target);
+      }
       committed = true;
       return {
         key,
@@ -212,17 +229,29 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
-  /** Atomically move the verified temp file into place and make the rename durable. */
-  async #commit(key: string, tmp: string, target: string): Promise<void> {
+  /**
+   * Atomically move the verified temp file into place and make the rename durable. `createOnly`
+   * links instead of renaming, which fails rather than replace an existing object.
+   */
+  async #commit(key: string, tmp: string, target: string, createOnly = false): Promise<void> {
     // A concurrent deletePrefix may prune the freshly created parent; recreate and retry.
     for (let attempt = 1; ; attempt++) {
       try {
-        await rename(tmp, target);
+        if (createOnly) {
+          await link(tmp, target);
+          await rm(tmp, { force: true });
+        } else {
+          await rename(tmp, target);
+        }
         break;
       } catch (error) {
         if (hasCode(error, 'ENOENT') && attempt < 3) {
           await this.#ensureParent(key, target);
           continue;
+        }
+        if (createOnly && hasCode(error, 'EEXIST')) {
+          const existing = await stat(target).catch(() => null);
+          if (existing?.isFile()) throw new ObjectExistsError(key);
         }
         throw keyConflict(key, error);
       }
@@ -409,11 +438,16 @@ export class LocalObjectStore implements ObjectStore {
   async presignGet(key: string, options: PresignGetOptions): Promise<PresignedUrl> {
     validateKey(key);
     validatePresignGetOptions(options);
-    return this.#presign('GET', key, options.ttlSeconds);
+    return this.#presign(
+      'GET',
+      key,
+      options.ttlSeconds,
+      options.sha256 === undefined ? {} : { sha256: options.sha256 },
+    );
   }
 
   /**
-   * The URL carries (and signs) `bytes`, `maxBytes`, `sha256` and `contentType`;
+   * The URL carries (and signs) `bytes`, `maxBytes`, `sha256`, `contentType` and `createOnly`;
    * {@link handleLocalStoreRequest} enforces all of them while streaming, so unlike S3 an
    * oversized upload is refused before it is stored.
    */

@@ -15,10 +15,12 @@ export interface LocalPresignGrant {
   bytes?: number;
   /** PUT only: upper bound on the upload's size. */
   maxBytes?: number;
-  /** PUT only: expected lowercase hex sha256. */
+  /** PUT: the sha256 the upload must have; GET: the sha256 the served bytes must have. */
   sha256?: string;
   /** PUT only: content type to record for the object. */
   contentType?: string;
+  /** PUT only: the upload may create the object, never replace one. */
+  createOnly?: boolean;
 }
 
 /** Why a presigned URL was refused (all map to HTTP 403). */
@@ -31,7 +33,7 @@ export type LocalPresignVerification =
 /** Upload constraints a PUT URL signs; the request handler enforces them while streaming. */
 export type LocalPresignConstraints = Pick<
   LocalPresignGrant,
-  'bytes' | 'maxBytes' | 'sha256' | 'contentType'
+  'bytes' | 'maxBytes' | 'sha256' | 'contentType' | 'createOnly'
 >;
 
 const SIGNATURE_VERSION = 'archipelago-local-v1';
@@ -53,6 +55,7 @@ function canonicalRequest(key: string, query: URLSearchParams): string {
     query.get('maxBytes') ?? '',
     query.get('sha256') ?? '',
     query.get('contentType') ?? '',
+    query.get('createOnly') ?? '',
   ].join('\n');
 }
 
@@ -93,6 +96,7 @@ export class LocalUrlSigner {
     if (constraints.maxBytes !== undefined) query.set('maxBytes', String(constraints.maxBytes));
     if (constraints.sha256 !== undefined) query.set('sha256', constraints.sha256);
     if (constraints.contentType !== undefined) query.set('contentType', constraints.contentType);
+    if (constraints.createOnly) query.set('createOnly', '1');
     query.set('sig', this.#mac(key, query).toString('base64url'));
     return {
       url: `${baseUrl}/${encodeKeyPath(key)}?${query}`,
@@ -165,6 +169,7 @@ export class LocalUrlSigner {
         ...(maxBytes === undefined ? {} : { maxBytes }),
         ...(sha256 === null ? {} : { sha256 }),
         ...(contentType === null ? {} : { contentType }),
+        ...(query.get('createOnly') === '1' ? { createOnly: true } : {}),
       },
     };
   }

@@ -11,6 +11,11 @@ export interface PutOptions {
   contentType?: string;
   /** Expected lowercase hex sha256; the put fails (and stores nothing) when the bytes differ. */
   sha256?: string;
+  /**
+   * Refuse to replace an existing object: the put throws {@link ObjectExistsError} and the object
+   * under the key stays as it was (S3: `If-None-Match: *`).
+   */
+  createOnly?: boolean;
 }
 
 export interface ObjectInfo {
@@ -25,6 +30,11 @@ export interface ObjectInfo {
 export interface PresignGetOptions {
   /** Lifetime of the URL in seconds (1 s to 7 days). */
   ttlSeconds: number;
+  /**
+   * The sha256 the served bytes must have. The local store signs it into the URL and never
+   * completes a response whose bytes hash otherwise; S3 cannot check it (the client must).
+   */
+  sha256?: string;
 }
 
 export interface PresignPutOptions {
@@ -36,6 +46,11 @@ export interface PresignPutOptions {
   contentType?: string;
   /** Expected lowercase hex sha256 of the upload. */
   sha256?: string;
+  /**
+   * The upload may only create the object, never replace one (local store: refused with
+   * `already_exists`; S3: a signed `If-None-Match: *` header, which S3 enforces).
+   */
+  createOnly?: boolean;
 }
 
 export interface PresignedUrl {

@@ -31,9 +31,18 @@ function validateSize(name: string, value: number | undefined): void {
   }
 }
 
+function validateSha256(sha256: string | undefined): void {
+  if (sha256 !== undefined && !isSha256Hex(sha256)) {
+    throw new PresignError(
+      `sha256 must be 64 lowercase hex characters, got ${JSON.stringify(sha256)}`,
+    );
+  }
+}
+
 /** Throw {@link PresignError} unless the options are usable by every store. */
 export function validatePresignGetOptions(options: PresignGetOptions): void {
   validateTtl(options.ttlSeconds);
+  validateSha256(options.sha256);
 }
 
 /** Throw {@link PresignError} unless the options are usable by every store. */
@@ -48,11 +57,7 @@ export function validatePresignPutOptions(options: PresignPutOptions): void {
   ) {
     throw new PresignError(`bytes (${options.bytes}) exceeds maxBytes (${options.maxBytes})`);
   }
-  if (options.sha256 !== undefined && !isSha256Hex(options.sha256)) {
-    throw new PresignError(
-      `sha256 must be 64 lowercase hex characters, got ${JSON.stringify(options.sha256)}`,
-    );
-  }
+  validateSha256(options.sha256);
   if (options.contentType !== undefined && !PRINTABLE_ASCII.test(options.contentType)) {
     throw new PresignError(
       `contentType must be printable ASCII, got ${JSON.stringify(options.contentType)}`,

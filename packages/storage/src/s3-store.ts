@@ -22,7 +22,12 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { validateRange } from './byte-range.js';
-import { IntegrityError, InvalidRangeError, ObjectNotFoundError } from './errors.js';
+import {
+  IntegrityError,
+  InvalidRangeError,
+  ObjectExistsError,
+  ObjectNotFoundError,
+} from './errors.js';
 import { validateKey, validatePrefix } from './keys.js';
 import type {
   ByteRange,
@@ -169,6 +174,10 @@ export class S3ObjectStore implements ObjectStore {
    * the object onto itself with new metadata (conditional on the ETag just written; skipped above
    * CopyObject's 5 GiB limit, where head() reports no sha256). `lastModified` in the result is
    * the client's clock at completion.
+   *
+   * `createOnly` sends `If-None-Match: *` with the PutObject (or CompleteMultipartUpload), which
+   * S3 and MinIO enforce atomically (412); it also checks with a HEAD first, which is all that
+   * protects on services that ignore the condition (s3rver does) and is not atomic there.
    */
   async put(
     key: string,
@@ -179,6 +188,8 @@ export class S3ObjectStore implements ObjectStore {
     const expected = options.sha256;
     if (expected !== undefined) assertSha256Hex(expected, 'PutOptions.sha256');
     const contentType = options.contentType;
+    const createOnly = options.createOnly === true;
+    if (createOnly && (await this.head(key))) throw new ObjectExistsError(key);
     let bytes: number;
     let sha256: string;
     if (body instanceof Uint8Array) {
@@ -187,7 +198,7 @@ export class S3ObjectStore implements ObjectStore {
         throw new IntegrityError(key, 'sha256', expected, sha256);
       }
       bytes = body.byteLength;
-      await this.#upload(objectKey, body, sha256, contentType);
+      await this.#upload(key, body, sha256, contentType, createOnly);
     } else {
       const meter = new Sha256Meter();
       // The body's own failure (an IntegrityError included) is the error to report, even when
@@ -207,7 +218,7 @@ export class S3ObjectStore implements ObjectStore {
       const stream = Readable.from(verified());
       let etag: string | undefined;
       try {
-        etag = await this.#upload(objectKey, stream, expected, contentType);
+        etag = await this.#upload(key, stream, expected, contentType, createOnly);
       } catch (error) {
         throw bodyError ?? error;
       } finally {
@@ -230,26 +241,34 @@ export class S3ObjectStore implements ObjectStore {
 
   /** Upload (multipart when large); returns the new object's ETag. */
   async #upload(
-    objectKey: string,
+    key: string,
     body: Uint8Array | Readable,
     sha256: string | undefined,
     contentType: string | undefined,
+    createOnly: boolean,
   ): Promise<string | undefined> {
     const upload = new Upload({
       client: this.#client,
       params: {
         Bucket: this.bucket,
-        Key: objectKey,
+        Key: this.#objectKey(key),
         Body: body,
         ...(contentType === undefined ? {} : { ContentType: contentType }),
         ...(sha256 === undefined ? {} : { Metadata: { [SHA256_METADATA]: sha256 } }),
+        // lib-storage passes it to PutObject and to CompleteMultipartUpload.
+        ...(createOnly ? { IfNoneMatch: '*' } : {}),
       },
       partSize: PART_SIZE,
       queueSize: QUEUE_SIZE,
       leavePartsOnError: false,
     });
-    const result = await upload.done();
-    return result.ETag;
+    try {
+      const result = await upload.done();
+      return result.ETag;
+    } catch (error) {
+      if (createOnly && httpStatus(error) === 412) throw new ObjectExistsError(key);
+      throw error;
+    }
   }
 
   async #recordSha256(
@@ -434,6 +453,10 @@ export class S3ObjectStore implements ObjectStore {
    * bound a size): the URL is returned without that bound, and the caller must check the size
    * with head() when the worker commits, deleting oversized objects.
    * `contentType` is never signed by S3 presigning; it is returned as a header to send.
+   * `createOnly` signs `if-none-match: *`: S3 refuses the PUT (412) once the key exists, and a
+   * client that leaves the header out breaks the signature. (s3rver checks neither; a presigned
+   * URL also cannot be revoked before its expiry: the caller must give it a short TTL and verify
+   * what was stored.)
    */
   async presignPut(key: string, options: PresignPutOptions): Promise<PresignedUrl> {
     const objectKey = this.#objectKey(key);
@@ -451,6 +474,10 @@ export class S3ObjectStore implements ObjectStore {
       // Kept as a header (not hoisted into the query) so S3 checks the body against it.
       unhoistableHeaders.add('x-amz-checksum-sha256');
     }
+    if (options.createOnly) {
+      headers['if-none-match'] = '*';
+      signableHeaders.add('if-none-match');
+    }
     const signingDate = wholeSecondNow();
     const url = await getSignedUrl(
       this.#presignClient,
@@ -459,6 +486,7 @@ export class S3ObjectStore implements ObjectStore {
         Key: objectKey,
         ...(options.bytes === undefined ? {} : { ContentLength: options.bytes }),
         ...(options.contentType === undefined ? {} : { ContentType: options.contentType }),
+        ...(options.createOnly ? { IfNoneMatch: '*' } : {}),
         ...(options.sha256 === undefined
           ? {}
           : {

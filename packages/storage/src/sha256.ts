@@ -4,6 +4,8 @@
  * another; every put computes it while the bytes stream past, never in a second pass.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { CorruptObjectError } from './errors.js';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -63,4 +65,28 @@ export class Sha256Meter {
     this.#digest ??= this.#hash.digest('hex');
     return this.#digest;
   }
+}
+
+/**
+ * A pass-through that hashes what flows and holds back the last chunk until the end: when the
+ * digest is not `expected` it fails with {@link CorruptObjectError} instead of passing that chunk
+ * on, so a reader never receives the whole of an object whose bytes are not what was recorded.
+ */
+export function verifySha256(key: string, expected: string): Transform {
+  const hash = createHash('sha256');
+  let held: Buffer | null = null;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      if (held) this.push(held);
+      held = chunk;
+      done();
+    },
+    flush(done) {
+      const actual = hash.digest('hex');
+      if (actual !== expected) return done(new CorruptObjectError(key, expected, actual));
+      if (held) this.push(held);
+      done();
+    },
+  });
 }

@@ -9,6 +9,7 @@ import {
   IntegrityError,
   InvalidKeyError,
   InvalidRangeError,
+  ObjectExistsError,
   type ObjectInfo,
   ObjectNotFoundError,
   type ObjectStore,
@@ -93,6 +94,33 @@ export function describeObjectStoreContract(
       expect((await store().head('overwrite/x'))?.sha256).toBe(
         sha256Hex(Buffer.from('second version')),
       );
+    });
+
+    it('refuses a create-only put over an existing object (already_exists), which stays as it was', async () => {
+      const first = Buffer.from('accepted bytes');
+      const info = await store().put('create-only/x', first, {
+        createOnly: true,
+        sha256: sha256Hex(first),
+      });
+      expect(info.sha256).toBe(sha256Hex(first));
+      const attempts: [string, () => Promise<unknown>][] = [
+        ['bytes', () => store().put('create-only/x', Buffer.from('evil'), { createOnly: true })],
+        [
+          'stream',
+          () => store().put('create-only/x', chunked(Buffer.from('evil'), 2), { createOnly: true }),
+        ],
+        ['multipart', () => store().put('create-only/x', chunked(LARGE), { createOnly: true })],
+      ];
+      for (const [what, attempt] of attempts) {
+        const error = await attempt().catch((e: unknown) => e);
+        expect(error, what).toBeInstanceOf(ObjectExistsError);
+        expect((error as ObjectExistsError).code).toBe('already_exists');
+      }
+      expect(await store().getBytes('create-only/x')).toEqual(first);
+      expect(await store().head('create-only/x')).toMatchObject({ sha256: sha256Hex(first) });
+      // A plain put still replaces; create-only is per call.
+      await store().put('create-only/x', Buffer.from('replaced'));
+      expect((await store().getBytes('create-only/x')).toString()).toBe('replaced');
     });
 
     it('streams a multi-MiB Readable in and out with equal hashes', async () => {
@@ -287,6 +315,9 @@ export function describeObjectStoreContract(
       ).rejects.toThrow(PresignError);
       await expect(
         store().presignPut('presign/x', { ttlSeconds: 60, sha256: 'ABC' }),
+      ).rejects.toThrow(PresignError);
+      await expect(
+        store().presignGet('presign/x', { ttlSeconds: 60, sha256: 'ABC' }),
       ).rejects.toThrow(PresignError);
       const week = await store().presignGet('presign/x', { ttlSeconds: 7 * 24 * 3600 });
       expect(week.expiresAt.getTime()).toBeGreaterThan(Date.now() + 7 * 24 * 3600_000 - 5000);

@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CorruptObjectError,
   handleLocalStoreRequest,
   InvalidKeyError,
   LocalObjectStore,
+  type LocalPresignGrant,
   PresignError,
   parseRangeHeader,
   sha256Hex,
@@ -21,14 +23,19 @@ interface LocalFixture {
   store: LocalObjectStore;
   root: string;
   baseUrl: string;
+  /** What the server's `allowPut` answers (null: allowed). */
+  allowPut: (grant: LocalPresignGrant) => string | null;
+  /** Errors the handler rejected with so far (teardown fails on any left). */
+  takeHandlerErrors(): unknown[];
   teardown(): Promise<void>;
 }
 
 /** A temp-dir store behind a real node:http server that mounts the handler at /store/*. */
 async function startLocal(): Promise<LocalFixture> {
   const root = await mkdtemp(path.join(tmpdir(), 'archipelago-local-store-'));
-  const handlerErrors: unknown[] = [];
+  let handlerErrors: unknown[] = [];
   let store: LocalObjectStore | undefined;
+  let fixture: LocalFixture | undefined;
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (!store || !url.pathname.startsWith('/store/')) {
@@ -37,7 +44,9 @@ async function startLocal(): Promise<LocalFixture> {
       return;
     }
     const key = url.pathname.slice('/store/'.length).split('/').map(decodeURIComponent).join('/');
-    handleLocalStoreRequest(store, req, res, key, url.searchParams).catch((error: unknown) => {
+    handleLocalStoreRequest(store, req, res, key, url.searchParams, {
+      allowPut: (grant) => fixture?.allowPut(grant) ?? null,
+    }).catch((error: unknown) => {
       handlerErrors.push(error);
     });
   });
@@ -46,10 +55,16 @@ async function startLocal(): Promise<LocalFixture> {
   const baseUrl = `http://127.0.0.1:${port}/store`;
   store = new LocalObjectStore({ root, baseUrl, secret: SECRET });
   const ready = store;
-  return {
+  fixture = {
     store: ready,
     root,
     baseUrl,
+    allowPut: () => null,
+    takeHandlerErrors() {
+      const taken = handlerErrors;
+      handlerErrors = [];
+      return taken;
+    },
     async teardown() {
       if (handlerErrors.length > 0) throw new AggregateError(handlerErrors, 'handler rejected');
       server.closeAllConnections();
@@ -58,6 +73,7 @@ async function startLocal(): Promise<LocalFixture> {
       await rm(root, { recursive: true, force: true });
     },
   };
+  return fixture;
 }
 
 describeObjectStoreContract('LocalObjectStore', startLocal);
@@ -180,6 +196,101 @@ describe('LocalObjectStore specifics', () => {
     expect(error.message).toContain(sha256Hex(bytes));
     expect(await fx.store.head('t/sha')).toBeNull();
     expect(await readdir(path.join(fx.root, 'tmp'))).toEqual([]);
+  });
+
+  it('a create-only PUT URL stores once: a replay is refused with 412 already_exists and changes nothing', async () => {
+    const bytes = randomBytes(300);
+    const presigned = await fx.store.presignPut('t/once', {
+      ttlSeconds: 60,
+      bytes: bytes.byteLength,
+      sha256: sha256Hex(bytes),
+      createOnly: true,
+    });
+    const first = await fetch(presigned.url, {
+      method: 'PUT',
+      headers: presigned.headers,
+      body: bytes,
+    });
+    expect(first.status).toBe(200);
+    const replay = await fetch(presigned.url, {
+      method: 'PUT',
+      headers: presigned.headers,
+      body: bytes,
+    });
+    expect(replay.status).toBe(412);
+    expect(await errorBody(replay)).toMatchObject({ code: 'already_exists' });
+    // Another URL for the key, constraints of its own: still no overwrite.
+    const evil = randomBytes(300);
+    const other = await fx.store.presignPut('t/once', { ttlSeconds: 60, createOnly: true });
+    const overwrite = await fetch(other.url, { method: 'PUT', body: evil });
+    expect(overwrite.status).toBe(412);
+    expect(await fx.store.getBytes('t/once')).toEqual(bytes);
+    expect(await fx.store.head('t/once')).toMatchObject({ sha256: sha256Hex(bytes) });
+    // Dropping createOnly from the URL breaks its signature.
+    const stripped = new URL(presigned.url);
+    stripped.searchParams.delete('createOnly');
+    const unsigned = await fetch(stripped, {
+      method: 'PUT',
+      headers: presigned.headers,
+      body: evil,
+    });
+    expect(await errorBody(unsigned)).toMatchObject({ code: 'bad_signature' });
+    expect(await fx.store.getBytes('t/once')).toEqual(bytes);
+    expect(await readdir(path.join(fx.root, 'tmp'))).toEqual([]);
+  });
+
+  it('refuses a verified PUT that allowPut closes (403 upload_closed), storing nothing', async () => {
+    const presigned = await fx.store.presignPut('t/closed', { ttlSeconds: 60 });
+    const seen: LocalPresignGrant[] = [];
+    fx.allowPut = (grant) => {
+      seen.push(grant);
+      return 'the lease of this upload ended';
+    };
+    try {
+      const response = await fetch(presigned.url, { method: 'PUT', body: 'late bytes' });
+      expect(response.status).toBe(403);
+      expect(await errorBody(response)).toEqual({
+        code: 'upload_closed',
+        message: 'the lease of this upload ended',
+      });
+      expect(seen).toMatchObject([{ method: 'PUT', key: 't/closed' }]);
+      expect(await fx.store.head('t/closed')).toBeNull();
+    } finally {
+      fx.allowPut = () => null;
+    }
+  });
+
+  it('never completes a GET of bytes that do not hash to the recorded or signed sha256', async () => {
+    const bytes = randomBytes(200_000);
+    await fx.store.put('t/rot', bytes);
+    const signed = await fx.store.presignGet('t/rot', { ttlSeconds: 60, sha256: sha256Hex(bytes) });
+    const plain = await fx.store.presignGet('t/rot', { ttlSeconds: 60 });
+    expect(Buffer.from(await (await fetch(signed.url)).arrayBuffer())).toEqual(bytes);
+    // The bytes on disk change behind the store's back (same size, so its sidecar still applies).
+    const rotten = Buffer.from(bytes);
+    rotten[150_000] = (rotten[150_000]! + 1) % 256;
+    await writeFile(path.join(fx.root, 'objects', 't', 'rot'), rotten);
+    for (const url of [signed.url, plain.url]) {
+      const response = await fetch(url);
+      expect(response.status).toBe(200); // headers go first; the body never completes
+      await expect(response.arrayBuffer()).rejects.toThrow();
+      const ranged = await fetch(url, { headers: { range: 'bytes=0-99' } });
+      expect(ranged.status).toBe(500);
+      expect(await errorBody(ranged)).toMatchObject({ code: 'corrupt_object' });
+    }
+    // A URL signed for other bytes than the stored ones is refused the same way.
+    const other = await fx.store.presignGet('t/rot', { ttlSeconds: 60, sha256: sha256Hex(bytes) });
+    await fx.store.put('t/rot', Buffer.from('replaced'));
+    // (Held back whole, so the connection drops before any header.)
+    expect(
+      await fetch(other.url)
+        .then((r) => r.arrayBuffer())
+        .catch(() => null),
+    ).toBeNull();
+    await new Promise((r) => setTimeout(r, 50));
+    const errors = fx.takeHandlerErrors();
+    expect(errors.length).toBe(5);
+    for (const error of errors) expect(error).toBeInstanceOf(CorruptObjectError);
   });
 
   it('serves suffix ranges, 416 for unsatisfiable ranges, HEAD and 404', async () => {

@@ -104,6 +104,30 @@ describe('S3ObjectStore specifics', () => {
     expect(await store.head('signed/put')).toMatchObject({ bytes: 7, sha256 });
   });
 
+  // What a create-only URL asks of S3; S3 and MinIO refuse the PUT with 412 once the key exists.
+  // s3rver ignores If-None-Match (it overwrites), so the coordinator never relies on it alone:
+  // every upload gets a key of its own that is presigned once, and accepted checkpoints live at
+  // content-addressed keys that are never presigned for PUT (tested in the coordinator's suite).
+  it('signs if-none-match: * into a create-only presigned PUT', async () => {
+    const presigned = await store.presignPut('signed/once', {
+      ttlSeconds: 60,
+      bytes: 4,
+      createOnly: true,
+    });
+    const signed = (new URL(presigned.url).searchParams.get('X-Amz-SignedHeaders') ?? '').split(
+      ';',
+    );
+    expect(signed).toContain('if-none-match');
+    expect(presigned.headers).toMatchObject({ 'if-none-match': '*', 'content-length': '4' });
+    const response = await fetch(presigned.url, {
+      method: 'PUT',
+      headers: presigned.headers,
+      body: 'once',
+    });
+    expect(response.status).toBe(200);
+    expect((await store.getBytes('signed/once')).toString()).toBe('once');
+  });
+
   it('cannot bound maxBytes in a presigned PUT: it only signs host', async () => {
     const presigned = await store.presignPut('signed/max', { ttlSeconds: 60, maxBytes: 10 });
     expect(new URL(presigned.url).searchParams.get('X-Amz-SignedHeaders')).toBe('host');
