@@ -10,8 +10,11 @@ import { OBJECTIVE_NAMES, type ObjectiveConfig } from '@archipelago/diffusion';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { CheckpointError, clip, fmtShape, q, show } from './errors.js';
 import {
-  decodeSafetensors,
+  type DecodeSafetensorsOptions,
   encodeSafetensors,
+  parseSafetensorsHeader,
+  readSafetensorsTensors,
+  type SafetensorsHeader,
   type SafetensorsTensorInput,
 } from './safetensors.js';
 
@@ -364,20 +367,31 @@ export async function saveCheckpoint(options: SaveCheckpointOptions): Promise<Ui
   return encodeSafetensors(tensors, metadata);
 }
 
+/** What {@link inspectCheckpoint} found in a checkpoint's header. */
+export interface CheckpointHeader {
+  meta: CheckpointMeta;
+  /** The `__metadata__` keys other than `archipelago`. */
+  extraMetadata: Record<string, string>;
+  /** The safetensors header: where each tensor's bytes are. */
+  header: SafetensorsHeader;
+}
+
 /**
- * Reads and validates an Archipelago checkpoint. Throws CheckpointError when the file is
- * not valid safetensors ('not_safetensors', wrapping the container error as `cause`), the
- * metadata is missing or malformed ('bad_metadata'), it does not match `expect`
- * ('config_mismatch', 'missing_tensor', 'unexpected_tensor', 'shape_mismatch'), a tensor is
- * not F32 ('wrong_dtype'), or a value is NaN or infinite ('non_finite'). Params are copies.
+ * Reads and checks an Archipelago checkpoint's header against `expect`, from the first bytes of
+ * the file (`prefix`: at least 8 + its header length) and its size, before any tensor data is
+ * read: the container's structure, the metadata, kind, objective and architecture, every tensor
+ * F32, and with `expect.paramShapes` exactly the expected names and shapes. Throws
+ * CheckpointError with the codes of {@link loadCheckpoint} (all but 'non_finite').
  */
-export function loadCheckpoint(
-  bytes: Uint8Array,
+export function inspectCheckpoint(
+  prefix: Uint8Array,
+  fileBytes: number,
   expect: CheckpointExpectation = {},
-): LoadedCheckpoint {
-  let decoded: ReturnType<typeof decodeSafetensors>;
+  options: DecodeSafetensorsOptions = {},
+): CheckpointHeader {
+  let header: SafetensorsHeader;
   try {
-    decoded = decodeSafetensors(bytes);
+    header = parseSafetensorsHeader(prefix, fileBytes, options);
   } catch (cause) {
     if (!(cause instanceof CheckpointError)) throw cause;
     throw new CheckpointError(
@@ -390,7 +404,7 @@ export function loadCheckpoint(
     );
   }
 
-  const raw = decoded.metadata[CHECKPOINT_METADATA_KEY];
+  const raw = header.metadata[CHECKPOINT_METADATA_KEY];
   if (raw === undefined)
     throw badMeta(
       `no ${q(CHECKPOINT_METADATA_KEY)} key in __metadata__: not an Archipelago checkpoint`,
@@ -403,7 +417,7 @@ export function loadCheckpoint(
   }
   const meta = validateCheckpointMeta(parsed);
   const extraMetadata = dict<string>();
-  for (const [key, value] of Object.entries(decoded.metadata))
+  for (const [key, value] of Object.entries(header.metadata))
     if (key !== CHECKPOINT_METADATA_KEY) extraMetadata[key] = value;
 
   if (expect.kind !== undefined && meta.kind !== expect.kind)
@@ -421,21 +435,22 @@ export function loadCheckpoint(
     if (diff) throw new CheckpointError('config_mismatch', diff);
   }
 
-  const names = Object.keys(decoded.tensors);
-  for (const name of names) {
-    const t = decoded.tensors[name]!;
-    if (t.dtype !== 'F32')
+  const shapes = dict<number[]>();
+  for (const e of header.entries) {
+    if (e.dtype !== 'F32')
       throw new CheckpointError(
         'wrong_dtype',
-        `tensor ${q(name)} is ${t.dtype}, checkpoints hold F32`,
+        `tensor ${q(e.name)} is ${e.dtype}, checkpoints hold F32`,
         {
-          tensor: name,
+          tensor: e.name,
         },
       );
+    shapes[e.name] = e.shape;
   }
   if (expect.paramShapes !== undefined) {
     const wanted = expect.paramShapes;
-    const missing = Object.keys(wanted).filter((n) => !Object.hasOwn(decoded.tensors, n));
+    const names = Object.keys(shapes);
+    const missing = Object.keys(wanted).filter((n) => !Object.hasOwn(shapes, n));
     if (missing.length > 0)
       throw new CheckpointError('missing_tensor', `checkpoint lacks ${listNames(missing)}`, {
         tensor: missing[0]!,
@@ -450,7 +465,7 @@ export function loadCheckpoint(
         },
       );
     for (const name of names) {
-      const got = decoded.tensors[name]!.shape;
+      const got = shapes[name]!;
       const want = wanted[name]!;
       if (!sameShape(got, want))
         throw new CheckpointError(
@@ -460,15 +475,79 @@ export function loadCheckpoint(
         );
     }
   }
+  return { meta, extraMetadata, header };
+}
 
+/**
+ * Reads and validates an Archipelago checkpoint. Throws CheckpointError when the file is
+ * not valid safetensors ('not_safetensors', wrapping the container error as `cause`), the
+ * metadata is missing or malformed ('bad_metadata'), it does not match `expect`
+ * ('config_mismatch', 'missing_tensor', 'unexpected_tensor', 'shape_mismatch'), a tensor is
+ * not F32 ('wrong_dtype'), or a value is NaN or infinite ('non_finite'). The header is checked
+ * ({@link inspectCheckpoint}) before any tensor is copied. Params are copies.
+ */
+export function loadCheckpoint(
+  bytes: Uint8Array,
+  expect: CheckpointExpectation = {},
+  options: DecodeSafetensorsOptions = {},
+): LoadedCheckpoint {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('loadCheckpoint expects a Uint8Array');
+  const { meta, extraMetadata, header } = inspectCheckpoint(bytes, bytes.length, expect, options);
+  const tensors = readSafetensorsTensors(bytes, header);
   const params = dict<CheckpointParam>();
-  for (const name of names) {
-    const t = decoded.tensors[name]!;
-    if (t.dtype !== 'F32') continue; // unreachable: checked above
+  for (const name of Object.keys(tensors)) {
+    const t = tensors[name]!;
+    if (t.dtype !== 'F32') continue; // unreachable: inspectCheckpoint checked it
     checkFinite(name, t.shape, t.data);
     params[name] = { shape: t.shape, data: t.data };
   }
   return { meta, params, extraMetadata };
+}
+
+/** Room for `__metadata__` (architecture, objective spec, training settings) in a header. */
+export const CHECKPOINT_METADATA_ALLOWANCE = 64 * 1024;
+
+/** The sizes a checkpoint of a network with these parameters may have. */
+export interface CheckpointSizeBounds {
+  /** The data region: every parameter as F32. */
+  tensorBytes: number;
+  /**
+   * The largest header: the tensor entries as the writer lays them out (offsets at their widest)
+   * plus {@link CHECKPOINT_METADATA_ALLOWANCE}, a multiple of 8.
+   */
+  maxHeaderBytes: number;
+  /** Smallest and largest file: 8 + header + tensor bytes. */
+  minBytes: number;
+  maxBytes: number;
+}
+
+/**
+ * How big a checkpoint of a network with `paramShapes` can be: exactly its tensor bytes, plus a
+ * header of its tensor entries and a small allowance for metadata. Anything larger is not such a
+ * checkpoint, whatever its header says.
+ */
+export function checkpointSizeBounds(
+  paramShapes: Record<string, readonly number[]>,
+): CheckpointSizeBounds {
+  let tensorBytes = 0;
+  for (const shape of Object.values(paramShapes))
+    tensorBytes += shape.reduce((n, d) => n * d, 1) * 4;
+  const offsetDigits = String(tensorBytes).length;
+  let entries = 2; // the braces
+  for (const [name, shape] of Object.entries(paramShapes)) {
+    // "name":{"dtype":"F32","shape":[..],"data_offsets":[begin,end]},
+    entries +=
+      JSON.stringify(name).length +
+      `:{"dtype":"F32","shape":[${shape.join(',')}],"data_offsets":[,]},`.length +
+      2 * offsetDigits;
+  }
+  const maxHeaderBytes = Math.ceil((entries + CHECKPOINT_METADATA_ALLOWANCE) / 8) * 8;
+  return {
+    tensorBytes,
+    maxHeaderBytes,
+    minBytes: 8 + tensorBytes + 2,
+    maxBytes: 8 + tensorBytes + maxHeaderBytes,
+  };
 }
 
 /** sha256 of a checkpoint file, lowercase hex. */

@@ -28,7 +28,9 @@
  * Reading is stricter than the reference: besides everything it checks, it refuses
  * a header that does not start with `{`, unknown fields in a tensor entry, and BOOL
  * bytes other than 0 and 1. It never trusts a length before checking it against the
- * buffer, and returns copies, so the input may be reused or freed.
+ * buffer, and returns copies, so the input may be reused or freed. The header can be read and
+ * checked on its own, from a file's first bytes and its size (`parseSafetensorsHeader`), so a
+ * file from an untrusted source is judged before any of its tensor data is read.
  */
 
 import { CheckpointError, fmtShape, q, show } from './errors.js';
@@ -260,7 +262,8 @@ export function encodeSafetensors(
   return out;
 }
 
-interface ParsedEntry {
+/** One tensor as the header describes it; its bytes are `[dataStart + begin, dataStart + end)`. */
+export interface SafetensorsEntry {
   name: string;
   dtype: SafetensorsDtype;
   shape: number[];
@@ -268,7 +271,17 @@ interface ParsedEntry {
   end: number;
 }
 
-const parseEntry = (name: string, value: unknown): ParsedEntry => {
+/** A checked header: everything about a file but its tensor data. */
+export interface SafetensorsHeader {
+  /** Where the data region starts: 8 + the header length. */
+  dataStart: number;
+  /** `__metadata__`, or an empty record (null-prototype). */
+  metadata: Record<string, string>;
+  /** The tensors in data order; they cover the data region exactly. */
+  entries: SafetensorsEntry[];
+}
+
+const parseEntry = (name: string, value: unknown): SafetensorsEntry => {
   const fail = (code: 'invalid_tensor_entry' | 'invalid_shape' | 'invalid_offsets', why: string) =>
     new CheckpointError(code, `tensor ${q(name)}: ${why}`, { tensor: name });
   if (!isPlainObject(value)) throw fail('invalid_tensor_entry', 'entry is not a JSON object');
@@ -314,37 +327,59 @@ const parseEntry = (name: string, value: unknown): ParsedEntry => {
   return { name, dtype, shape: dims, begin, end };
 };
 
-/**
- * Parses and validates safetensors bytes. Throws CheckpointError (see the file comment for
- * what is checked); on success every tensor's data is a fresh, aligned typed array.
- */
-export function decodeSafetensors(
-  bytes: Uint8Array,
-  options: DecodeSafetensorsOptions = {},
-): DecodedSafetensors {
-  const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+const checkMaxHeader = (maxHeaderBytes: number) => {
   if (!Number.isSafeInteger(maxHeaderBytes) || maxHeaderBytes < 0)
     throw new RangeError(`maxHeaderBytes must be a non-negative integer, got ${maxHeaderBytes}`);
-  if (!(bytes instanceof Uint8Array)) throw new TypeError('decodeSafetensors expects a Uint8Array');
+};
 
-  if (bytes.length < 8)
+/**
+ * The header length of a safetensors file of `fileBytes` bytes, from its first 8 bytes (at
+ * least): how much more to read before {@link parseSafetensorsHeader}. Throws CheckpointError
+ * ('file_too_short', 'header_too_large', 'header_out_of_bounds').
+ */
+export function safetensorsHeaderLength(
+  first: Uint8Array,
+  fileBytes: number,
+  options: DecodeSafetensorsOptions = {},
+): number {
+  const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  checkMaxHeader(maxHeaderBytes);
+  if (fileBytes < 8 || first.length < 8)
     throw new CheckpointError(
       'file_too_short',
-      `file is ${bytes.length} bytes, shorter than the 8-byte header length`,
+      `file is ${fileBytes} bytes, shorter than the 8-byte header length`,
     );
-  const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  const n64 = new DataView(first.buffer, first.byteOffset, 8).getBigUint64(0, true);
   if (n64 > BigInt(maxHeaderBytes))
     throw new CheckpointError(
       'header_too_large',
       `header length ${n64} exceeds the limit of ${maxHeaderBytes} bytes`,
     );
-  if (n64 > BigInt(bytes.length - 8))
+  if (n64 > BigInt(fileBytes - 8))
     throw new CheckpointError(
       'header_out_of_bounds',
-      `header length ${n64} runs past the end of the ${bytes.length}-byte file`,
+      `header length ${n64} runs past the end of the ${fileBytes}-byte file`,
     );
-  const headerLength = Number(n64);
-  const headerBytes = bytes.subarray(8, 8 + headerLength);
+  return Number(n64);
+}
+
+/**
+ * Parses and checks the header of a safetensors file of `fileBytes` bytes from its first bytes
+ * (`prefix`: at least 8 + the header length, see {@link safetensorsHeaderLength}), so a file can
+ * be judged before any of its tensor data is read. Checks everything but the data itself (see the
+ * file comment); throws CheckpointError.
+ */
+export function parseSafetensorsHeader(
+  prefix: Uint8Array,
+  fileBytes: number,
+  options: DecodeSafetensorsOptions = {},
+): SafetensorsHeader {
+  const headerLength = safetensorsHeaderLength(prefix, fileBytes, options);
+  if (prefix.length < 8 + headerLength)
+    throw new RangeError(
+      `parseSafetensorsHeader needs the first ${8 + headerLength} bytes, got ${prefix.length}`,
+    );
+  const headerBytes = prefix.subarray(8, 8 + headerLength);
 
   let text: string;
   try {
@@ -374,7 +409,7 @@ export function decodeSafetensors(
     );
 
   const metadata = dict<string>();
-  const entries: ParsedEntry[] = [];
+  const entries: SafetensorsEntry[] = [];
   for (const key of Object.keys(header)) {
     const value = header[key];
     if (key === METADATA_KEY) {
@@ -395,7 +430,7 @@ export function decodeSafetensors(
   }
 
   const dataStart = 8 + headerLength;
-  const dataLength = bytes.length - dataStart;
+  const dataLength = fileBytes - dataStart;
   for (const e of entries)
     if (e.end > dataLength)
       throw new CheckpointError(
@@ -405,7 +440,7 @@ export function decodeSafetensors(
       );
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let cursor = 0;
-  let previous: ParsedEntry | undefined;
+  let previous: SafetensorsEntry | undefined;
   for (const e of entries) {
     if (e.begin < cursor)
       throw new CheckpointError(
@@ -427,7 +462,18 @@ export function decodeSafetensors(
       'trailing_bytes',
       `${dataLength - cursor} bytes after the last tensor (data region is ${dataLength} bytes, tensors cover ${cursor})`,
     );
+  return { dataStart, metadata, entries };
+}
 
+/**
+ * The tensors of a whole file whose header {@link parseSafetensorsHeader} checked, as fresh,
+ * aligned typed arrays (copies).
+ */
+export function readSafetensorsTensors(
+  bytes: Uint8Array,
+  header: SafetensorsHeader,
+): Record<string, SafetensorsTensor> {
+  const { dataStart, entries } = header;
   const tensors = dict<SafetensorsTensor>();
   for (const e of entries) {
     const info = DTYPES[e.dtype];
@@ -441,7 +487,21 @@ export function decodeSafetensors(
       data: info.make(copy.buffer),
     } as SafetensorsTensor;
   }
-  return { tensors, metadata };
+  return tensors;
+}
+
+/**
+ * Parses and validates safetensors bytes. Throws CheckpointError (see the file comment for
+ * what is checked); on success every tensor's data is a fresh, aligned typed array.
+ */
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  options: DecodeSafetensorsOptions = {},
+): DecodedSafetensors {
+  checkMaxHeader(options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES);
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('decodeSafetensors expects a Uint8Array');
+  const header = parseSafetensorsHeader(bytes, bytes.length, options);
+  return { tensors: readSafetensorsTensors(bytes, header), metadata: header.metadata };
 }
 
 // ---------------------------------------------------------------------------------------

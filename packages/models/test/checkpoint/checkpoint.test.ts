@@ -2,12 +2,16 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  CHECKPOINT_METADATA_ALLOWANCE,
   CHECKPOINT_METADATA_KEY,
   type CheckpointMetaInput,
   checkpointSha256,
+  checkpointSizeBounds,
   decodeSafetensors,
   encodeSafetensors,
+  inspectCheckpoint,
   loadCheckpoint,
+  safetensorsHeaderLength,
   saveCheckpoint,
 } from '../../src/checkpoint/index.js';
 import {
@@ -285,6 +289,87 @@ describe('loadCheckpoint rejects', () => {
         ),
       'wrong_dtype',
       /"w" is F16/,
+    );
+  });
+});
+
+describe('inspectCheckpoint: the header alone, before any tensor data', () => {
+  let bytes: Uint8Array;
+  let headerEnd: number;
+  beforeAll(async () => {
+    bytes = await saveCheckpoint({ params: randomParams(shapes, 5), meta });
+    headerEnd = 8 + safetensorsHeaderLength(bytes, bytes.length);
+  });
+
+  it('checks metadata, names and shapes from the first bytes and the file size', () => {
+    // Only the header is at hand: the tensor data could not have been read.
+    const prefix = bytes.slice(0, headerEnd);
+    const { meta: read, header } = inspectCheckpoint(prefix, bytes.length, {
+      kind: 'expert',
+      architecture,
+      paramShapes: shapes,
+    });
+    expect(read).toMatchObject({ kind: 'expert', step: 1234 });
+    expect(header.dataStart).toBe(headerEnd);
+    expect(header.entries.map((e) => e.name).sort()).toEqual(Object.keys(shapes).sort());
+    const { 'blocks.1.mlp.fc2.bias': _gone, ...fewer } = shapes;
+    expectRejected(
+      () => inspectCheckpoint(prefix, bytes.length, { paramShapes: fewer }),
+      'unexpected_tensor',
+      /blocks\.1\.mlp\.fc2\.bias/,
+    );
+    expectRejected(
+      () => inspectCheckpoint(prefix, bytes.length, { paramShapes: { ...shapes, x: [1] } }),
+      'missing_tensor',
+    );
+    expectRejected(
+      () => inspectCheckpoint(prefix, bytes.length, { kind: 'router' }),
+      'config_mismatch',
+    );
+    // A file size that does not fit the header's offsets.
+    expectRejected(
+      () => inspectCheckpoint(prefix, bytes.length + 4),
+      'not_safetensors',
+      /trailing/,
+    );
+  });
+
+  it('refuses a header over the limit from its first 8 bytes', () => {
+    const e = expectRejected(
+      () =>
+        inspectCheckpoint(bytes.slice(0, 8), bytes.length, {}, { maxHeaderBytes: headerEnd - 9 }),
+      'not_safetensors',
+      /header length \d+ exceeds the limit/,
+    );
+    expect((e.cause as { code: string }).code).toBe('header_too_large');
+  });
+});
+
+describe('checkpointSizeBounds', () => {
+  it('bounds a real checkpoint: exact tensor bytes, a header within the allowance', async () => {
+    const bounds = checkpointSizeBounds(shapes);
+    const tensorBytes =
+      Object.values(shapes).reduce((n, s) => n + s.reduce((a, d) => a * d, 1), 0) * 4;
+    expect(bounds.tensorBytes).toBe(tensorBytes);
+    expect(bounds.maxHeaderBytes % 8).toBe(0);
+    expect(bounds.maxHeaderBytes).toBeLessThan(CHECKPOINT_METADATA_ALLOWANCE + 16 * 1024);
+    const bytes = await saveCheckpoint({ params: randomParams(shapes, 3), meta });
+    const headerLength = safetensorsHeaderLength(bytes, bytes.length);
+    expect(bytes.length - 8 - headerLength).toBe(tensorBytes);
+    expect(headerLength).toBeLessThanOrEqual(bounds.maxHeaderBytes);
+    expect(bytes.length).toBeGreaterThanOrEqual(bounds.minBytes);
+    expect(bytes.length).toBeLessThanOrEqual(bounds.maxBytes);
+    // The tensor entries alone fit in what the bound leaves beside the metadata allowance.
+    const entriesOnly = encodeSafetensors(
+      Object.fromEntries(
+        Object.entries(shapes).map(([n, s]) => [
+          n,
+          { dtype: 'F32' as const, shape: s, data: new Float32Array(s.reduce((a, d) => a * d, 1)) },
+        ]),
+      ),
+    );
+    expect(safetensorsHeaderLength(entriesOnly, entriesOnly.length)).toBeLessThanOrEqual(
+      bounds.maxHeaderBytes - CHECKPOINT_METADATA_ALLOWANCE + 8,
     );
   });
 });
