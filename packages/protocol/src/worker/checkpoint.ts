@@ -3,6 +3,26 @@ import { Id } from '../common.js';
 
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 
+/**
+ * The steps a checkpoint may be at: the multiples of the checkpoint interval before the target,
+ * and the target (the final one). A worker never uploads another; the coordinator refuses one.
+ */
+export const isCheckpointStep = (step: number, interval: number, target: number): boolean =>
+  step === target || (step > 0 && step < target && step % interval === 0);
+
+/**
+ * Stable codes a `checkpoint.rejected` reason starts with (`<code>: <message>`): nothing was
+ * uploaded, the stored object's size or sha256 is not the announced one, or its header is not a
+ * checkpoint of the run's architecture (the checkpoint error's own code follows).
+ */
+export const CHECKPOINT_REJECT_CODES = [
+  'missing_object',
+  'size_mismatch',
+  'sha256_mismatch',
+  'bad_header',
+] as const;
+export type CheckpointRejectCode = (typeof CHECKPOINT_REJECT_CODES)[number];
+
 /** Worker -> coordinator: I have a checkpoint of this size and hash; where do I put it? */
 export const CheckpointBegin = Type.Object(
   {
@@ -50,7 +70,10 @@ export const CheckpointAccepted = Type.Object(
 );
 export type CheckpointAccepted = Static<typeof CheckpointAccepted>;
 
-/** The previous resume point stays; `reason` says what was wrong (size, hash, missing object…). */
+/**
+ * The previous resume point stays; `reason` says what was wrong, starting with one of
+ * {@link CHECKPOINT_REJECT_CODES}.
+ */
 export const CheckpointRejected = Type.Object(
   {
     type: Type.Literal('checkpoint.rejected'),

@@ -14,6 +14,10 @@ export const WORKER_ERROR_CODES = [
   'lease_expired',
   /** lease.request while this worker already holds an active lease (one at a time). */
   'lease_held',
+  /** lease.request while the worker's token holds as many active leases as a token may. */
+  'lease_limit',
+  /** hello while the token has as many open connections as a token may (sent with a close). */
+  'connection_limit',
   'rate_limited',
   'internal_error',
 ] as const;
@@ -24,8 +28,17 @@ export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
  * on the message text). A frame's `code` stays what older workers know.
  * - `stale_checkpoint_step` (with `invalid_message`): the step is not after the last accepted
  *   checkpoint; a checkpoint of that step was accepted already (a commit whose answer was lost).
+ *   Also the answer to a commit at a step another upload was accepted at meanwhile.
+ * - `checkpoint_step` (with `invalid_message`): a `checkpoint.begin` at a step that is neither a
+ *   multiple of the checkpoint interval nor the target (`isCheckpointStep`).
+ * - `checkpoint_size` (with `invalid_message`): a `checkpoint.begin` whose `bytes` no checkpoint
+ *   of the run's architecture can have (its exact tensor bytes plus a small header allowance).
  */
-export const WORKER_ERROR_REASONS = ['stale_checkpoint_step'] as const;
+export const WORKER_ERROR_REASONS = [
+  'stale_checkpoint_step',
+  'checkpoint_step',
+  'checkpoint_size',
+] as const;
 export type WorkerErrorReason = (typeof WORKER_ERROR_REASONS)[number];
 
 /** Either direction: what was wrong with the last frame. `fatal` frames are followed by a close. */

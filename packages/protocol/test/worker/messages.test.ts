@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { isCheckpointStep } from '../../src/worker/checkpoint.js';
 import { MAX_FRAME_BYTES, negotiateProtocol, parseFrame } from '../../src/worker/messages.js';
 
 const hello = {
@@ -98,5 +99,18 @@ describe('negotiateProtocol', () => {
   it('picks the highest common version, or null', () => {
     expect(negotiateProtocol([1, 2, 3])).toBe(1);
     expect(negotiateProtocol([2])).toBeNull();
+  });
+});
+
+describe('isCheckpointStep', () => {
+  it('allows the multiples of the interval before the target, and the target', () => {
+    const allowed = Array.from({ length: 30 }, (_, step) => step).filter((step) =>
+      isCheckpointStep(step, 5, 23),
+    );
+    expect(allowed).toEqual([5, 10, 15, 20, 23]);
+    expect(isCheckpointStep(23, 5, 23)).toBe(true);
+    expect(isCheckpointStep(25, 5, 23)).toBe(false);
+    expect(isCheckpointStep(20, 5, 20)).toBe(true);
+    expect(isCheckpointStep(0, 5, 20)).toBe(false);
   });
 });
