@@ -5,6 +5,7 @@ import auth from './plugins/auth.js';
 import errors from './plugins/errors.js';
 import metrics from './plugins/metrics.js';
 import openapi from './plugins/openapi.js';
+import rateLimits from './plugins/rate-limits.js';
 import viewKey from './plugins/view-key.js';
 import dashboardRoutes from './routes/dashboard/index.js';
 import datasetRoutes from './routes/datasets/index.js';
@@ -36,9 +37,21 @@ export type App = FastifyInstance;
 
 /** Wire plugins and routes around an opened coordinator. Listening is `server.ts`'s job. */
 export async function buildApp(coordinator: Coordinator): Promise<App> {
+  const { config } = coordinator;
   const app = Fastify({
     loggerInstance: coordinator.log,
-    bodyLimit: coordinator.config.bodyLimitBytes,
+    bodyLimit: config.bodyLimitBytes,
+    // Who the client is (request.ip), for every per-client limit: the peer unless told otherwise.
+    trustProxy: config.trustProxy,
+    // A request must have arrived in full within requestTimeoutMs (408 otherwise: a client that
+    // trickles its headers or body holds nothing for long); idle connections are closed.
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.connectionTimeoutMs,
+    // Node checks those deadlines this often (its default, 30 s, would let a slow client stay
+    // that much past them).
+    http: {
+      connectionsCheckingInterval: Math.min(30_000, Math.ceil(config.requestTimeoutMs / 4)),
+    },
     ajv: {
       // Reject unknown properties instead of silently dropping them; apply schema defaults.
       customOptions: {
@@ -54,6 +67,7 @@ export async function buildApp(coordinator: Coordinator): Promise<App> {
   await app.register(errors);
   await app.register(openapi);
   await app.register(metrics);
+  await app.register(rateLimits);
   await app.register(auth);
   await app.register(viewKey);
 

@@ -31,6 +31,31 @@ const ConfigSchema = Type.Object({
   validationLossRatio: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.6 }),
   /** Sampling requests waiting beyond the one running; more get 429. */
   maxQueuedSamples: Type.Integer({ minimum: 0, maximum: 1000, default: 8 }),
+  /** Sampling requests one client may have waiting or running at once; more get 429 client_busy. */
+  maxQueuedSamplesPerClient: Type.Integer({ minimum: 1, maximum: 1000, default: 2 }),
+  /**
+   * Whether to believe X-Forwarded-For (the client is its first untrusted address): false (the
+   * default: the socket's peer is the client), true (any proxy), or a comma-separated list of the
+   * proxies' addresses or CIDR ranges. Every per-client limit keys on the client this decides.
+   */
+  trustProxy: Type.Union([Type.Boolean(), Type.String({ minLength: 1 })], { default: false }),
+  /** Sampling requests one client may start per minute; more get 429 rate_limited. */
+  sampleRateLimit: Type.Integer({ minimum: 1, maximum: 100_000, default: 30 }),
+  /**
+   * Failed authentications (wrong admin or view key, unknown or revoked worker token) one client
+   * may make per minute; after that every attempt of that client is refused with rate_limited,
+   * right keys included, until the minute is over.
+   */
+  authFailureLimit: Type.Integer({ minimum: 1, maximum: 100_000, default: 30 }),
+  /** Worker socket connection attempts one client may make per minute; more get 429 rate_limited. */
+  socketRateLimit: Type.Integer({ minimum: 1, maximum: 100_000, default: 60 }),
+  /** Worker connections open at once on one token; a further hello is refused (connection_limit). */
+  maxConnectionsPerToken: Type.Integer({ minimum: 1, maximum: 100_000, default: 4 }),
+  /** Active leases at once across one token's workers; a further request is refused (lease_limit). */
+  maxLeasesPerToken: Type.Integer({ minimum: 1, maximum: 100_000, default: 4 }),
+  /** Event streams (`GET /api/v1/live`) open at once, and per client; more get 429 too_many_streams. */
+  maxEventStreams: Type.Integer({ minimum: 1, maximum: 100_000, default: 100 }),
+  maxEventStreamsPerClient: Type.Integer({ minimum: 1, maximum: 100_000, default: 4 }),
   migrationsDir: Type.Optional(Type.String({ minLength: 1 })),
   /** Largest JSON request body accepted by the REST API. */
   bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 }),
@@ -40,6 +65,12 @@ const ConfigSchema = Type.Object({
   heartbeatMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5000 }),
   /** A worker connection that has not said hello within this long is closed. */
   helloTimeoutMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 10_000 }),
+  /** The coordinator pings each worker socket this often; one that missed the last pong is dropped. */
+  wsPingMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 20_000 }),
+  /** A request (headers and body) must have arrived within this long, or it gets 408. */
+  requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
+  /** An HTTP connection idle (nothing read or written) for this long is closed. */
+  connectionTimeoutMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 300_000 }),
   /** A lease not renewed for this long expires (about three missed heartbeats). */
   leaseTtlMs: Type.Integer({ minimum: 150, maximum: 3_600_000, default: 15_000 }),
   /** Largest checkpoint a worker may upload. */
@@ -82,11 +113,23 @@ export const ENV = {
   routerSteps: 'ARCHIPELAGO_ROUTER_STEPS',
   validationLossRatio: 'ARCHIPELAGO_VALIDATION_LOSS_RATIO',
   maxQueuedSamples: 'ARCHIPELAGO_MAX_QUEUED_SAMPLES',
+  maxQueuedSamplesPerClient: 'ARCHIPELAGO_MAX_QUEUED_SAMPLES_PER_CLIENT',
+  trustProxy: 'ARCHIPELAGO_TRUST_PROXY',
+  sampleRateLimit: 'ARCHIPELAGO_SAMPLE_RATE_LIMIT',
+  authFailureLimit: 'ARCHIPELAGO_AUTH_FAILURE_LIMIT',
+  socketRateLimit: 'ARCHIPELAGO_SOCKET_RATE_LIMIT',
+  maxConnectionsPerToken: 'ARCHIPELAGO_MAX_CONNECTIONS_PER_TOKEN',
+  maxLeasesPerToken: 'ARCHIPELAGO_MAX_LEASES_PER_TOKEN',
+  maxEventStreams: 'ARCHIPELAGO_MAX_EVENT_STREAMS',
+  maxEventStreamsPerClient: 'ARCHIPELAGO_MAX_EVENT_STREAMS_PER_CLIENT',
   migrationsDir: 'ARCHIPELAGO_MIGRATIONS_DIR',
   bodyLimitBytes: 'ARCHIPELAGO_BODY_LIMIT_BYTES',
   jobConcurrency: 'ARCHIPELAGO_JOB_CONCURRENCY',
   heartbeatMs: 'ARCHIPELAGO_HEARTBEAT_MS',
   helloTimeoutMs: 'ARCHIPELAGO_HELLO_TIMEOUT_MS',
+  wsPingMs: 'ARCHIPELAGO_WS_PING_MS',
+  requestTimeoutMs: 'ARCHIPELAGO_REQUEST_TIMEOUT_MS',
+  connectionTimeoutMs: 'ARCHIPELAGO_CONNECTION_TIMEOUT_MS',
   leaseTtlMs: 'ARCHIPELAGO_LEASE_TTL_MS',
   maxCheckpointBytes: 'ARCHIPELAGO_MAX_CHECKPOINT_BYTES',
 } as const;
@@ -150,10 +193,25 @@ export function loadConfig(
     'routerSteps',
     'validationLossRatio',
     'maxQueuedSamples',
+    'maxQueuedSamplesPerClient',
+    'sampleRateLimit',
+    'authFailureLimit',
+    'socketRateLimit',
+    'maxConnectionsPerToken',
+    'maxLeasesPerToken',
+    'maxEventStreams',
+    'maxEventStreamsPerClient',
+    'wsPingMs',
+    'requestTimeoutMs',
+    'connectionTimeoutMs',
   ] as const) {
     if (typeof merged[k] === 'string' && /^\d+(\.\d+)?$/.test(merged[k] as string)) {
       merged[k] = Number(merged[k]);
     }
+  }
+  if (typeof merged.trustProxy === 'string') {
+    if (/^(1|true|yes)$/i.test(merged.trustProxy)) merged.trustProxy = true;
+    else if (/^(0|false|no)$/i.test(merged.trustProxy)) merged.trustProxy = false;
   }
   if (typeof merged.localJobs === 'string') {
     if (/^(1|true|yes)$/i.test(merged.localJobs)) merged.localJobs = true;

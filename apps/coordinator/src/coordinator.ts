@@ -83,6 +83,7 @@ export async function openCoordinator(
     log,
     local: options.processSampling ?? config.localJobs,
     maxQueued: config.maxQueuedSamples,
+    maxPerClient: config.maxQueuedSamplesPerClient,
     ...(redis ? { redis } : {}),
   });
   const hub = new WorkerHub({ db, store, log, config, dispatchJob: (id) => jobs.dispatch(id) });

@@ -28,6 +28,14 @@ export const ERROR_CODES = [
   // Limits.
   'too_costly',
   'busy',
+  /** This client already has as many sampling requests waiting or running as it may. */
+  'client_busy',
+  /** Too many requests of one kind from this client in the current window (plugins/rate-limits.ts). */
+  'rate_limited',
+  /** As many event streams are open as the coordinator (or this client) may have. */
+  'too_many_streams',
+  /** The client went away before its request was served (its sampling job was stopped). */
+  'cancelled',
   // A worker's lease messages (the worker protocol's codes).
   'unknown_lease',
   'lease_expired',
@@ -35,6 +43,8 @@ export const ERROR_CODES = [
   'out_of_order',
   'stale_checkpoint_step',
   'lease_held',
+  /** The worker's token already holds as many active leases as a token may. */
+  'lease_limit',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

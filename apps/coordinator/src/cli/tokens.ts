@@ -52,13 +52,15 @@ export function registerTokenCommands(program: Command): void {
   token
     .command('revoke <tokenId>')
     .description(
-      "revoke a token; a running coordinator closes its workers' connections at their next heartbeat",
+      "revoke a token and end its workers' leases; a running coordinator closes their connections within a second",
     )
     .addOption(dataDirOption())
     .action(async (id: string, opts) =>
       withCoordinator(opts, async (c) => {
         const t = revokeToken(c.db, id);
-        process.stdout.write(`revoked ${t.id} "${t.name}"\n`);
+        process.stdout.write(
+          `revoked ${t.id} "${t.name}"; ended ${t.endedLeases.length} active lease(s)\n`,
+        );
       }),
     );
 }

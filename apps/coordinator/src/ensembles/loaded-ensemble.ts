@@ -111,8 +111,11 @@ export class LoadedEnsemble {
     return Number((this.manifest.model.architecture as { numClasses?: number }).numClasses ?? 0);
   }
 
-  /** Images `[count, H, W, C]` from the ensemble, deterministic in `settings.seed`. */
-  async sample(s: SampleSettings): Promise<SampleOutput> {
+  /**
+   * Images `[count, H, W, C]` from the ensemble, deterministic in `settings.seed`. Once `signal`
+   * aborts, sampling stops at the next step and throws the signal's reason.
+   */
+  async sample(s: SampleSettings, signal?: AbortSignal): Promise<SampleOutput> {
     const start = performance.now();
     const { manifest } = this;
     const arch = manifest.model.architecture as { imageSize: number; channels: number };
@@ -174,11 +177,26 @@ export class LoadedEnsemble {
     }
     const shape = [B, arch.imageSize, arch.imageSize, arch.channels];
     const xT = initialNoise(shape, s.seed);
-    let x0: tf.Tensor;
+    let x0: tf.Tensor = xT;
     try {
       const { sampler, grid } = samplerEntry(s.sampler);
+      const times = grid(s.steps);
       // Images live in [-1, 1]: samplers that clip their x0 estimates (DDIM) clip there.
-      x0 = sampler(model, xT, grid(s.steps), { x0Clamp: [-1, 1], ...(labels ? { labels } : {}) });
+      const options = { x0Clamp: [-1, 1] as [number, number], ...(labels ? { labels } : {}) };
+      // One step at a time, yielding in between: a step of every sampler needs only the state and
+      // its two grid times (they share one loop, `integrate`), so the pixels are those of one
+      // call, while the process keeps serving (heartbeats, other requests) and a request whose
+      // client went away stops at the next step.
+      for (let i = 0; i + 1 < times.length; i++) {
+        const next = sampler(model, x0, [times[i]!, times[i + 1]!], options);
+        if (x0 !== xT) x0.dispose();
+        x0 = next;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (signal?.aborted) {
+          x0.dispose();
+          signal.throwIfAborted();
+        }
+      }
     } finally {
       xT.dispose();
       labels?.dispose();

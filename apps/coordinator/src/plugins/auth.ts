@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { rateLimited } from './rate-limits.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,12 +31,15 @@ export default fp(
             },
           });
       }
+      // A client that failed too often is refused before its key is looked at (no oracle).
+      if (await app.authFailures.locked(request)) throw rateLimited('failed authentications');
       if (!app.coordinator.adminKey.verify(key)) {
+        await app.authFailures.failed(request);
         return reply
           .status(403)
           .send({ error: { code: 'forbidden', message: 'the admin API key is not valid' } });
       }
     });
   },
-  { name: 'auth' },
+  { name: 'auth', dependencies: ['rate-limits'] },
 );

@@ -24,12 +24,18 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_transition: 409,
   too_costly: 413,
   busy: 429,
+  client_busy: 429,
+  rate_limited: 429,
+  too_many_streams: 429,
+  // nginx's "client closed request": nobody reads it, but logs tell it from a server error.
+  cancelled: 499,
   unknown_lease: 404,
   lease_expired: 409,
   invalid_message: 400,
   out_of_order: 409,
   stale_checkpoint_step: 409,
   lease_held: 409,
+  lease_limit: 409,
 };
 
 /** Every error leaves as `{ error: { code, message } }` with a status that says whose fault it is. */

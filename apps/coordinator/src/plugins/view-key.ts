@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { presentedKey } from './auth.js';
+import { rateLimited } from './rate-limits.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
@@ -73,8 +74,10 @@ export default fp(
             },
           });
       }
+      if (await app.authFailures.locked(request)) throw rateLimited('failed authentications');
       // A URL ends up in logs, histories and referrers: the admin key is never taken from one.
       if (!isViewKey(key) && (fromQuery || !app.coordinator.adminKey.verify(key))) {
+        await app.authFailures.failed(request);
         return reply
           .status(403)
           .send({ error: { code: 'forbidden', message: 'the view key is not valid' } });

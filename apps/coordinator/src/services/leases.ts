@@ -21,6 +21,7 @@ import {
   leases,
   runs,
   shards,
+  workers,
 } from '../db/schema/index.js';
 import { DomainError } from '../errors.js';
 import { specForFamily } from '../experts/objective-specs.js';
@@ -48,7 +49,8 @@ export class LeaseError extends DomainError {
       | 'invalid_message'
       | 'out_of_order'
       | 'stale_checkpoint_step'
-      | 'lease_held',
+      | 'lease_held'
+      | 'lease_limit',
     message: string,
   ) {
     super(code, message);
@@ -78,6 +80,7 @@ export function tryLease(
   workerId: string,
   workerObjective: ExpertObjective,
   ttlMs: number,
+  maxLeasesPerToken = Number.POSITIVE_INFINITY,
 ): { lease: LeaseRow; expert: ExpertRow } | null {
   return db.transaction((tx) => {
     // One lease at a time: a worker cannot hoard experts by asking again while it trains one.
@@ -96,6 +99,33 @@ export function tryLease(
       throw new LeaseError(
         'lease_held',
         `this worker already holds lease ${held.id}; finish or release it before asking for another`,
+      );
+    }
+    // Nor by opening many workers on one token: its workers' active leases are capped together.
+    const me = tx
+      .select({ tokenId: workers.tokenId })
+      .from(workers)
+      .where(eq(workers.id, workerId))
+      .get();
+    const sameToken = tx
+      .select({ id: workers.id })
+      .from(workers)
+      .where(eq(workers.tokenId, me?.tokenId ?? ''));
+    const { n } = tx
+      .select({ n: sql<number>`count(*)` })
+      .from(leases)
+      .where(
+        and(
+          inArray(leases.workerId, sameToken),
+          eq(leases.status, 'active'),
+          gt(leases.expiresAt, new Date()),
+        ),
+      )
+      .get()!;
+    if (n >= maxLeasesPerToken) {
+      throw new LeaseError(
+        'lease_limit',
+        `this worker's token already holds ${n} active leases, the most a token may hold; finish one first`,
       );
     }
     const candidates = tx

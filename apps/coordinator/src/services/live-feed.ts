@@ -4,6 +4,7 @@ import { gte } from 'drizzle-orm';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/database.js';
 import { experts } from '../db/schema/index.js';
+import { DomainError } from '../errors.js';
 import { eventsAfter, lastEventId } from './events.js';
 
 export interface LiveFeedOptions {
@@ -13,10 +14,15 @@ export interface LiveFeedOptions {
   pingMs?: number;
   /** Browsers reconnect after this long when a stream drops (the SSE `retry:` field). */
   retryMs?: number;
+  /** Streams open at once (default 100), and per client (default 4). */
+  maxStreams?: number;
+  maxPerClient?: number;
 }
 
 interface Client {
   res: ServerResponse;
+  /** Who opened it (request.ip), for the per-client cap. */
+  key: string;
   /** Events up to this id are covered by what the client fetched after `hello`. */
   since: number;
 }
@@ -51,6 +57,8 @@ export class LiveFeed {
   private readonly pollMs: number;
   private readonly pingEvery: number;
   private readonly retryMs: number;
+  private readonly maxStreams: number;
+  private readonly maxPerClient: number;
 
   constructor(
     private readonly db: Db,
@@ -60,6 +68,8 @@ export class LiveFeed {
     this.pollMs = options.pollMs ?? 1000;
     this.pingEvery = Math.max(1, Math.round((options.pingMs ?? 15_000) / this.pollMs));
     this.retryMs = options.retryMs ?? 2000;
+    this.maxStreams = options.maxStreams ?? 100;
+    this.maxPerClient = options.maxPerClient ?? 4;
   }
 
   get size(): number {
@@ -70,8 +80,30 @@ export class LiveFeed {
     return this.timer !== null;
   }
 
-  /** Stream to `res` (headers not yet sent) until the client goes away or the feed closes. */
-  add(res: ServerResponse): void {
+  /**
+   * Throws `too_many_streams` when as many streams are open as the feed, or client `key`, may
+   * have: each stream holds a socket and a share of every poll.
+   */
+  admit(key: string): void {
+    if (this.clients.size >= this.maxStreams)
+      throw new DomainError(
+        'too_many_streams',
+        `${this.clients.size} live streams are open, the most this coordinator serves; try again later`,
+      );
+    let mine = 0;
+    for (const c of this.clients) if (c.key === key) mine++;
+    if (mine >= this.maxPerClient)
+      throw new DomainError(
+        'too_many_streams',
+        `this client has ${mine} live streams open, the most one client may have; close one`,
+      );
+  }
+
+  /**
+   * Stream to `res` (headers not yet sent) until the client goes away or the feed closes; `key`
+   * is the client (see {@link admit}, which the caller asks first).
+   */
+  add(res: ServerResponse, key = ''): void {
     if (this.closed) {
       res.writeHead(503, { 'content-type': 'text/plain' }).end('coordinator shutting down\n');
       return;
@@ -84,7 +116,7 @@ export class LiveFeed {
       'x-accel-buffering': 'no',
     });
     const since = lastEventId(this.db);
-    const client: Client = { res, since };
+    const client: Client = { res, key, since };
     res.write(`retry: ${this.retryMs}\n\n`);
     this.clients.add(client);
     res.on('close', () => this.remove(client));

@@ -6,12 +6,14 @@
  * Redis and object store). Every sampler keeps the last ensembles it used loaded.
  *
  * Sampling requests are not rows in SQLite: a request lives as long as its HTTP call, so after a
- * crash there is nothing to resume.
+ * crash there is nothing to resume, and a request whose client goes away is dropped: removed
+ * while it waits, stopped at its next step while it runs. One client may have at most
+ * `maxPerClient` requests waiting or running.
  */
 import { encodePng, type ImageSet, renderGrid, upscaleFor } from '@archipelago/data';
 import { SAMPLE_LIMITS, type SampleRequest } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
-import { Queue, QueueEvents, Worker } from 'bullmq';
+import { Queue, QueueEvents, QueueEventsProducer, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import {
   LoadedEnsemble,
@@ -31,6 +33,8 @@ export interface SamplingOptions {
   /** Take sampling jobs in this process (Redis mode; in-process mode always does). */
   local: boolean;
   maxQueued: number;
+  /** Requests one client may have waiting or running (default 2). */
+  maxPerClient?: number;
   /** Ensembles kept loaded (default 2). */
   cacheSize?: number;
 }
@@ -97,20 +101,59 @@ interface WireOutput extends Omit<SampleOutput, 'pixels'> {
   pixels: string;
 }
 
+/** Who asks, and the signal that aborts once they went away. */
+export interface SampleCaller {
+  /** The client (request.ip) its per-client limit counts against. */
+  client?: string;
+  signal?: AbortSignal;
+}
+
+/** The event a requester publishes on the sampling queue to stop a job a sampler is running. */
+const CANCEL_EVENT = 'sample.cancel';
+
+const cancelled = () =>
+  new DomainError('cancelled', 'the client went away; its sampling request was dropped');
+
+/** One in-process request, waiting for or holding the one slot. */
+interface Entry {
+  ensembleId: string;
+  settings: SampleSettings;
+  signal: AbortSignal | undefined;
+  resolve: (out: SampleOutput) => void;
+  reject: (err: unknown) => void;
+  done: () => void;
+}
+
 export class SamplingService {
   private readonly cache = new Map<string, Promise<LoadedEnsemble>>();
   /** Manifests are immutable: cache them for good. */
   private readonly manifests = new Map<string, LoadedEnsemble['manifest']>();
-  private running: Promise<unknown> = Promise.resolve();
-  private waiting = 0;
+  /** In-process: requests waiting, and the one being sampled. */
+  private readonly waiting: Entry[] = [];
+  private running: Promise<void> | null = null;
+  private readonly perClient = new Map<string, number>();
+  private stoppedCount = 0;
   private queue: Queue | null = null;
   private events: QueueEvents | null = null;
+  private cancels: QueueEventsProducer | null = null;
   private worker: Worker | null = null;
 
   constructor(private readonly options: SamplingOptions) {}
 
   get mode(): 'bullmq' | 'in-process' {
     return this.options.redis ? 'bullmq' : 'in-process';
+  }
+
+  /**
+   * In-process requests waiting and running, and how many were dropped because their client went
+   * away (while waiting or mid-sampling).
+   */
+  activity(): { waiting: number; running: number; dropped: number } {
+    return {
+      waiting: this.waiting.length,
+      running: this.running ? 1 : 0,
+      dropped: this.stoppedCount,
+    };
   }
 
   /** The stored manifest of an ensemble (read once: manifests are immutable). */
@@ -171,6 +214,14 @@ export class SamplingService {
     const prefix = redis.prefix ?? 'archipelago';
     this.queue = new Queue(SAMPLING_QUEUE, { connection: redisConnection(redis), prefix });
     this.events = new QueueEvents(SAMPLING_QUEUE, { connection: redisConnection(redis), prefix });
+    this.cancels = new QueueEventsProducer(SAMPLING_QUEUE, {
+      connection: redisConnection(redis),
+      prefix,
+    });
+    // A requester whose client went away asks whichever sampler runs its job to stop it.
+    (this.events as unknown as NodeJS.EventEmitter).on(CANCEL_EVENT, (args: { jobId?: string }) => {
+      if (args.jobId) this.worker?.cancelJob(args.jobId, 'the client went away');
+    });
     await this.events.waitUntilReady();
     if (local) await this.startWorker();
   }
@@ -181,12 +232,12 @@ export class SamplingService {
     if (!redis || this.worker) return;
     this.worker = new Worker(
       SAMPLING_QUEUE,
-      async (job) => {
+      async (job, _token, signal) => {
         const { ensembleId, settings } = job.data as {
           ensembleId: string;
           settings: SampleSettings;
         };
-        const out = await (await this.ensemble(ensembleId)).sample(settings);
+        const out = await (await this.ensemble(ensembleId)).sample(settings, signal);
         return { ...out, pixels: Buffer.from(out.pixels).toString('base64') } satisfies WireOutput;
       },
       {
@@ -200,46 +251,138 @@ export class SamplingService {
     await this.worker.waitUntilReady();
   }
 
-  /** Sample, here or on a sampler process; 429 when too many requests wait. */
-  async sample(ensembleId: string, settings: SampleSettings): Promise<SampleOutput> {
-    if (this.queue && this.events) {
-      const waiting = await this.queue.getWaitingCount();
-      if (waiting >= this.options.maxQueued)
-        throw new DomainError(
-          'busy',
-          `${waiting} sampling requests are already waiting; try again shortly`,
-        );
-      const job = await this.queue.add(
-        'sample',
-        { ensembleId, settings },
-        { removeOnComplete: true, removeOnFail: true, attempts: 1 },
+  /**
+   * Sample, here or on a sampler process. 429 `busy` when too many requests wait, `client_busy`
+   * when this client has as many waiting or running as it may; `cancelled` once `signal` aborts.
+   */
+  async sample(
+    ensembleId: string,
+    settings: SampleSettings,
+    { client = '', signal }: SampleCaller = {},
+  ): Promise<SampleOutput> {
+    if (signal?.aborted) throw cancelled();
+    const mine = this.perClient.get(client) ?? 0;
+    const maxPerClient = this.options.maxPerClient ?? 2;
+    if (mine >= maxPerClient)
+      throw new DomainError(
+        'client_busy',
+        `this client already has ${mine} sampling requests waiting or running, the most one client may have; wait for them`,
       );
-      const out = (await job.waitUntilFinished(this.events, 300_000)) as WireOutput;
-      return { ...out, pixels: new Uint8Array(Buffer.from(out.pixels, 'base64')) };
+    this.perClient.set(client, mine + 1);
+    try {
+      return this.queue && this.events
+        ? await this.sampleOnQueue(this.queue, this.events, ensembleId, settings, signal)
+        : await this.sampleHere(ensembleId, settings, signal);
+    } finally {
+      const left = (this.perClient.get(client) ?? 1) - 1;
+      if (left > 0) this.perClient.set(client, left);
+      else this.perClient.delete(client);
     }
-    if (this.waiting >= this.options.maxQueued)
+  }
+
+  private async sampleOnQueue(
+    queue: Queue,
+    events: QueueEvents,
+    ensembleId: string,
+    settings: SampleSettings,
+    signal: AbortSignal | undefined,
+  ): Promise<SampleOutput> {
+    const waiting = await queue.getWaitingCount();
+    if (waiting >= this.options.maxQueued)
       throw new DomainError(
         'busy',
-        `${this.waiting} sampling requests are already waiting; try again shortly`,
+        `${waiting} sampling requests are already waiting; try again shortly`,
       );
-    this.waiting += 1;
-    const turn = this.running.then(
-      () => undefined,
-      () => undefined,
+    const job = await queue.add(
+      'sample',
+      { ensembleId, settings },
+      { removeOnComplete: true, removeOnFail: true, attempts: 1 },
     );
-    const result = turn.then(async () => {
-      this.waiting -= 1;
-      return (await this.ensemble(ensembleId)).sample(settings);
+    const finished = job.waitUntilFinished(events, 300_000) as Promise<WireOutput>;
+    let onAbort = () => {};
+    const gone = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        reject(cancelled());
+        // A job still waiting is removed; one a sampler holds is locked, so it is asked to stop.
+        job
+          .remove()
+          .catch(() =>
+            this.cancels?.publishEvent({ eventName: CANCEL_EVENT, jobId: job.id! }).catch(() => {}),
+          );
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
-    this.running = result.catch(() => undefined);
-    return result;
+    try {
+      const out = await Promise.race([finished, gone]);
+      return { ...out, pixels: new Uint8Array(Buffer.from(out.pixels, 'base64')) };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      finished.catch(() => {});
+    }
+  }
+
+  private sampleHere(
+    ensembleId: string,
+    settings: SampleSettings,
+    signal: AbortSignal | undefined,
+  ): Promise<SampleOutput> {
+    if (this.running && this.waiting.length >= this.options.maxQueued)
+      throw new DomainError(
+        'busy',
+        `${this.waiting.length} sampling requests are already waiting; try again shortly`,
+      );
+    return new Promise<SampleOutput>((resolve, reject) => {
+      const onAbort = () => {
+        // Still waiting: it leaves the queue now. Running: the sampler stops at its next step.
+        const i = this.waiting.indexOf(entry);
+        if (i < 0) return;
+        this.waiting.splice(i, 1);
+        this.stoppedCount++;
+        entry.done();
+        reject(cancelled());
+      };
+      const entry: Entry = {
+        ensembleId,
+        settings,
+        signal,
+        resolve,
+        reject,
+        done: () => signal?.removeEventListener('abort', onAbort),
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(entry);
+      this.next();
+    });
+  }
+
+  /** Start the next waiting request when the slot is free. */
+  private next(): void {
+    if (this.running) return;
+    const entry = this.waiting.shift();
+    if (!entry) return;
+    this.running = (async () => {
+      try {
+        const ensemble = await this.ensemble(entry.ensembleId);
+        entry.resolve(await ensemble.sample(entry.settings, entry.signal));
+      } catch (err) {
+        if (entry.signal?.aborted) {
+          this.stoppedCount++;
+          entry.reject(cancelled());
+        } else entry.reject(err);
+      } finally {
+        entry.done();
+        this.running = null;
+        this.next();
+      }
+    })();
   }
 
   async close(): Promise<void> {
     await this.worker?.close();
     await this.events?.close();
+    await this.cancels?.close();
     await this.queue?.close();
-    await this.running.catch(() => undefined);
+    await this.running;
     for (const e of this.cache.values()) void e.then((x) => x.dispose()).catch(() => {});
     this.cache.clear();
   }

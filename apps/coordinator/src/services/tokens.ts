@@ -1,10 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { desc, eq } from 'drizzle-orm';
+import { and, desc, eq, inArray } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
-import { type WorkerTokenRow, workerTokens } from '../db/schema/index.js';
+import {
+  type LeaseRow,
+  leases,
+  type WorkerTokenRow,
+  workers,
+  workerTokens,
+} from '../db/schema/index.js';
 import { notFound } from '../errors.js';
 import { newId } from '../ids.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { endLease } from './leases.js';
 
 export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
@@ -50,12 +57,31 @@ export function listTokens(db: Db): TokenView[] {
     .map(toTokenView);
 }
 
-/** Revoke a token (idempotent). Live connections are closed by the caller (the worker hub). */
-export function revokeToken(db: Db, id: string): TokenView {
+/**
+ * Revoke a token (idempotent) and, in the same transaction, end every active lease of its workers
+ * (their experts return to the pool; what a lease allowed ends with it). Live connections are
+ * closed by the worker hub: at once when the server revokes, within a moment when another
+ * process (the CLI) does (WorkerHub polls for it).
+ */
+export function revokeToken(db: Db, id: string): TokenView & { endedLeases: LeaseRow[] } {
   return db.transaction((tx) => {
     const row = tx.select().from(workerTokens).where(eq(workerTokens.id, id)).get();
     if (!row) throw notFound('token', id);
-    if (row.revokedAt) return toTokenView(row);
+    const active = tx
+      .select()
+      .from(leases)
+      .where(
+        and(
+          eq(leases.status, 'active'),
+          inArray(
+            leases.workerId,
+            tx.select({ id: workers.id }).from(workers).where(eq(workers.tokenId, id)),
+          ),
+        ),
+      )
+      .all();
+    for (const lease of active) endLease(tx, lease, 'revoked', 'worker token revoked');
+    if (row.revokedAt) return { ...toTokenView(row), endedLeases: active };
     const updated = tx
       .update(workerTokens)
       .set({ revokedAt: new Date() })
@@ -63,7 +89,7 @@ export function revokeToken(db: Db, id: string): TokenView {
       .returning()
       .get();
     recordEvent(tx, EVENTS.tokenRevoked, { data: { tokenId: id, name: row.name } });
-    return toTokenView(updated);
+    return { ...toTokenView(updated), endedLeases: active };
   });
 }
 

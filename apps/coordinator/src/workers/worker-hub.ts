@@ -10,11 +10,11 @@ import {
   type WorkerErrorReason,
   type WorkerMessage,
 } from '@archipelago/protocol';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { Db } from '../db/database.js';
-import { type LeaseRow, workers } from '../db/schema/index.js';
+import { type LeaseRow, workers, workerTokens } from '../db/schema/index.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import { newId } from '../ids.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
@@ -44,9 +44,13 @@ export const CLOSE = {
 
 export interface HubOptions extends LeaseDeps {
   log: Logger;
-  config: LeaseDeps['config'] & { heartbeatMs: number; helloTimeoutMs?: number };
-  /** Failed hellos (bad tokens) allowed per remote address per minute. */
-  helloRateLimit?: number;
+  config: LeaseDeps['config'] & {
+    heartbeatMs: number;
+    helloTimeoutMs?: number;
+    wsPingMs?: number;
+    maxConnectionsPerToken?: number;
+    maxLeasesPerToken?: number;
+  };
   /** Hands a job row (checkpoint validation) to the job queue once its transaction committed. */
   dispatchJob?: (id: string) => void;
 }
@@ -62,6 +66,7 @@ const FRAME_CODES: Partial<Record<ErrorCode, WorkerErrorCode>> = {
   out_of_order: 'out_of_order',
   stale_checkpoint_step: 'invalid_message',
   lease_held: 'lease_held',
+  lease_limit: 'lease_limit',
   // The expert moved on meanwhile (its lease ended, its run was cancelled): the message is late.
   invalid_transition: 'out_of_order',
 };
@@ -70,13 +75,29 @@ const FRAME_CODES: Partial<Record<ErrorCode, WorkerErrorCode>> = {
 const MAX_BAD_FRAMES = 20;
 
 /**
+ * How often the hub looks for tokens revoked by another process (the CLI). A look is one
+ * `PRAGMA data_version` (a counter SQLite bumps when another connection commits) unless the
+ * database changed; only then are the connected tokens read.
+ */
+const REVOCATION_POLL_MS = 250;
+
+/** Failed authentications per client, kept by the HTTP side (plugins/rate-limits.ts). */
+export interface HelloGate {
+  /** The client used up its failed attempts: refuse its hello before looking at the token. */
+  locked(): Promise<boolean>;
+  /** Count a failed hello (unknown or revoked token). */
+  failed(): Promise<void>;
+}
+
+/**
  * Every live worker connection, and the lease clock. Each connection handles its frames one at a
  * time, in order; state lives in SQLite, so a restarted coordinator loses nothing.
  */
 export class WorkerHub {
   private readonly connections = new Map<string, WorkerConnection>();
-  private readonly failedHellos = new Map<string, number[]>();
   private timer: NodeJS.Timeout | null = null;
+  private revocationTimer: NodeJS.Timeout | null = null;
+  private dataVersion: number | null = null;
   /** Set once the coordinator shuts down: late socket events must not touch the database. */
   stopped = false;
 
@@ -101,17 +122,21 @@ export class WorkerHub {
       if (!stalled) this.sweep();
     }, every);
     this.timer.unref();
+    this.revocationTimer = setInterval(() => this.pollRevocations(), REVOCATION_POLL_MS);
+    this.revocationTimer.unref();
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.revocationTimer) clearInterval(this.revocationTimer);
     this.timer = null;
+    this.revocationTimer = null;
     for (const c of this.connections.values()) c.close(CLOSE.shutdown, 'coordinator shutting down');
   }
 
-  accept(socket: WebSocket, remote: string): void {
-    const conn = new WorkerConnection(this, socket, remote);
+  accept(socket: WebSocket, remote: string, gate: HelloGate): void {
+    const conn = new WorkerConnection(this, socket, remote, gate);
     socket.on('close', () => conn.closed());
   }
 
@@ -127,28 +152,19 @@ export class WorkerHub {
     this.connections.set(workerId, conn);
   }
 
-  unregister(conn: WorkerConnection, workerId: string): void {
-    if (this.connections.get(workerId) === conn) this.connections.delete(workerId);
+  /** Forget a closed connection; false when a newer connection of its worker replaced it. */
+  unregister(conn: WorkerConnection, workerId: string): boolean {
+    if (this.connections.get(workerId) !== conn) return false;
+    this.connections.delete(workerId);
+    return true;
   }
 
-  /**
-   * Whether `remote` may try a hello now: an address with too many failed hellos (unknown or
-   * revoked tokens) in the last minute is refused, so tokens cannot be guessed at speed, while
-   * any number of valid workers behind one NAT can connect.
-   */
-  allowHello(remote: string): boolean {
-    const limit = this.options.helloRateLimit ?? 30;
-    const now = Date.now();
-    const recent = (this.failedHellos.get(remote) ?? []).filter((t) => now - t < 60_000);
-    if (recent.length === 0) this.failedHellos.delete(remote);
-    else this.failedHellos.set(remote, recent);
-    return recent.length < limit;
-  }
-
-  helloFailed(remote: string): void {
-    const list = this.failedHellos.get(remote) ?? [];
-    list.push(Date.now());
-    this.failedHellos.set(remote, list);
+  /** Open connections of a token, not counting worker `except`'s (a reconnect replaces it). */
+  connectionsOf(tokenId: string, except?: string): number {
+    let n = 0;
+    for (const [workerId, c] of this.connections)
+      if (c.tokenId === tokenId && workerId !== except) n++;
+    return n;
   }
 
   /** Close the live connections of a revoked token and end their leases. */
@@ -173,6 +189,32 @@ export class WorkerHub {
     return closed;
   }
 
+  /**
+   * Close the connections of tokens revoked elsewhere (the CLI writes to the same database from
+   * its own process); their leases were ended by the revocation itself.
+   */
+  private pollRevocations(): void {
+    try {
+      const version = this.db.$client.pragma('data_version', { simple: true }) as number;
+      if (version === this.dataVersion) return;
+      this.dataVersion = version;
+      const connected = new Set<string>();
+      for (const c of this.connections.values()) if (c.tokenId) connected.add(c.tokenId);
+      if (connected.size === 0) return;
+      const revoked = this.db
+        .select({ id: workerTokens.id })
+        .from(workerTokens)
+        .where(and(inArray(workerTokens.id, [...connected]), isNotNull(workerTokens.revokedAt)))
+        .all();
+      for (const t of revoked) {
+        this.options.log.info({ token: t.id }, 'token revoked elsewhere: closing its connections');
+        this.revokeToken(t.id);
+      }
+    } catch (err) {
+      this.options.log.error({ err }, 'revocation poll failed');
+    }
+  }
+
   private sweep(): void {
     try {
       for (const lease of expireLeases(this.db)) {
@@ -184,6 +226,11 @@ export class WorkerHub {
     }
   }
 
+  /** Tell the connected holders of ended leases (before a revocation closes their sockets). */
+  notifyLeasesEnded(ended: LeaseRow[], reason: string): void {
+    for (const lease of ended) this.notifyLeaseEnded(lease, reason);
+  }
+
   private notifyLeaseEnded(lease: LeaseRow, reason: string): void {
     this.connections.get(lease.workerId)?.send({ type: 'lease.revoke', leaseId: lease.id, reason });
   }
@@ -192,17 +239,22 @@ export class WorkerHub {
 /** One worker's socket: hello first, then requests handled strictly in order. */
 class WorkerConnection {
   private workerId: string | null = null;
-  private tokenId: string | null = null;
+  /** The token this connection said hello with (null before hello). */
+  tokenId: string | null = null;
   private objective: Hello['objective'] = 'any';
   private badFrames = 0;
   private chain: Promise<void> = Promise.resolve();
   /** Closes a connection that opens and never says hello (it would hold a socket for free). */
   private helloTimer: NodeJS.Timeout | null;
+  /** Pings the peer; one that did not answer the previous ping is dropped. */
+  private readonly pingTimer: NodeJS.Timeout;
+  private alive = true;
 
   constructor(
     private readonly hub: WorkerHub,
     private readonly socket: WebSocket,
     private readonly remote: string,
+    private readonly gate: HelloGate,
   ) {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       this.chain = this.chain.then(() => this.onFrame(data, isBinary));
@@ -215,6 +267,20 @@ class WorkerConnection {
       this.close(CLOSE.protocol, 'no hello');
     }, timeoutMs);
     this.helloTimer.unref();
+    socket.on('pong', () => {
+      this.alive = true;
+    });
+    this.pingTimer = setInterval(() => {
+      if (socket.readyState !== socket.OPEN) return;
+      if (!this.alive) {
+        hub.options.log.info({ worker: this.workerId, remote }, 'worker missed a pong: dropped');
+        socket.terminate();
+        return;
+      }
+      this.alive = false;
+      socket.ping();
+    }, hub.options.config.wsPingMs ?? 20_000);
+    this.pingTimer.unref();
   }
 
   send(message: CoordinatorMessage): void {
@@ -252,8 +318,10 @@ class WorkerConnection {
 
   closed(): void {
     if (this.helloTimer) clearTimeout(this.helloTimer);
+    clearInterval(this.pingTimer);
     if (!this.workerId || this.hub.stopped) return;
-    this.hub.unregister(this, this.workerId);
+    // A connection replaced by its worker's reconnect leaves the worker online.
+    if (!this.hub.unregister(this, this.workerId)) return;
     // Leases stay: a worker that reconnects within the TTL re-attaches to its lease.
     this.hub.db
       .update(workers)
@@ -289,7 +357,7 @@ class WorkerConnection {
           );
           return this.close(CLOSE.protocol, 'hello expected');
         }
-        return this.onHello(msg);
+        return await this.onHello(msg);
       }
       await this.onMessage(msg);
     } catch (err) {
@@ -315,9 +383,12 @@ class WorkerConnection {
     if (fatal) this.close(CLOSE.protocol, 'too many invalid frames');
   }
 
-  private onHello(msg: Hello): void {
+  private async onHello(msg: Hello): Promise<void> {
     const { db, config } = this.hub.options;
-    if (!this.hub.allowHello(this.remote)) {
+    // Too many unknown or revoked tokens from this client: refused before the token is looked at,
+    // so tokens cannot be guessed at speed, while any number of valid workers behind one NAT
+    // connect.
+    if (await this.gate.locked()) {
       this.sendError(
         'rate_limited',
         'too many failed connection attempts from this address; wait a minute',
@@ -340,7 +411,7 @@ class WorkerConnection {
     }
     const token = checkToken(db, msg.token);
     if (!token.ok) {
-      this.hub.helloFailed(this.remote);
+      await this.gate.failed();
       const text =
         token.code === 'token_revoked' ? 'this worker token was revoked' : 'unknown worker token';
       this.sendError(token.code, text, true, 'hello');
@@ -355,6 +426,19 @@ class WorkerConnection {
           .where(and(eq(workers.id, msg.workerId), eq(workers.tokenId, token.row.id)))
           .get()
       : undefined;
+    // No await from here to register(): the count and the registration are one step.
+    const maxConnections = config.maxConnectionsPerToken ?? Number.POSITIVE_INFINITY;
+    const open = this.hub.connectionsOf(token.row.id, known?.id);
+    if (open >= maxConnections) {
+      this.sendError(
+        'connection_limit',
+        `this token already has ${open} open connections, the most a token may have; close one first`,
+        true,
+        'hello',
+      );
+      this.close(CLOSE.rateLimited, 'too many connections on this token');
+      return;
+    }
     const fields = {
       name: msg.name,
       objective: msg.objective,
@@ -414,7 +498,13 @@ class WorkerConnection {
           'hello',
         );
       case 'lease.request': {
-        const leased = tryLease(db, workerId, this.objective, config.leaseTtlMs);
+        const leased = tryLease(
+          db,
+          workerId,
+          this.objective,
+          config.leaseTtlMs,
+          config.maxLeasesPerToken,
+        );
         if (!leased) {
           return this.send({
             type: 'lease.none',

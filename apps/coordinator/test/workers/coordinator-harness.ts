@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { CheckpointUrl, Dataset, Run, Welcome } from '@archipelago/protocol';
 import { expect } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { type ConfigInput, loadConfig } from '../../src/config.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { ADMIN_KEY, makeImageFolder } from '../helpers.js';
 import { hello, TestClient } from './socket-client.js';
@@ -43,7 +43,8 @@ export interface Harness {
 }
 
 export async function startHarness(
-  timing: { heartbeatMs: number; leaseTtlMs: number; helloTimeoutMs?: number } = {
+  /** Timing and any other settings (limits, caps) the coordinator starts with. */
+  timing: { heartbeatMs: number; leaseTtlMs: number } & ConfigInput = {
     heartbeatMs: 1000,
     leaseTtlMs: 10_000,
   },

@@ -1,9 +1,16 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import type { LeaseGrant, Run } from '@archipelago/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/db/database.js';
 import type { RunningServer } from '../../src/server.js';
 import { revokeToken } from '../../src/services/tokens.js';
 import { type Harness, sha, startHarness } from './coordinator-harness.js';
 import { hello, TestClient } from './socket-client.js';
+
+const BIN = path.resolve(import.meta.dirname, '../../dist/bin.js');
+const execFileAsync = promisify(execFile);
 
 describe('worker protocol over real sockets', () => {
   let h: Harness;
@@ -27,7 +34,7 @@ describe('worker protocol over real sockets', () => {
 
   // A fresh coordinator per test: leases expire within a test (TTL 400 ms), and leasing is
   // oldest-run-first, so runs left by one test would be granted in the next.
-  const start = async (timing: { heartbeatMs: number; leaseTtlMs: number }) => {
+  const start = async (timing: Parameters<typeof startHarness>[0]) => {
     h = await startHarness(timing);
     ({ server, base, token, tokenId } = h);
   };
@@ -296,20 +303,40 @@ describe('worker protocol over real sockets', () => {
     expect(tokenId).toMatch(/^tok_/);
   });
 
-  it('a token revoked outside the server (CLI, database) is noticed at the next heartbeat', async () => {
+  it('a token revoked by another process (the CLI) closes its connections at once, no heartbeat needed, and ends their leases', async () => {
+    // Heartbeats a minute apart: the close below cannot wait for one.
+    await h.close();
+    await start({ heartbeatMs: 60_000, leaseTtlMs: 120_000 });
     const extra = await api('POST', '/api/v1/tokens', { name: 'cli-revoked' });
     const c = await TestClient.connect(base);
     await c.request(hello(extra.body.token as string, 'any'));
     await makeRun(1, 'fm', 10, 5);
     const g = (await c.request({ type: 'lease.request' })) as LeaseGrant;
     expect(g.type).toBe('lease.grant');
-    revokeToken(server.coordinator.db, extra.body.id as string);
-    c.send({ type: 'heartbeat', leaseId: g.leaseId, step: 1, loss: 1, imagesPerSec: 1 });
-    expect(await c.next()).toMatchObject({ type: 'lease.revoke', leaseId: g.leaseId });
+    const cli = await execFileAsync(process.execPath, [
+      BIN,
+      'token',
+      'revoke',
+      extra.body.id as string,
+      '--data-dir',
+      server.coordinator.config.dataDir,
+    ]);
+    expect(cli.stdout).toMatch(/ended 1 active lease/);
     expect(await c.next()).toMatchObject({ type: 'error', code: 'token_revoked', fatal: true });
     expect((await c.closedWith).code).toBe(4003);
     const run = (await api('GET', `/api/v1/runs/${g.expert.runId}`)).body as unknown as Run;
     expect(run.experts[0]).toMatchObject({ status: 'pending', workerId: null });
+    // Revoked in the database directly (another coordinator process): the same.
+    const third = await api('POST', '/api/v1/tokens', { name: 'db-revoked' });
+    const d = await TestClient.connect(base);
+    await d.request(hello(third.body.token as string, 'any'));
+    const db = openDatabase({
+      file: path.join(server.coordinator.config.dataDir, 'coordinator.sqlite'),
+    });
+    revokeToken(db, third.body.id as string);
+    db.$client.close();
+    expect(await d.next()).toMatchObject({ type: 'error', code: 'token_revoked', fatal: true });
+    expect((await d.closedWith).code).toBe(4003);
   });
 
   it('refuses an address after too many bad tokens, but not valid workers', async () => {
@@ -328,6 +355,15 @@ describe('worker protocol over real sockets', () => {
   });
 
   it('hands each expert to exactly one of many workers asking at once', async () => {
+    // 200 workers of one token from one address: past the per-token and per-client defaults.
+    await h.close();
+    await start({
+      heartbeatMs: 1000,
+      leaseTtlMs: 10_000,
+      maxConnectionsPerToken: 1000,
+      maxLeasesPerToken: 1000,
+      socketRateLimit: 1000,
+    });
     const run = await makeRun(12, 'any', 10, 5);
     const clients = await Promise.all(Array.from({ length: 200 }, () => connect('any')));
     const replies = await Promise.all(clients.map(({ c }) => c.request({ type: 'lease.request' })));

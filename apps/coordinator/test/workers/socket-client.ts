@@ -1,5 +1,5 @@
 import type { CoordinatorMessage } from '@archipelago/protocol';
-import WebSocket from 'ws';
+import WebSocket, { type ClientOptions } from 'ws';
 
 /** A bare protocol client on a real socket, for tests: send frames, await the next ones. */
 export class TestClient {
@@ -8,8 +8,8 @@ export class TestClient {
   private waiting: ((m: CoordinatorMessage) => void) | null = null;
   readonly closedWith: Promise<{ code: number; reason: string }>;
 
-  private constructor(url: string) {
-    this.ws = new WebSocket(url);
+  private constructor(url: string, options: ClientOptions = {}) {
+    this.ws = new WebSocket(url, options);
     this.ws.on('message', (data) => {
       const m = JSON.parse(String(data)) as CoordinatorMessage;
       if (this.waiting) {
@@ -23,8 +23,9 @@ export class TestClient {
     );
   }
 
-  static async connect(baseUrl: string): Promise<TestClient> {
-    const c = new TestClient(`${baseUrl.replace(/^http/, 'ws')}/api/v1/workers/socket`);
+  /** Connect (ws options: e.g. `autoPong: false` plays a peer that stopped answering). */
+  static async connect(baseUrl: string, options: ClientOptions = {}): Promise<TestClient> {
+    const c = new TestClient(`${baseUrl.replace(/^http/, 'ws')}/api/v1/workers/socket`, options);
     await new Promise<void>((resolve, reject) => {
       c.ws.once('open', () => resolve());
       c.ws.once('error', reject);

@@ -20,6 +20,20 @@ describe('samplers through one registry and one signature', () => {
     expect(samplerEntry('heun').evaluationsPerStep).toBe(2);
   });
 
+  it('every sampler run one grid step at a time gives exactly the pixels of one call (callers stepping to yield rely on it)', () => {
+    const model = mixture2d.idealVelocity();
+    const xT = initialNoise([16, 2], 3);
+    for (const name of SAMPLER_NAMES) {
+      const { sampler, grid } = samplerEntry(name);
+      const times = grid(7);
+      const whole = sampler(model, xT, times, { x0Clamp: [-1, 1] });
+      let x = xT;
+      for (let i = 0; i + 1 < times.length; i++)
+        x = sampler(model, x, [times[i]!, times[i + 1]!], { x0Clamp: [-1, 1] });
+      expect(Array.from(x.dataSync()), name).toEqual(Array.from(whole.dataSync()));
+    }
+  });
+
   it('DDIM without a clip is Euler on the same grid (DDIM is Euler on the FM path)', () => {
     const model = mixture2d.idealVelocity();
     const xT = initialNoise([64, 2], 5);

@@ -1,13 +1,14 @@
 import { ErrorReply, SampleRequest, SampleResponse } from '@archipelago/protocol';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
+import { RATE_WINDOW_MS } from '../../plugins/rate-limits.js';
 import { getEnsembleRow } from '../../services/ensembles.js';
 import { gridPng, resolveSettings, samplePngs } from '../../services/sampling.js';
 import { EnsembleParams } from '../ensembles/params.js';
 
 /** Sampling from a published ensemble. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { db, sampling } = app.coordinator;
+  const { db, sampling, config } = app.coordinator;
 
   app.post(
     '/ensembles/:id/samples',
@@ -16,6 +17,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['ensembles'],
         summary:
           'Sample from an ensemble: a PNG grid (Accept: image/png) or JSON with one PNG per sample and routing statistics',
+        description:
+          'Per client: `sampleRateLimit` requests a minute (429 `rate_limited`) and `maxQueuedSamplesPerClient` waiting or running at once (429 `client_busy`). A request whose client disconnects is dropped, waiting or running.',
         params: EnsembleParams,
         body: SampleRequest,
         response: {
@@ -26,12 +29,21 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           429: ErrorReply,
         },
       },
+      config: { rateLimit: { max: config.sampleRateLimit, timeWindow: RATE_WINDOW_MS } },
     },
     async (request, reply) => {
       getEnsembleRow(db, request.params.id);
       const loaded = await sampling.describe(request.params.id);
       const settings = resolveSettings(request.body, loaded);
-      const out = await sampling.sample(request.params.id, settings);
+      // The response closing before it was written means the client went away.
+      const gone = new AbortController();
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) gone.abort();
+      });
+      const out = await sampling.sample(request.params.id, settings, {
+        client: request.ip,
+        signal: gone.signal,
+      });
       const accept = request.headers.accept ?? '';
       if (/image\/png/.test(accept) && !/application\/json/.test(accept)) {
         // A Buffer is sent as is; the JSON schema only describes the other representation.

@@ -66,7 +66,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const view = revokeToken(db, request.params.id);
+      const { endedLeases, ...view } = revokeToken(db, request.params.id);
+      hub.notifyLeasesEnded(endedLeases, 'worker token revoked');
       return { ...view, closedConnections: hub.revokeToken(view.id) };
     },
   );

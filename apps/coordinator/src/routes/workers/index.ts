@@ -3,6 +3,7 @@ import websocket from '@fastify/websocket';
 import { desc, eq } from 'drizzle-orm';
 import type { FastifyPluginAsync } from 'fastify';
 import { leases, workers } from '../../db/schema/index.js';
+import { RATE_WINDOW_MS } from '../../plugins/rate-limits.js';
 
 /**
  * The worker WebSocket (`GET /api/v1/workers/socket`) and the list of workers. Frames up to 16x
@@ -21,9 +22,23 @@ const routes: FastifyPluginAsync = async (app) => {
       setTimeout(() => client.terminate(), 1000).unref();
     }
   });
-  app.get('/socket', { websocket: true, schema: { hide: true } }, (socket, request) => {
-    hub.accept(socket, request.ip);
-  });
+  app.get(
+    '/socket',
+    {
+      websocket: true,
+      schema: { hide: true },
+      // Connection attempts per client; failed hellos count with the other failed authentications.
+      config: {
+        rateLimit: { max: app.coordinator.config.socketRateLimit, timeWindow: RATE_WINDOW_MS },
+      },
+    },
+    (socket, request) => {
+      hub.accept(socket, request.ip, {
+        locked: () => app.authFailures.locked(request),
+        failed: () => app.authFailures.failed(request),
+      });
+    },
+  );
 
   app.get(
     '/',
