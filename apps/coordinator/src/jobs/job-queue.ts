@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { JobName, JobProgress } from '@archipelago/protocol';
-import { and, asc, eq, inArray, isNull, lt, lte, or } from 'drizzle-orm';
+import { and, asc, eq, gte, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { type JobRow, jobs } from '../db/schema/index.js';
@@ -64,6 +64,10 @@ const SWEEP_MS = 5_000;
  * Whatever a crash leaves behind is found in the database: {@link recover} re-queues rows left
  * `running` (at once in-process; in Redis mode once their heartbeat is stale, since another
  * process may still be working on them) and dispatches every `queued` row.
+ *
+ * An attempt is counted when its row is claimed, in the same statement, and no row is claimed at
+ * its attempt limit: a job whose process died during its last attempt (a checkpoint that crashes
+ * whoever validates it) is failed, never run again, whichever path finds it.
  */
 export class JobQueue {
   private readonly pending: string[] = [];
@@ -202,16 +206,52 @@ export class JobQueue {
   private requeueStale(staleMs: number): void {
     const { db, log } = this.options;
     const cutoff = new Date(Date.now() - staleMs);
+    const abandoned = and(
+      eq(jobs.status, 'running'),
+      or(isNull(jobs.heartbeatAt), lt(jobs.heartbeatAt, cutoff)),
+    );
+    const spent = db
+      .select()
+      .from(jobs)
+      .where(and(abandoned, gte(jobs.attempts, jobs.maxAttempts)))
+      .all();
+    for (const row of spent)
+      this.failForGood(
+        row,
+        `its process stopped during its last attempt (${row.attempts} of ${row.maxAttempts}); not run again`,
+      );
     const stale = db
       .update(jobs)
       .set({ status: 'queued', claimedBy: null, runAfter: null })
-      .where(
-        and(eq(jobs.status, 'running'), or(isNull(jobs.heartbeatAt), lt(jobs.heartbeatAt, cutoff))),
-      )
+      .where(and(abandoned, lt(jobs.attempts, jobs.maxAttempts)))
       .returning({ id: jobs.id, name: jobs.name, claimedBy: jobs.claimedBy })
       .all();
     for (const j of stale)
       log.warn({ job: j.id, jobName: j.name }, 're-queued a job whose process stopped');
+  }
+
+  /** Fail a job for good without running it (again); one transaction with its event. */
+  private failForGood(row: JobRow, message: string): void {
+    const { db, log } = this.options;
+    const failed = db.transaction((tx) => {
+      const updated = tx
+        .update(jobs)
+        .set({ status: 'failed', error: message, finishedAt: new Date(), claimedBy: null })
+        .where(and(eq(jobs.id, row.id), inArray(jobs.status, ['queued', 'running'])))
+        .returning()
+        .get();
+      if (!updated) return undefined;
+      recordEvent(tx, EVENTS.jobFailed, {
+        runId: row.runId,
+        datasetId: row.datasetId,
+        data: { jobId: row.id, name: row.name, error: message, attempts: row.attempts },
+      });
+      return updated;
+    });
+    if (!failed) return;
+    log.error({ job: row.id, jobName: row.name, attempts: row.attempts }, `job failed: ${message}`);
+    this.options.onFailed?.(failed);
+    this.settle(row.id);
   }
 
   /** Dispatch `id` again after `ms`. */
@@ -256,30 +296,44 @@ export class JobQueue {
   private async execute(id: string): Promise<void> {
     const { db, log } = this.options;
     const now = new Date();
+    // Claim and count the attempt in one statement: a crash can never run an uncounted attempt.
     const claimed = db
       .update(jobs)
-      .set({ status: 'running', startedAt: now, heartbeatAt: now, claimedBy: this.owner })
+      .set({
+        status: 'running',
+        startedAt: now,
+        heartbeatAt: now,
+        claimedBy: this.owner,
+        attempts: sql`${jobs.attempts} + 1`,
+      })
       .where(
         and(
           eq(jobs.id, id),
           inArray(jobs.status, ['queued']),
           or(isNull(jobs.runAfter), lte(jobs.runAfter, now)),
+          lt(jobs.attempts, jobs.maxAttempts),
         ),
       )
       .returning()
       .get();
     if (!claimed) {
+      const row = this.get(id);
+      if (row?.status === 'queued' && row.attempts >= row.maxAttempts) {
+        this.failForGood(
+          row,
+          `${row.error ? `${row.error}; ` : ''}no attempt left (${row.attempts} of ${row.maxAttempts})`,
+        );
+        return;
+      }
       // A retry timer can fire a moment before the wall clock reaches the row's runAfter (timers
       // run on a monotonic clock): wait out the rest instead of dropping the job.
-      const row = this.get(id);
       if (row?.status === 'queued' && row.runAfter && row.runAfter > now) {
         this.later(id, row.runAfter.getTime() - now.getTime());
       }
       return;
     }
     const handler = this.options.handlers[claimed.name];
-    const attempt = claimed.attempts + 1;
-    db.update(jobs).set({ attempts: attempt }).where(eq(jobs.id, id)).run();
+    const attempt = claimed.attempts;
     const jobLog = log.child({ job: id, jobName: claimed.name, attempt });
     let lastWrite = 0;
     let latest: JobProgress | null = null;

@@ -106,6 +106,55 @@ describe('JobQueue (in-process)', () => {
     await q.stop();
   });
 
+  it('a job whose process died during its last attempt is failed at recovery, never run again', async () => {
+    const ran: string[] = [];
+    const failed: string[] = [];
+    const handler: JobHandler = async (ctx) => {
+      ran.push(ctx.jobId);
+      return {};
+    };
+    // What a crash during attempt 3 of 3 leaves (a checkpoint that crashes its validator, say),
+    // and a row re-queued by hand at its limit.
+    const dead = new JobQueue({ db, log, handlers: { 'validate-checkpoint': handler } });
+    await dead.stop();
+    const crashed = dead.enqueue('validate-checkpoint', {}, { runId: 'run_crash' });
+    const requeued = dead.enqueue('validate-checkpoint', {});
+    const midway = dead.enqueue('validate-checkpoint', {});
+    db.update(jobs).set({ status: 'running', attempts: 3 }).where(eq(jobs.id, crashed.id)).run();
+    db.update(jobs).set({ attempts: 3, error: 'crashed' }).where(eq(jobs.id, requeued.id)).run();
+    db.update(jobs).set({ status: 'running', attempts: 2 }).where(eq(jobs.id, midway.id)).run();
+
+    const q = new JobQueue({
+      db,
+      log,
+      handlers: { 'validate-checkpoint': handler },
+      onFailed: (job) => failed.push(job.id),
+    });
+    q.recover();
+    expect(await q.waitFor(crashed.id)).toMatchObject({
+      status: 'failed',
+      attempts: 3,
+      error: expect.stringMatching(/stopped during its last attempt \(3 of 3\)/),
+    });
+    expect(await q.waitFor(requeued.id)).toMatchObject({
+      status: 'failed',
+      attempts: 3,
+      error: expect.stringMatching(/no attempt left/),
+    });
+    // One attempt left: it runs, once.
+    expect(await q.waitFor(midway.id)).toMatchObject({ status: 'succeeded', attempts: 3 });
+    expect(ran).toEqual([midway.id]);
+    expect(failed.sort()).toEqual([crashed.id, requeued.id].sort());
+    const failures = db
+      .select()
+      .from(events)
+      .all()
+      .filter((e) => e.type === 'job.failed')
+      .map((e) => (e.data as { jobId: string }).jobId);
+    expect(failures.sort()).toEqual([crashed.id, requeued.id].sort());
+    await q.stop();
+  });
+
   it('processJob runs just the named job, leaving the others queued', async () => {
     const q = new JobQueue({ db, log, handlers: { 'import-dataset': async () => ({}) } });
     await q.stop();
@@ -231,5 +280,43 @@ describe('JobQueue through BullMQ (real Redis)', () => {
       status: 'running',
       claimedBy: 'alive:1',
     });
+  });
+
+  it('fails, without running it, a job whose process died during its last attempt', async () => {
+    let calls = 0;
+    const worker = queue(
+      'worker',
+      true,
+      async () => {
+        calls++;
+        return {};
+      },
+      200,
+    );
+    const dead = new Date(Date.now() - 60_000);
+    db.insert(jobs)
+      .values({
+        id: 'job_lastgasp01',
+        name: 'import-dataset',
+        status: 'running',
+        payload: {},
+        attempts: 3,
+        maxAttempts: 3,
+        startedAt: dead,
+        heartbeatAt: dead,
+        claimedBy: 'gone:1',
+      })
+      .run();
+    await worker.start();
+    worker.recover();
+    expect(await worker.waitFor('job_lastgasp01')).toMatchObject({
+      status: 'failed',
+      attempts: 3,
+      error: expect.stringMatching(/last attempt/),
+    });
+    // Dispatching it again (a stale BullMQ job, another process) runs nothing either.
+    worker.dispatch('job_lastgasp01');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(calls).toBe(0);
   });
 });
