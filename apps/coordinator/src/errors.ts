@@ -42,6 +42,10 @@ export const ERROR_CODES = [
   'invalid_message',
   'out_of_order',
   'stale_checkpoint_step',
+  /** A checkpoint.begin at a step off the checkpoint interval (and not the target). */
+  'checkpoint_step',
+  /** A checkpoint.begin of a size no checkpoint of the run's architecture has. */
+  'checkpoint_size',
   'lease_held',
   /** The worker's token already holds as many active leases as a token may. */
   'lease_limit',

@@ -90,23 +90,25 @@ describe('presigned local-store URLs through the real server', () => {
     expect(put.status).toBe(403);
   });
 
-  it('a presigned PUT streams an upload into the store, enforcing size and hash', async () => {
+  it('a presigned PUT is taken only for an open checkpoint upload: any other key is refused, whatever its signature', async () => {
     const body = new Uint8Array(100_000).map((_, i) => i % 251);
-    const key = 'runs/run_test/experts/0/ckpt-100.safetensors';
-    const { url, headers } = await server.coordinator.store.presignPut(key, {
-      ttlSeconds: 60,
-      bytes: body.length,
-      sha256: sha(body),
-    });
-    const wrong = await fetch(url, { method: 'PUT', headers, body: body.slice().fill(0) });
-    expect(wrong.status).toBe(400);
-    expect(await server.coordinator.store.head(key)).toBeNull();
-    const ok = await fetch(url, { method: 'PUT', headers, body });
-    expect(ok.status).toBe(200);
-    expect(await server.coordinator.store.head(key)).toMatchObject({
-      bytes: body.length,
-      sha256: sha(body),
-    });
+    for (const key of [
+      'runs/run_test/experts/0/ckpt-100.safetensors',
+      'uploads/ck_000000000000.safetensors',
+    ]) {
+      const { url, headers } = await server.coordinator.store.presignPut(key, {
+        ttlSeconds: 60,
+        bytes: body.length,
+        sha256: sha(body),
+      });
+      const refused = await fetch(url, { method: 'PUT', headers, body });
+      expect(refused.status).toBe(403);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(
+        'upload_closed',
+      );
+      expect(await server.coordinator.store.head(key)).toBeNull();
+    }
+    // Uploads themselves (size, hash, replays) are attacked in test/workers/attacks.test.ts.
   });
 });
 

@@ -34,6 +34,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_message: 400,
   out_of_order: 409,
   stale_checkpoint_step: 409,
+  checkpoint_step: 400,
+  checkpoint_size: 400,
   lease_held: 409,
   lease_limit: 409,
 };

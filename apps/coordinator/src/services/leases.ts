@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { initialisingFamilies } from '@archipelago/diffusion';
 import {
   ANY_WORKER_FAMILY,
   type ExpertObjective,
+  isCheckpointStep,
   type LeaseGrant,
   OBJECTIVES,
   type ObjectiveSpec,
@@ -10,6 +10,7 @@ import {
 } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import { and, asc, eq, gt, inArray, lt, sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
 import type { Db, Tx } from '../db/database.js';
 import {
   type CheckpointRow,
@@ -33,11 +34,19 @@ import {
   transitionExpert,
 } from '../lifecycle/expert-lifecycle.js';
 import { validateFinalCheckpoint } from '../lifecycle/pipeline.js';
+import { collectExpertCheckpoints } from './checkpoint-gc.js';
+import {
+  deleteCheckpointObject,
+  sizeRefusal,
+  storeUpload,
+  uploadKey,
+} from './checkpoint-objects.js';
 
 export interface LeaseDeps {
   db: Db;
   store: ObjectStore;
   config: { leaseTtlMs: number; maxCheckpointBytes: number };
+  log?: Logger;
 }
 
 /** Why a worker's lease request or lease message was refused; `code` goes into the error frame. */
@@ -49,6 +58,8 @@ export class LeaseError extends DomainError {
       | 'invalid_message'
       | 'out_of_order'
       | 'stale_checkpoint_step'
+      | 'checkpoint_step'
+      | 'checkpoint_size'
       | 'lease_held'
       | 'lease_limit',
     message: string,
@@ -58,11 +69,13 @@ export class LeaseError extends DomainError {
   }
 }
 
-/** Presigned URLs handed to workers live this long: enough to download a shard or upload a checkpoint. */
+/** Presigned GET URLs handed to workers live this long: enough to download a shard. */
 const URL_TTL_SECONDS = 3600;
-
-export const checkpointKey = (runId: string, cluster: number, step: number) =>
-  `runs/${runId}/experts/${cluster}/ckpt-${String(step).padStart(9, '0')}.safetensors`;
+/**
+ * A checkpoint's PUT URL lives this long (the worker PUTs right after `checkpoint.begin`). With the
+ * local store it also dies with its upload (its lease ended, it was committed or superseded).
+ */
+export const UPLOAD_URL_TTL_SECONDS = 600;
 
 /** Which expert objectives a worker with `objective` may train. */
 function compatible(objective: ExpertObjective): ExpertObjective[] {
@@ -213,7 +226,8 @@ function initDonor(
 }
 
 async function objectRef(store: ObjectStore, key: string, sha256: string, bytes: number) {
-  const { url, expiresAt } = await store.presignGet(key, { ttlSeconds: URL_TTL_SECONDS });
+  // With the local store the URL also refuses to serve bytes of another sha256.
+  const { url, expiresAt } = await store.presignGet(key, { ttlSeconds: URL_TTL_SECONDS, sha256 });
   return { url, sha256, bytes, expiresAt: expiresAt.toISOString() };
 }
 
@@ -247,11 +261,9 @@ export async function buildGrant(
     // tryLease stored the spec of every leased expert.
     spec: expert.spec!,
     ...specSummary(expert.spec!),
+    // The held-out split stays on the coordinator: it is what the expert is judged on.
     shard: {
       train: await objectRef(store, train.key, train.sha256, train.bytes),
-      ...(val && val.count > 0
-        ? { val: await objectRef(store, val.key, val.sha256, val.bytes) }
-        : {}),
       count: train.count,
       valCount: val?.count ?? 0,
     },
@@ -417,7 +429,13 @@ export function revokeWorkerLeases(db: Db, workerIds: string[], reason: string):
   });
 }
 
-/** Register an upload: a checkpoint row and a presigned PUT URL scoped to its one object. */
+/**
+ * Register an upload: a checkpoint row, an object key of its own and a short-lived, create-only
+ * presigned PUT URL for it. The step must be after the last accepted one, at most the target,
+ * final exactly at the target, and a multiple of the checkpoint interval otherwise; the size must
+ * be one a checkpoint of the run's architecture can have. A lease has one open upload at a time:
+ * a new begin closes the previous one (its object is deleted, its URL refused).
+ */
 export async function beginCheckpoint(
   deps: LeaseDeps,
   workerId: string,
@@ -426,11 +444,11 @@ export async function beginCheckpoint(
   const { db, store, config } = deps;
   if (msg.bytes > config.maxCheckpointBytes) {
     throw new LeaseError(
-      'invalid_message',
+      'checkpoint_size',
       `checkpoint of ${msg.bytes} bytes exceeds the limit of ${config.maxCheckpointBytes}`,
     );
   }
-  const { row, expert } = db.transaction((tx) => {
+  const { row, expert, closed } = db.transaction((tx) => {
     const { lease, expert } = activeLease(tx, msg.leaseId, workerId);
     if (msg.step > expert.targetSteps)
       throw new LeaseError(
@@ -456,14 +474,35 @@ export async function beginCheckpoint(
         `step ${msg.step} is not after the last accepted checkpoint (step ${expert.checkpointStep})`,
       );
     }
+    const run = tx.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
+    const interval = run.config.checkpointInterval;
+    if (!isCheckpointStep(msg.step, interval, expert.targetSteps)) {
+      throw new LeaseError(
+        'checkpoint_step',
+        `step ${msg.step} is neither a multiple of the checkpoint interval (${interval}) nor the target (${expert.targetSteps})`,
+      );
+    }
+    const tooBig = sizeRefusal(run, msg.bytes);
+    if (tooBig) throw new LeaseError('checkpoint_size', tooBig);
+    const open = tx
+      .update(checkpoints)
+      .set({
+        status: 'rejected',
+        reason: `superseded: the lease began another upload (step ${msg.step})`,
+        decidedAt: new Date(),
+      })
+      .where(and(eq(checkpoints.leaseId, lease.id), eq(checkpoints.status, 'uploading')))
+      .returning()
+      .all();
+    const id = newId('checkpoint');
     const inserted = tx
       .insert(checkpoints)
       .values({
-        id: newId('checkpoint'),
+        id,
         expertId: expert.id,
         leaseId: lease.id,
         step: msg.step,
-        key: checkpointKey(expert.runId, expert.cluster, msg.step),
+        key: uploadKey(id),
         sha256: msg.sha256,
         bytes: msg.bytes,
         final: msg.final,
@@ -471,12 +510,14 @@ export async function beginCheckpoint(
       })
       .returning()
       .get();
-    return { row: inserted, expert };
+    return { row: inserted, expert, closed: open };
   });
+  for (const c of closed) await deleteCheckpointObject(db, store, c);
   const put = await store.presignPut(row.key, {
-    ttlSeconds: URL_TTL_SECONDS,
+    ttlSeconds: UPLOAD_URL_TTL_SECONDS,
     bytes: row.bytes,
     sha256: row.sha256,
+    createOnly: true,
   });
   return {
     checkpoint: row,
@@ -498,9 +539,39 @@ export type CommitResult =
     }
   | { accepted: false; checkpoint: CheckpointRow; reason: string };
 
+/** Close an upload that will not be accepted; its own object goes. */
+async function rejectUpload(
+  deps: LeaseDeps,
+  workerId: string,
+  ckpt: CheckpointRow,
+  reason: string,
+): Promise<CheckpointRow> {
+  const { db, store } = deps;
+  const rejected = db.transaction((tx) => {
+    const updated = tx
+      .update(checkpoints)
+      .set({ status: 'rejected', reason, decidedAt: new Date() })
+      .where(and(eq(checkpoints.id, ckpt.id), eq(checkpoints.status, 'uploading')))
+      .returning()
+      .get();
+    const expert = tx.select().from(experts).where(eq(experts.id, ckpt.expertId)).get()!;
+    recordEvent(tx, EVENTS.checkpointRejected, {
+      runId: expert.runId,
+      expertId: expert.id,
+      workerId,
+      data: { checkpointId: ckpt.id, step: ckpt.step, reason },
+    });
+    return updated ?? { ...ckpt, status: 'rejected' as const, reason };
+  });
+  await deleteCheckpointObject(db, store, ckpt).catch(() => {});
+  return rejected;
+}
+
 /**
- * Verify an uploaded checkpoint (present, exact size, sha256 of the stored bytes) and make it the
- * expert's resume point. A rejected upload is deleted and the previous resume point stays.
+ * Verify an uploaded checkpoint (present, the announced size, a header of the run's architecture,
+ * the sha256 of the stored bytes), copy it to its content-addressed key and make it the expert's
+ * resume point. A rejected upload deletes only its own object; the previous resume point stays.
+ * A commit at a step another upload was accepted at meanwhile is refused (stale_checkpoint_step).
  */
 export async function commitCheckpoint(
   deps: LeaseDeps,
@@ -509,8 +580,8 @@ export async function commitCheckpoint(
   checkpointId: string,
 ): Promise<CommitResult> {
   const { db, store } = deps;
-  const ckpt = db.transaction((tx) => {
-    activeLease(tx, leaseId, workerId);
+  const { ckpt, expert, run } = db.transaction((tx) => {
+    const { expert } = activeLease(tx, leaseId, workerId);
     const row = tx.select().from(checkpoints).where(eq(checkpoints.id, checkpointId)).get();
     if (!row || row.leaseId !== leaseId)
       throw new LeaseError(
@@ -519,87 +590,89 @@ export async function commitCheckpoint(
       );
     if (row.status !== 'uploading')
       throw new LeaseError('out_of_order', `checkpoint ${checkpointId} was already ${row.status}`);
-    return row;
+    const run = tx.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
+    return { ckpt: row, expert, run };
   });
-  const reason = await verifyUpload(store, ckpt);
-  if (reason) {
-    await store.delete(ckpt.key).catch(() => {});
-    const rejected = db.transaction((tx) => {
-      const updated = tx
+  const stale = (step: number | null) =>
+    step !== null && ckpt.step <= step
+      ? `stale_checkpoint_step: step ${ckpt.step} is not after the accepted checkpoint of step ${step}`
+      : null;
+  const early = stale(expert.checkpointStep);
+  if (early) {
+    await rejectUpload(deps, workerId, ckpt, early);
+    throw new LeaseError('stale_checkpoint_step', early);
+  }
+  const stored = await storeUpload(store, run, expert, ckpt);
+  if (!stored.ok) {
+    const rejected = await rejectUpload(deps, workerId, ckpt, stored.reason);
+    return { accepted: false, checkpoint: rejected, reason: stored.reason };
+  }
+  const contentKey = stored.key;
+  let result: CommitResult | { stale: string };
+  try {
+    result = db.transaction((tx) => {
+      const { lease, expert } = activeLease(tx, leaseId, workerId);
+      const late = stale(expert.checkpointStep);
+      if (late) return { stale: late };
+      const accepted = tx
         .update(checkpoints)
-        .set({ status: 'rejected', reason, decidedAt: new Date() })
+        .set({ status: 'accepted', key: contentKey, decidedAt: new Date() })
         .where(eq(checkpoints.id, ckpt.id))
         .returning()
         .get();
-      const expert = tx.select().from(experts).where(eq(experts.id, ckpt.expertId)).get()!;
-      recordEvent(tx, EVENTS.checkpointRejected, {
+      // The final checkpoint is only a candidate: the coordinator validates it (a job) before the
+      // expert is done; until then the expert is `validating` and nobody leases it.
+      const done = ckpt.final && ckpt.step >= expert.targetSteps;
+      tx.update(experts)
+        .set({
+          checkpointId: ckpt.id,
+          checkpointStep: ckpt.step,
+          step: Math.max(expert.step, ckpt.step),
+        })
+        .where(eq(experts.id, expert.id))
+        .run();
+      recordEvent(tx, EVENTS.checkpointAccepted, {
         runId: expert.runId,
         expertId: expert.id,
         workerId,
-        data: { checkpointId: ckpt.id, step: ckpt.step, reason },
+        data: { checkpointId: ckpt.id, step: ckpt.step, bytes: ckpt.bytes, sha256: ckpt.sha256 },
       });
-      return updated;
+      let validationJobId: string | undefined;
+      if (done) {
+        tx.update(leases)
+          .set({ status: 'completed', endedAt: new Date(), lastStep: ckpt.step })
+          .where(eq(leases.id, lease.id))
+          .run();
+        transitionExpert(tx, expert.id, EVENTS.expertValidating, {
+          set: { workerId: null, imagesPerSec: null },
+          workerId,
+          data: { step: ckpt.step, checkpointId: ckpt.id },
+        });
+        validationJobId = validateFinalCheckpoint(tx, expert, ckpt.id).id;
+      }
+      return {
+        accepted: true as const,
+        checkpoint: accepted,
+        expertDone: done,
+        runId: expert.runId,
+        ...(validationJobId ? { validationJobId } : {}),
+      };
     });
-    return { accepted: false, checkpoint: rejected, reason };
+  } catch (err) {
+    // The lease ended while the upload was checked: the copy is nobody's.
+    await deleteCheckpointObject(db, store, { id: ckpt.id, key: contentKey }).catch(() => {});
+    throw err;
   }
-  return db.transaction((tx) => {
-    const { lease, expert } = activeLease(tx, leaseId, workerId);
-    const accepted = tx
-      .update(checkpoints)
-      .set({ status: 'accepted', decidedAt: new Date() })
-      .where(eq(checkpoints.id, ckpt.id))
-      .returning()
-      .get();
-    // The final checkpoint is only a candidate: the coordinator validates it (a job) before the
-    // expert is done; until then the expert is `validating` and nobody leases it.
-    const done = ckpt.final && ckpt.step >= expert.targetSteps;
-    tx.update(experts)
-      .set({
-        checkpointId: ckpt.id,
-        checkpointStep: ckpt.step,
-        step: Math.max(expert.step, ckpt.step),
-      })
-      .where(eq(experts.id, expert.id))
-      .run();
-    recordEvent(tx, EVENTS.checkpointAccepted, {
-      runId: expert.runId,
-      expertId: expert.id,
-      workerId,
-      data: { checkpointId: ckpt.id, step: ckpt.step, bytes: ckpt.bytes, sha256: ckpt.sha256 },
-    });
-    let validationJobId: string | undefined;
-    if (done) {
-      tx.update(leases)
-        .set({ status: 'completed', endedAt: new Date(), lastStep: ckpt.step })
-        .where(eq(leases.id, lease.id))
-        .run();
-      transitionExpert(tx, expert.id, EVENTS.expertValidating, {
-        set: { workerId: null, imagesPerSec: null },
-        workerId,
-        data: { step: ckpt.step, checkpointId: ckpt.id },
-      });
-      validationJobId = validateFinalCheckpoint(tx, expert, ckpt.id).id;
-    }
-    return {
-      accepted: true as const,
-      checkpoint: accepted,
-      expertDone: done,
-      runId: expert.runId,
-      ...(validationJobId ? { validationJobId } : {}),
-    };
-  });
-}
-
-async function verifyUpload(store: ObjectStore, ckpt: CheckpointRow): Promise<string | null> {
-  const info = await store.head(ckpt.key);
-  if (!info) return `no object was uploaded to ${ckpt.key}`;
-  if (info.bytes !== ckpt.bytes) return `uploaded ${info.bytes} bytes, announced ${ckpt.bytes}`;
-  // Hash what is stored rather than trusting metadata a client could set.
-  const hash = createHash('sha256');
-  for await (const chunk of await store.getStream(ckpt.key)) hash.update(chunk as Buffer);
-  const actual = hash.digest('hex');
-  if (actual !== ckpt.sha256) return `sha256 of the upload is ${actual}, announced ${ckpt.sha256}`;
-  return null;
+  if ('stale' in result) {
+    await deleteCheckpointObject(db, store, { id: ckpt.id, key: contentKey }).catch(() => {});
+    await rejectUpload(deps, workerId, ckpt, result.stale);
+    throw new LeaseError('stale_checkpoint_step', result.stale);
+  }
+  await store.delete(ckpt.key).catch(() => {});
+  await collectExpertCheckpoints(deps, ckpt.expertId).catch((err: unknown) =>
+    deps.log?.warn({ err, expert: ckpt.expertId }, 'checkpoint collection failed'),
+  );
+  return result;
 }
 
 /** The worker says its lease is finished: fine once its final checkpoint was accepted. */

@@ -166,9 +166,10 @@ export async function trainRouter(
     };
     const bytes = await trainer.save();
     const id = newId('router');
-    const key = `runs/${run.id}/router/${id}.safetensors`;
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    await store.put(key, bytes, { sha256 });
+    // Content-addressed and create-only, like accepted expert checkpoints: what a manifest names.
+    const key = `runs/${run.id}/router/${id}-${sha256}.safetensors`;
+    await store.put(key, bytes, { sha256, createOnly: true });
     const publish = payload.publish !== false;
     const publishJobId = db.transaction((tx) => {
       tx.insert(routers)

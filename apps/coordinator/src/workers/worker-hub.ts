@@ -18,6 +18,7 @@ import { type LeaseRow, workers, workerTokens } from '../db/schema/index.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import { newId } from '../ids.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { collectStaleUploads } from '../services/checkpoint-gc.js';
 import {
   beginCheckpoint,
   buildGrant,
@@ -65,11 +66,16 @@ const FRAME_CODES: Partial<Record<ErrorCode, WorkerErrorCode>> = {
   invalid_message: 'invalid_message',
   out_of_order: 'out_of_order',
   stale_checkpoint_step: 'invalid_message',
+  checkpoint_step: 'invalid_message',
+  checkpoint_size: 'invalid_message',
   lease_held: 'lease_held',
   lease_limit: 'lease_limit',
   // The expert moved on meanwhile (its lease ended, its run was cancelled): the message is late.
   invalid_transition: 'out_of_order',
 };
+
+/** How often uploads left by ended leases are collected, besides whenever leases end. */
+const UPLOAD_GC_MS = 5 * 60 * 1000;
 
 /** Malformed frames tolerated on one connection before it is closed. */
 const MAX_BAD_FRAMES = 20;
@@ -96,6 +102,8 @@ export interface HelloGate {
 export class WorkerHub {
   private readonly connections = new Map<string, WorkerConnection>();
   private timer: NodeJS.Timeout | null = null;
+  private gcTimer: NodeJS.Timeout | null = null;
+  private collecting: Promise<void> | null = null;
   private revocationTimer: NodeJS.Timeout | null = null;
   private dataVersion: number | null = null;
   /** Set once the coordinator shuts down: late socket events must not touch the database. */
@@ -110,6 +118,9 @@ export class WorkerHub {
   /** Start expiring leases (and reconcile those that expired while the coordinator was down). */
   start(): void {
     this.sweep();
+    void this.collectUploads();
+    this.gcTimer = setInterval(() => void this.collectUploads(), UPLOAD_GC_MS);
+    this.gcTimer.unref();
     const every = Math.max(50, Math.min(1000, Math.floor(this.options.config.leaseTtlMs / 4)));
     let last = Date.now();
     this.timer = setInterval(() => {
@@ -129,6 +140,7 @@ export class WorkerHub {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.gcTimer) clearInterval(this.gcTimer);
     if (this.revocationTimer) clearInterval(this.revocationTimer);
     this.timer = null;
     this.revocationTimer = null;
@@ -177,6 +189,7 @@ export class WorkerHub {
       .map((w) => w.id);
     const ended = revokeWorkerLeases(this.db, affected, 'worker token revoked');
     for (const lease of ended) this.notifyLeaseEnded(lease, 'worker token revoked');
+    if (ended.length > 0) void this.collectUploads();
     let closed = 0;
     for (const id of affected) {
       const conn = this.connections.get(id);
@@ -217,13 +230,33 @@ export class WorkerHub {
 
   private sweep(): void {
     try {
-      for (const lease of expireLeases(this.db)) {
+      const expired = expireLeases(this.db);
+      for (const lease of expired) {
         this.options.log.info({ lease: lease.id, worker: lease.workerId }, 'lease expired');
         this.notifyLeaseEnded(lease, 'lease expired: no heartbeat within the lease TTL');
       }
+      if (expired.length > 0) void this.collectUploads();
     } catch (err) {
       this.options.log.error({ err }, 'lease sweep failed');
     }
+  }
+
+  /**
+   * Reject the uploads of ended leases and delete upload objects no open upload owns
+   * (services/checkpoint-gc.ts); one collection at a time. Runs every few minutes and whenever
+   * leases end.
+   */
+  collectUploads(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.collecting ??= collectStaleUploads(this.options)
+      .then(
+        () => {},
+        (err: unknown) => this.options.log.warn({ err }, 'upload collection failed'),
+      )
+      .finally(() => {
+        this.collecting = null;
+      });
+    return this.collecting;
   }
 
   /** Tell the connected holders of ended leases (before a revocation closes their sockets). */
@@ -556,7 +589,9 @@ class WorkerConnection {
         });
       }
       case 'lease.release':
-        return releaseLease(db, workerId, msg.leaseId, msg.reason);
+        releaseLease(db, workerId, msg.leaseId, msg.reason);
+        void this.hub.collectUploads();
+        return;
       case 'lease.complete':
         return confirmComplete(db, workerId, msg.leaseId, msg.checkpointId);
       case 'error':

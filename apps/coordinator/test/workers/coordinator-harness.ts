@@ -7,10 +7,14 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { CheckpointUrl, Dataset, Run, Welcome } from '@archipelago/protocol';
+import { saveCheckpoint } from '@archipelago/models';
+import type { CheckpointUrl, Dataset, LeaseGrant, Run, Welcome } from '@archipelago/protocol';
+import { eq } from 'drizzle-orm';
 import { expect } from 'vitest';
 import { type ConfigInput, loadConfig } from '../../src/config.js';
+import { runs as runRows } from '../../src/db/schema/index.js';
 import { type RunningServer, startServer } from '../../src/server.js';
+import { runCheckpointShape } from '../../src/services/checkpoint-objects.js';
 import { ADMIN_KEY, makeImageFolder } from '../helpers.js';
 import { hello, TestClient } from './socket-client.js';
 
@@ -39,6 +43,12 @@ export interface Harness {
     final?: boolean,
     announced?: string,
   ): Promise<{ url: CheckpointUrl; put: Response }>;
+  /**
+   * A checkpoint of the grant's expert at `step` as a worker's trainer would write it (the run's
+   * architecture, every parameter `fill`; NaN poisons one value), without training: the right
+   * size and header.
+   */
+  checkpoint(grant: LeaseGrant, step: number, fill?: number): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -48,6 +58,8 @@ export async function startHarness(
     heartbeatMs: 1000,
     leaseTtlMs: 10_000,
   },
+  /** Environment variables of the coordinator's config (an S3 store, say). */
+  env: Record<string, string> = {},
 ): Promise<Harness> {
   const dir = await mkdtemp(path.join(tmpdir(), 'arch-harness-'));
   const server = await startServer(
@@ -59,7 +71,7 @@ export async function startHarness(
         adminKey: ADMIN_KEY,
         ...timing,
       },
-      {},
+      env,
     ),
     { handleSignals: false },
   );
@@ -132,6 +144,39 @@ export async function startHarness(
     const put = await fetch(url.putUrl, { method: 'PUT', headers: url.headers, body: bytes });
     return { url, put };
   };
+  const checkpoint: Harness['checkpoint'] = async (grant, step, fill = 0.01) => {
+    const run = server.coordinator.db
+      .select()
+      .from(runRows)
+      .where(eq(runRows.id, grant.expert.runId))
+      .get()!;
+    const { architecture, paramShapes } = runCheckpointShape(run);
+    const nan = Number.isNaN(fill);
+    const params = Object.fromEntries(
+      Object.entries(paramShapes).map(([name, shape]) => [
+        name,
+        { shape, data: new Float32Array(shape.reduce((n, d) => n * d, 1)).fill(nan ? 0 : fill) },
+      ]),
+    );
+    const bytes = await saveCheckpoint({
+      params,
+      meta: {
+        kind: 'expert',
+        architecture,
+        objective: grant.objective as 'ddpm' | 'fm',
+        spec: grant.spec as unknown as Record<string, unknown>,
+        step,
+        dataFingerprint: grant.shard.train.sha256,
+      },
+    });
+    if (nan) {
+      // saveCheckpoint refuses NaN: poison the file by hand, as an attacker would (the first
+      // element of the data region).
+      const view = new DataView(bytes.buffer, bytes.byteOffset);
+      view.setFloat32(8 + Number(view.getBigUint64(0, true)), Number.NaN, true);
+    }
+    return bytes;
+  };
   return {
     base,
     token,
@@ -141,6 +186,7 @@ export async function startHarness(
     makeRun,
     connect,
     upload,
+    checkpoint,
     async close() {
       await server.close();
       await rm(dir, { recursive: true, force: true });

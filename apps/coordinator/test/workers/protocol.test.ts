@@ -149,8 +149,8 @@ describe('worker protocol over real sockets', () => {
     expect(shown.experts[0]!.workerId).toMatch(/^wk_/);
 
     // A checkpoint: wrong hash rejected and deleted; then a good one accepted.
-    const body = new Uint8Array(4096).map((_, i) => i % 7);
-    const lying = await upload(ddpm, grant.leaseId, 5, body, false, sha(new Uint8Array(4096)));
+    const body = await h.checkpoint(grant, 5);
+    const lying = await upload(ddpm, grant.leaseId, 5, body, false, sha(body.map((v) => v ^ 1)));
     expect(lying.put.status).toBe(400); // the local store checks the announced hash on upload
     const rejected = await ddpm.request({
       type: 'checkpoint.commit',
@@ -191,14 +191,9 @@ describe('worker protocol over real sockets', () => {
       reason: 'stale_checkpoint_step',
     });
 
-    // Final checkpoint: the expert is done.
-    const final = await upload(
-      ddpm,
-      grant.leaseId,
-      10,
-      body.map((v) => v + 1),
-      true,
-    );
+    // Final checkpoint: the expert is done. It has the run's architecture (so the commit takes
+    // it) but a NaN in its weights.
+    const final = await upload(ddpm, grant.leaseId, 10, await h.checkpoint(grant, 10, NaN), true);
     expect(
       await ddpm.request({
         type: 'checkpoint.commit',
@@ -219,15 +214,15 @@ describe('worker protocol over real sockets', () => {
     expect(after.experts[0]).toMatchObject({ checkpointStep: 10 });
     expect(['validating', 'pending']).toContain(after.experts[0]!.status);
     expect(after.status).toBe('training');
-    // These bytes are no checkpoint: validation rejects them, the expert returns to the pool at
-    // its last non-final checkpoint, and the reason is recorded.
+    // These weights are poisoned: validation rejects them, the expert returns to the pool at its
+    // last non-final checkpoint, and the reason is recorded.
     let judged = after;
     for (let i = 0; i < 200 && judged.experts[0]!.status === 'validating'; i++) {
       await new Promise((r) => setTimeout(r, 50));
       judged = (await api('GET', `/api/v1/runs/${run.id}`)).body as unknown as Run;
     }
     expect(judged.experts[0]).toMatchObject({ status: 'pending', checkpointStep: 5 });
-    expect(judged.experts[0]!.validationError).toMatch(/^not_safetensors/);
+    expect(judged.experts[0]!.validationError).toMatch(/non_finite/);
     for (const c of [ddpm, ddpm2, fm]) c.close();
   });
 
@@ -240,7 +235,7 @@ describe('worker protocol over real sockets', () => {
     const { c: first } = await connect('fm');
     const g1 = (await first.request({ type: 'lease.request' })) as LeaseGrant;
     expect(g1.expert.runId).toBe(run.id);
-    const body = new Uint8Array(1000).fill(3);
+    const body = await h.checkpoint(g1, 5);
     const up = await upload(first, g1.leaseId, 5, body);
     expect(
       await first.request({

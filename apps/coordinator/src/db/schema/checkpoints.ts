@@ -2,10 +2,18 @@ import { index, integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core
 import { createdAt } from './columns.js';
 import { experts } from './experts.js';
 
-export const CHECKPOINT_STATUSES = ['uploading', 'accepted', 'rejected'] as const;
+/**
+ * `uploading -> accepted | rejected`, and `accepted -> superseded` once a newer checkpoint made it
+ * unneeded and its object was deleted (services/checkpoint-gc.ts).
+ */
+export const CHECKPOINT_STATUSES = ['uploading', 'accepted', 'rejected', 'superseded'] as const;
 export type CheckpointStatus = (typeof CHECKPOINT_STATUSES)[number];
 
-/** A safetensors checkpoint of an expert at a step; only `accepted` ones are resume points. */
+/**
+ * A safetensors checkpoint of an expert at a step; only `accepted` ones are resume points. `key`
+ * is the upload's own key while it is `uploading` (and of a rejected upload), the content-addressed
+ * key once accepted.
+ */
 export const checkpoints = sqliteTable(
   'checkpoints',
   {

@@ -1,3 +1,5 @@
+import { pipeline } from 'node:stream';
+import { verifySha256 } from '@archipelago/storage';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { manifestFiles } from '../../ensembles/manifest.js';
@@ -12,7 +14,11 @@ const FileParams = Type.Object(
   { additionalProperties: false },
 );
 
-/** The checkpoints a published manifest names, served immutably. */
+/**
+ * The checkpoints a published manifest names, served immutably. The bytes are hashed on the way
+ * out: a response whose bytes do not hash to the manifest's sha256 never completes (its last
+ * chunk is held back and the connection dropped), so nothing else is ever cached as the file.
+ */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, store } = app.coordinator;
 
@@ -40,7 +46,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         .header('content-length', entry.file.bytes)
         .header('x-sha256', entry.file.sha256)
         .header('cache-control', 'public, max-age=31536000, immutable')
-        .send(await store.getStream(entry.file.key));
+        .send(
+          // An error on either side destroys the response (fastify); nothing more to do here.
+          pipeline(
+            await store.getStream(entry.file.key),
+            verifySha256(entry.file.key, entry.file.sha256),
+            () => {},
+          ),
+        );
     },
   );
 };

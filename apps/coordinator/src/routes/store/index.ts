@@ -1,12 +1,15 @@
 import { handleLocalStoreRequest, LocalObjectStore } from '@archipelago/storage';
 import type { FastifyPluginAsync } from 'fastify';
+import { uploadRefusal } from '../../services/checkpoint-objects.js';
 
 /**
  * Presigned URLs of the local object store: workers GET shards and PUT checkpoints here with an
- * HMAC-signed, expiring URL scoped to one object. (With S3 they talk to S3 directly.)
+ * HMAC-signed, expiring URL scoped to one object. (With S3 they talk to S3 directly.) A PUT URL
+ * also dies with its upload: once the checkpoint was committed, rejected or superseded, or its
+ * lease ended, the PUT is refused (403 upload_closed).
  */
 const routes: FastifyPluginAsync = async (app) => {
-  const { store } = app.coordinator;
+  const { store, db } = app.coordinator;
   if (!(store instanceof LocalObjectStore)) return;
   // Leave request bodies unread: the handler streams uploads straight into the store.
   app.removeAllContentTypeParsers();
@@ -27,9 +30,9 @@ const routes: FastifyPluginAsync = async (app) => {
           .send({ error: { code: 'invalid_key', message: `cannot decode key ${encoded}` } });
       }
       reply.hijack();
-      await handleLocalStoreRequest(store, request.raw, reply.raw, key, url.searchParams).catch(
-        (err) => request.log.error({ err, key }, 'local store request failed'),
-      );
+      await handleLocalStoreRequest(store, request.raw, reply.raw, key, url.searchParams, {
+        allowPut: (grant) => uploadRefusal(db, grant.key),
+      }).catch((err) => request.log.error({ err, key }, 'local store request failed'));
     },
   });
 };
