@@ -12,7 +12,7 @@
  *   and delete) is deleted.
  */
 import type { ObjectStore } from '@archipelago/storage';
-import { and, desc, eq, inArray, lt, ne, or } from 'drizzle-orm';
+import { and, desc, eq, inArray, lt, ne, or, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { type CheckpointRow, checkpoints, ensembles, experts, leases } from '../db/schema/index.js';
@@ -176,4 +176,20 @@ export async function collectStaleUploads(deps: GcDeps, now = new Date()): Promi
     deleted++;
   }
   return deleted;
+}
+
+/**
+ * Everything above, for the whole database: stale uploads and stray upload objects, then every
+ * expert with more than one accepted checkpoint (a done expert lets its non-finals go).
+ */
+export async function collectCheckpoints(deps: GcDeps): Promise<void> {
+  await collectStaleUploads(deps);
+  const crowded = deps.db
+    .select({ expertId: checkpoints.expertId })
+    .from(checkpoints)
+    .where(eq(checkpoints.status, 'accepted'))
+    .groupBy(checkpoints.expertId)
+    .having(sql`count(*) > 1`)
+    .all();
+  for (const { expertId } of crowded) await collectExpertCheckpoints(deps, expertId);
 }

@@ -18,7 +18,7 @@ import { type LeaseRow, workers, workerTokens } from '../db/schema/index.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import { newId } from '../ids.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
-import { collectStaleUploads } from '../services/checkpoint-gc.js';
+import { collectCheckpoints } from '../services/checkpoint-gc.js';
 import {
   beginCheckpoint,
   buildGrant,
@@ -74,8 +74,8 @@ const FRAME_CODES: Partial<Record<ErrorCode, WorkerErrorCode>> = {
   invalid_transition: 'out_of_order',
 };
 
-/** How often uploads left by ended leases are collected, besides whenever leases end. */
-const UPLOAD_GC_MS = 5 * 60 * 1000;
+/** How often checkpoint objects are collected, besides whenever leases end. */
+const GC_MS = 5 * 60 * 1000;
 
 /** Malformed frames tolerated on one connection before it is closed. */
 const MAX_BAD_FRAMES = 20;
@@ -118,8 +118,8 @@ export class WorkerHub {
   /** Start expiring leases (and reconcile those that expired while the coordinator was down). */
   start(): void {
     this.sweep();
-    void this.collectUploads();
-    this.gcTimer = setInterval(() => void this.collectUploads(), UPLOAD_GC_MS);
+    void this.collectGarbage();
+    this.gcTimer = setInterval(() => void this.collectGarbage(), GC_MS);
     this.gcTimer.unref();
     const every = Math.max(50, Math.min(1000, Math.floor(this.options.config.leaseTtlMs / 4)));
     let last = Date.now();
@@ -189,7 +189,7 @@ export class WorkerHub {
       .map((w) => w.id);
     const ended = revokeWorkerLeases(this.db, affected, 'worker token revoked');
     for (const lease of ended) this.notifyLeaseEnded(lease, 'worker token revoked');
-    if (ended.length > 0) void this.collectUploads();
+    if (ended.length > 0) void this.collectGarbage();
     let closed = 0;
     for (const id of affected) {
       const conn = this.connections.get(id);
@@ -235,20 +235,20 @@ export class WorkerHub {
         this.options.log.info({ lease: lease.id, worker: lease.workerId }, 'lease expired');
         this.notifyLeaseEnded(lease, 'lease expired: no heartbeat within the lease TTL');
       }
-      if (expired.length > 0) void this.collectUploads();
+      if (expired.length > 0) void this.collectGarbage();
     } catch (err) {
       this.options.log.error({ err }, 'lease sweep failed');
     }
   }
 
   /**
-   * Reject the uploads of ended leases and delete upload objects no open upload owns
-   * (services/checkpoint-gc.ts); one collection at a time. Runs every few minutes and whenever
-   * leases end.
+   * Reject the uploads of ended leases, delete upload objects no open upload owns and collect
+   * superseded checkpoints (services/checkpoint-gc.ts); one collection at a time. Runs every few
+   * minutes and whenever leases end.
    */
-  collectUploads(): Promise<void> {
+  collectGarbage(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    this.collecting ??= collectStaleUploads(this.options)
+    this.collecting ??= collectCheckpoints(this.options)
       .then(
         () => {},
         (err: unknown) => this.options.log.warn({ err }, 'upload collection failed'),
@@ -590,7 +590,7 @@ class WorkerConnection {
       }
       case 'lease.release':
         releaseLease(db, workerId, msg.leaseId, msg.reason);
-        void this.hub.collectUploads();
+        void this.hub.collectGarbage();
         return;
       case 'lease.complete':
         return confirmComplete(db, workerId, msg.leaseId, msg.checkpointId);

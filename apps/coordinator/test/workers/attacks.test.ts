@@ -10,7 +10,7 @@ import type { CheckpointUrl, LeaseGrant, Run } from '@archipelago/protocol';
 import { eq } from 'drizzle-orm';
 import S3rver from 's3rver';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { checkpoints, runs } from '../../src/db/schema/index.js';
+import { checkpoints, experts, runs } from '../../src/db/schema/index.js';
 import { runCheckpointShape } from '../../src/services/checkpoint-objects.js';
 import { type Harness, sha, startHarness } from './coordinator-harness.js';
 import { hello, TestClient } from './socket-client.js';
@@ -311,7 +311,7 @@ describe('hostile uploads cannot overwrite, replay, oversize or bloat checkpoint
     expect(rurl.type).toBe('checkpoint.url');
     await h.api('DELETE', `/api/v1/tokens/${extra.body.id}`);
     expect(await errorOf(await put(rurl, rbytes))).toMatchObject({ code: 'upload_closed' });
-    await h.server.coordinator.hub.collectUploads();
+    await h.server.coordinator.hub.collectGarbage();
     expect(await listKeys(h, 'uploads/')).toEqual([]);
     expect(checkpointRow(h, open.checkpointId)).toMatchObject({ status: 'rejected' });
     expect(await acceptedObjectsHashRight(h)).toHaveLength(1);
@@ -491,6 +491,15 @@ describe('hostile uploads cannot overwrite, replay, oversize or bloat checkpoint
     expect((await commit(c, g.leaseId, uf.checkpointId)).type).toBe('checkpoint.accepted');
     expect((await listKeys(h, prefix)).length).toBeLessThanOrEqual(2);
     expect(await acceptedObjectsHashRight(h)).toHaveLength(2);
+    // Once the expert is done (as validation would leave it), only its final is kept.
+    h.server.coordinator.db
+      .update(experts)
+      .set({ status: 'done' })
+      .where(eq(experts.id, g.expert.id))
+      .run();
+    await h.server.coordinator.hub.collectGarbage();
+    expect(await listKeys(h, prefix)).toEqual([checkpointRow(h, uf.checkpointId)!.key]);
+    expect(await acceptedObjectsHashRight(h)).toHaveLength(1);
   });
 });
 
@@ -561,7 +570,7 @@ describe('hostile uploads against an S3 store (real s3rver)', () => {
         checkpointId: url.checkpointId,
       }),
     ).toMatchObject({ type: 'error', code: 'out_of_order' });
-    await h.server.coordinator.hub.collectUploads();
+    await h.server.coordinator.hub.collectGarbage();
     expect(await listKeys(h, 'uploads/')).toEqual([]);
     const [kept] = await acceptedObjectsHashRight(h);
     expect(kept!.sha256).toBe(sha(good));
