@@ -48,9 +48,10 @@ export async function buildApp(coordinator: Coordinator): Promise<App> {
     requestTimeout: config.requestTimeoutMs,
     connectionTimeout: config.connectionTimeoutMs,
     // Node checks those deadlines this often (its default, 30 s, would let a slow client stay
-    // that much past them).
+    // that much past them); its headers deadline is what it applies to a trickled body as well.
     http: {
       connectionsCheckingInterval: Math.min(30_000, Math.ceil(config.requestTimeoutMs / 4)),
+      headersTimeout: Math.min(60_000, config.requestTimeoutMs),
     },
     ajv: {
       // Reject unknown properties instead of silently dropping them; apply schema defaults.
