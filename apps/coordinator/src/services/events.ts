@@ -3,15 +3,23 @@ import { and, desc, eq, gt, lt, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import { type EventRow, events } from '../db/schema/index.js';
 
-export const toRunEvent = (row: EventRow): RunEvent => ({
-  id: row.id,
-  at: row.at.toISOString(),
-  type: row.type,
-  runId: row.runId,
-  expertId: row.expertId,
-  workerId: row.workerId,
-  data: row.data ?? null,
-});
+/**
+ * An event as the public reads and the live stream show it. Databases from before volunteers'
+ * addresses were kept out of the log still hold them in `worker.connected` events (`remote`);
+ * they are never shown.
+ */
+export const toRunEvent = (row: EventRow): RunEvent => {
+  const { remote: _address, ...data } = (row.data ?? {}) as Record<string, unknown>;
+  return {
+    id: row.id,
+    at: row.at.toISOString(),
+    type: row.type,
+    runId: row.runId,
+    expertId: row.expertId,
+    workerId: row.workerId,
+    data: row.data ? data : null,
+  };
+};
 
 export interface EventFilter {
   runId?: string;

@@ -6,6 +6,7 @@
 import { type ClientRequest, get } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EVENTS, recordEvent } from '../../src/lifecycle/events.js';
 import { ADMIN_KEY, auth, makeApp, type TestApp } from '../helpers.js';
 import { type Harness, startHarness } from '../workers/coordinator-harness.js';
 import { hello, TestClient } from '../workers/socket-client.js';
@@ -224,6 +225,11 @@ describe("volunteers' addresses", () => {
     const c = await TestClient.connect(h.base, { headers: { 'x-forwarded-for': address } });
     expect(await c.request(hello(h.token, 'any'))).toMatchObject({ type: 'welcome' });
     await expect.poll(() => stream.text(), { timeout: 10_000 }).toMatch(/worker\.connected/);
+    // An event written before addresses were kept out of the log (it named the peer).
+    recordEvent(h.server.coordinator.db, EVENTS.workerConnected, {
+      data: { name: 'old-worker', remote: '192.0.2.99' },
+    });
+    await expect.poll(() => stream.text(), { timeout: 10_000 }).toMatch(/old-worker/);
     const reads = await Promise.all(
       ['/api/v1/workers', '/api/v1/events', '/api/v1/events?limit=200'].map(async (path) =>
         JSON.stringify((await h.api('GET', path)).body),
@@ -231,6 +237,7 @@ describe("volunteers' addresses", () => {
     );
     for (const text of [stream.text(), ...reads]) {
       expect(text).not.toContain(address);
+      expect(text).not.toContain('192.0.2.99');
       expect(text).not.toContain('127.0.0.1');
       expect(text).not.toMatch(/"(remote|ip|address)"/);
     }
