@@ -30,6 +30,7 @@ export {
   type GaussianMixtureConfig,
   type PathStatistics,
 } from './gaussian-mixture.js';
+export { LinearMmseDenoiser, type SecondMoments } from './linear-mmse-denoiser.js';
 export type { FmEpsilonModel, Network, Router, VelocityModel } from './model.js';
 export { createObjective } from './objectives/create-objective.js';
 export {
