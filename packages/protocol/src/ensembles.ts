@@ -15,6 +15,7 @@ import { type Static, type TSchema, Type } from 'typebox';
 import { Timestamp } from './common.js';
 import { FmTimeSampling, ModelPreset, Objective, Schedule } from './models.js';
 import { type ObjectiveSpec, ObjectiveSpec as ObjectiveSpecSchema } from './objective-spec.js';
+import { AcceptancePolicy } from './runs.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -73,6 +74,28 @@ export const ManifestExpertV1 = Type.Object(
 );
 export type ManifestExpertV1 = Static<typeof ManifestExpertV1>;
 
+/**
+ * How the coordinator accepted an expert (docs/method.md §12): its x0 error over its shard's linear
+ * MMSE reference at the mid and high noise levels scored, its cluster specificity, and the bar it
+ * passed (the run's acceptance policy, defaults filled in).
+ */
+export const ManifestAcceptance = Type.Object(
+  {
+    midRatio: Type.Number(),
+    highRatio: Type.Number(),
+    /** Null when the run has no other shard to compare with. */
+    specificity: Nullable(Type.Number()),
+    /** FM times of the two bands. */
+    midTimes: Type.Array(Type.Number()),
+    highTimes: Type.Array(Type.Number()),
+    /** The reference: `full` covariance, or `diagonal` (per pixel) at large resolutions. */
+    reference: Type.Enum(['full', 'diagonal'] as const),
+    bar: Type.Required(AcceptancePolicy),
+  },
+  { additionalProperties: false },
+);
+export type ManifestAcceptance = Static<typeof ManifestAcceptance>;
+
 export const ManifestExpertV2 = Type.Object(
   {
     cluster: Type.Integer({ minimum: 0 }),
@@ -81,6 +104,8 @@ export const ManifestExpertV2 = Type.Object(
     /** The expert's objective spec, verbatim as it was trained (docs/method.md §3). */
     spec: ObjectiveSpecSchema,
     ...expertResults,
+    /** Absent in manifests published before the acceptance test existed. */
+    acceptance: Type.Optional(ManifestAcceptance),
   },
   { additionalProperties: false },
 );

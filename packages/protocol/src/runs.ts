@@ -34,6 +34,37 @@ export const EXPERT_STATUSES = [
 export const ExpertStatus = Type.Enum(EXPERT_STATUSES);
 export type ExpertStatus = Static<typeof ExpertStatus>;
 
+/**
+ * A run's bar for accepting an expert (docs/method.md §12), against the closed-form linear
+ * reference of each shard; absent fields take the coordinator's defaults (the honest rule).
+ */
+export const AcceptancePolicy = Type.Object(
+  {
+    maxMidRatio: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        description:
+          "Largest accepted ratio of the expert's x0 error to its shard's linear reference's at mid noise, t 0.1-0.3 (default 0.9).",
+      }),
+    ),
+    maxHighRatio: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        description: 'The same at high noise, t 0.8-0.9 (default 1.5).',
+      }),
+    ),
+    minSpecificity: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        description:
+          "The expert's lowest reference-normalised error on another shard over the one on its own must exceed this (default 1: lowest on its own).",
+      }),
+    ),
+  },
+  { additionalProperties: false, title: 'AcceptancePolicy' },
+);
+export type AcceptancePolicy = Static<typeof AcceptancePolicy>;
+
 export const CreateRunBody = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
@@ -90,6 +121,7 @@ export const CreateRunBody = Type.Object(
         description: "Initialise FM experts from a finished DDPM expert's checkpoint (§7).",
       }),
     ),
+    acceptance: Type.Optional(AcceptancePolicy),
   },
   { additionalProperties: false, title: 'CreateRunBody' },
 );
@@ -113,6 +145,8 @@ export const RunConfig = Type.Object(
     seed: Type.Integer(),
     numClasses: Type.Integer(),
     initFmFromDdpm: Type.Boolean(),
+    /** The acceptance bar, defaults filled in; absent (runs made before the option) = defaults. */
+    acceptance: Type.Optional(AcceptancePolicy),
   },
   { title: 'RunConfig' },
 );
@@ -135,6 +169,22 @@ export function runSpecDefaults(config: RunConfig): Readonly<Record<string, obje
 }
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+/**
+ * The acceptance test's measurements of an expert (docs/method.md §12): its x0 error over its
+ * shard's linear MMSE reference at mid and at high noise (below 1: better than the reference), and
+ * its specificity (the lowest reference-normalised error on another shard over the one on its own;
+ * above 1: best on its own shard; null when there is no other shard).
+ */
+export const ExpertAcceptance = Type.Object(
+  {
+    midRatio: Type.Number(),
+    highRatio: Type.Number(),
+    specificity: Nullable(Type.Number()),
+  },
+  { additionalProperties: false, title: 'ExpertAcceptance' },
+);
+export type ExpertAcceptance = Static<typeof ExpertAcceptance>;
 
 export const Expert = Type.Object(
   {
@@ -163,6 +213,8 @@ export const Expert = Type.Object(
     validationError: Nullable(
       Type.String({ description: 'Why validation last rejected a final checkpoint.' }),
     ),
+    /** What the acceptance test measured on the last validated final checkpoint (method §12). */
+    acceptance: Nullable(ExpertAcceptance),
     updatedAt: Timestamp,
   },
   { title: 'Expert' },

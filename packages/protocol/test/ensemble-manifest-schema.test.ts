@@ -88,4 +88,38 @@ describe('ensemble manifest v2 schema', () => {
     for (const s of specs) expect(['ddpm', 'fm']).toContain(s.name);
     expect(specs.find((s) => s.name === 'ddpm')).toMatchObject({ schedule: { kind: 'cosine' } });
   });
+
+  it("carries how each expert was accepted (optional: older v2 manifests lack it), and nothing the schema doesn't know", () => {
+    const v2 = v2Of(
+      JSON.parse(readFileSync(path.resolve(import.meta.dirname, 'fixtures/manifest.json'), 'utf8')),
+    ) as { experts: Record<string, unknown>[] };
+    const acceptance = {
+      midRatio: 0.68,
+      highRatio: 1.05,
+      specificity: 1.45,
+      midTimes: [0.1, 0.2, 0.3],
+      highTimes: [0.8, 0.9],
+      reference: 'full',
+      bar: { maxMidRatio: 0.9, maxHighRatio: 1.5, minSpecificity: 1 },
+    };
+    const withIt = { ...v2, experts: v2.experts.map((e) => ({ ...e, acceptance })) };
+    expect(Value.Check(EnsembleManifestV2, withIt)).toBe(true);
+    const single = {
+      ...v2,
+      experts: v2.experts.map((e) => ({ ...e, acceptance: { ...acceptance, specificity: null } })),
+    };
+    expect(Value.Check(EnsembleManifestV2, single)).toBe(true);
+    for (const bad of [
+      { ...acceptance, extra: 1 },
+      { ...acceptance, reference: 'none' },
+      { ...acceptance, bar: { maxMidRatio: 0.9 } },
+    ]) {
+      expect(
+        Value.Check(EnsembleManifestV2, {
+          ...v2,
+          experts: v2.experts.map((e) => ({ ...e, acceptance: bad })),
+        }),
+      ).toBe(false);
+    }
+  });
 });

@@ -39,10 +39,13 @@ export const LeaseGrant = Type.Object(
     schedule: Type.Optional(Schedule),
     /** Summary of `spec`: flow matching's training-time distribution; absent for DDPM. */
     timeSampling: Type.Optional(FmTimeSampling),
+    /**
+     * The training shard. Its held-out split never leaves the coordinator (it judges the expert on
+     * it, docs/method.md §12): only its size is said.
+     */
     shard: Type.Object(
       {
         train: ObjectRef,
-        val: Type.Optional(ObjectRef),
         count: Type.Integer({ minimum: 0 }),
         valCount: Type.Integer({ minimum: 0 }),
       },

@@ -85,6 +85,38 @@ describe('parseFrame', () => {
     expect(!badHash.ok && badHash.message).toMatch(/\/sha256/);
   });
 
+  it('a lease grant carries no held-out data: a grant with a validation split is refused', () => {
+    const ref = {
+      url: 'http://coordinator/store/x?sig=1',
+      sha256: 'a'.repeat(64),
+      bytes: 10,
+      expiresAt: '2026-01-01T00:00:00.000Z',
+    };
+    const grant = {
+      type: 'lease.grant',
+      leaseId: 'ls_abcdefabcdef',
+      expert: { id: 'ex_abcdefabcdef', runId: 'run_abcdefabcdef', cluster: 0 },
+      spec: { name: 'fm', timeSampling: { kind: 'uniform' } },
+      objective: 'fm',
+      timeSampling: 'uniform',
+      shard: { train: ref, count: 10, valCount: 2 },
+      model: { preset: 'micro', imageSize: 16, channels: 1, numClasses: 0 },
+      training: {
+        targetSteps: 100,
+        checkpointInterval: 10,
+        batchSize: 8,
+        learningRate: 0.001,
+        seed: 1,
+      },
+    };
+    expect(parseFrame(JSON.stringify(grant), 'coordinator').ok).toBe(true);
+    const leaky = { ...grant, shard: { ...grant.shard, val: ref } };
+    expect(parseFrame(JSON.stringify(leaky), 'coordinator')).toMatchObject({
+      ok: false,
+      code: 'invalid_message',
+    });
+  });
+
   it('refuses frames over the size limit before parsing them', () => {
     const big = JSON.stringify({ ...hello, name: 'x'.repeat(MAX_FRAME_BYTES) });
     expect(parseFrame(big, 'worker')).toMatchObject({ ok: false, code: 'frame_too_large' });
