@@ -10,8 +10,11 @@
  * Training goes on while the coordinator is unreachable; the newest checkpoint made meanwhile
  * waits (in memory and in the work dir) until the connection is back. A revoked or expired lease
  * stops training after the current step. A graceful stop checkpoints, uploads and releases.
+ * Checkpoints are only ever made at multiples of the checkpoint interval and at the target (the
+ * coordinator refuses any other step): a stop in between trains on to the next such step when it
+ * is near, and otherwise keeps the last one.
  */
-import type { Heartbeat, LeaseGrant } from '@archipelago/protocol';
+import { type Heartbeat, isCheckpointStep, type LeaseGrant } from '@archipelago/protocol';
 import { CheckpointFiles } from './checkpoint-files.js';
 import { CheckpointUpload } from './checkpoint-upload.js';
 import type { Connection } from './connection.js';
@@ -179,8 +182,13 @@ export class LeaseSession {
     );
     const point = chooseResume(g, this.saved, this.orphan, local);
     this.startStep = point.step;
-    if (point.kind === 'local') this.upload.restore(point.checkpoint);
-    if (point.kind === 'orphan') {
+    // A checkpoint at a step the coordinator refuses (written by an older worker, or what a lost
+    // lease trained to) still starts training; it is never uploaded.
+    const uploadable = (step: number) =>
+      isCheckpointStep(step, g.training.checkpointInterval, g.training.targetSteps);
+    if (point.kind === 'local' && (point.checkpoint.ck.accepted || uploadable(point.step)))
+      this.upload.restore(point.checkpoint);
+    if (point.kind === 'orphan' && uploadable(point.step)) {
       const o = point.orphan;
       this.upload.restore(this.files.write(o.step, o.bytes, o.final));
     }
@@ -315,15 +323,14 @@ export class LeaseSession {
     return 'completed';
   }
 
-  /** Graceful stop: checkpoint what was trained since the last accepted step, upload, release. */
+  /**
+   * Graceful stop: checkpoint what was trained since the last accepted step (at the next
+   * checkpoint step, see {@link trainToCheckpointStep}), upload, release.
+   */
   private async stop(): Promise<SessionOutcome> {
     const { conn, log } = this.ctx;
-    const target = this.grant.training.targetSteps;
+    await this.trainToCheckpointStep();
     const step = this.step;
-    if (this.loop && step > this.upload.coveredStep) {
-      log.info(`stopping: saving a checkpoint of step ${step}`);
-      await this.checkpoint(step === target);
-    }
     const deadline = Date.now() + (this.ctx.stopGraceMs ?? 30_000);
     while (this.upload.pending && this.lostReason === null && !this.ctx.refused()) {
       const left = deadline - Date.now();
@@ -347,6 +354,41 @@ export class LeaseSession {
       );
     }
     return 'stopped';
+  }
+
+  /**
+   * A stop between checkpoint steps: train on to the next one (a multiple of the interval, or the
+   * target) and checkpoint there when the current pace gets there within half the stop's grace
+   * time; otherwise the steps since the last checkpoint are let go (the coordinator resumes the
+   * expert from its last accepted checkpoint).
+   */
+  private async trainToCheckpointStep(): Promise<void> {
+    const loop = this.loop;
+    const { log } = this.ctx;
+    const covered = this.upload.coveredStep;
+    if (!loop || loop.step <= covered || this.lostReason !== null || this.ctx.refused()) return;
+    const { checkpointInterval: interval, targetSteps: target } = this.grant.training;
+    const next = Math.min(target, Math.ceil(loop.step / interval) * interval);
+    const save = async (final: boolean) => {
+      log.info(`stopping: saving a checkpoint of step ${loop.step}`);
+      await this.checkpoint(final);
+    };
+    if (next === loop.step) return save(next === target);
+    const { stepsPerSec } = loop.rates;
+    const budgetMs = (this.ctx.stopGraceMs ?? 30_000) / 2;
+    if (!(stepsPerSec > 0 && ((next - loop.step) / stepsPerSec) * 1000 <= budgetMs)) {
+      log.info(
+        `stopping at step ${loop.step}: the next checkpoint step (${next}) is too far to reach now; the steps since step ${covered} are let go`,
+      );
+      return;
+    }
+    log.info(`stopping: training on to step ${next}, the next checkpoint step`);
+    await loop.run({
+      interrupted: () => this.lostReason !== null || this.ctx.refused() || loop.step >= next,
+      onStep: () => this.showProgress('stopping'),
+      checkpoint: save,
+      betweenSteps: async () => {},
+    });
   }
 
   /** Send lease.release and wait until the coordinator has handled it. */

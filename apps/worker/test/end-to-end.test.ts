@@ -93,11 +93,31 @@ describe('worker processes against a real coordinator', () => {
       db.close();
     }
   };
+  /** Accepted checkpoints, and those superseded since (whose objects were collected). */
   const accepted = (expertId: string) =>
     query<CheckpointRow>(
-      "select * from checkpoints where expert_id = ? and status = 'accepted' order by step",
+      "select * from checkpoints where expert_id = ? and status in ('accepted', 'superseded') order by step",
       expertId,
     );
+  /**
+   * What the store keeps of an expert's checkpoints: every one still accepted is there and hashes
+   * right, every superseded one's object is gone, and at most two non-final ones are kept.
+   */
+  const expectStored = (rows: CheckpointRow[]) => {
+    for (const row of rows) {
+      const file = objectPath(row.key);
+      if (row.status === 'superseded') {
+        expect(existsSync(file), `${row.key} (superseded)`).toBe(false);
+        continue;
+      }
+      expect(row.status).toBe('accepted');
+      const bytes = new Uint8Array(readFileSync(file));
+      expect(bytes.byteLength).toBe(row.bytes);
+      expect(sha256(bytes)).toBe(row.sha256);
+      expect(row.key).toContain(row.sha256);
+    }
+    expect(rows.filter((r) => r.status === 'accepted' && !r.final).length).toBeLessThanOrEqual(2);
+  };
   const events = (expertId: string, type: string) =>
     query<{ data: string }>(
       'select data from events where expert_id = ? and type = ? order by id',
@@ -173,12 +193,7 @@ describe('worker processes against a real coordinator', () => {
       const rows = accepted(expert.id);
       expect(rows.map((r) => r.step)).toEqual([10, 20, 30, 40]);
       expect(rows.map((r) => r.final)).toEqual([0, 0, 0, 1]);
-      for (const row of rows) {
-        const file = objectPath(row.key);
-        const bytes = new Uint8Array(readFileSync(file));
-        expect(bytes.byteLength).toBe(row.bytes);
-        expect(sha256(bytes)).toBe(row.sha256);
-      }
+      expectStored(rows);
       const last = loadCheckpoint(new Uint8Array(readFileSync(objectPath(rows.at(-1)!.key))));
       expect(last.meta).toMatchObject({ kind: 'expert', objective, step: 40 });
       // The run's FM time sampling reached the worker's trainer (recorded with the training).
@@ -259,14 +274,13 @@ describe('worker processes against a real coordinator', () => {
       expect(e).toMatchObject({ status: 'done', step: 60, checkpointStep: 60 });
     const after = new Map(done.experts.flatMap((e) => accepted(e.id)).map((r) => [r.id, r]));
     for (const row of before) {
+      // Still accepted with its bytes, or superseded by a newer one (and collected).
       expect(after.get(row.id), `checkpoint ${row.id} (step ${row.step})`).toMatchObject({
-        status: 'accepted',
         sha256: row.sha256,
       });
-      const file = objectPath(row.key);
-      expect(existsSync(file)).toBe(true);
-      expect(sha256(new Uint8Array(readFileSync(file)))).toBe(row.sha256);
+      expect(['accepted', 'superseded']).toContain(after.get(row.id)!.status);
     }
+    for (const e of done.experts) expectStored(accepted(e.id));
   });
 
   it('a restarted worker re-attaches to its lease from its work dir; SIGTERM checkpoints, releases and exits 0', async () => {

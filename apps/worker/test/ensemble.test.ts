@@ -6,6 +6,7 @@
  * job and sampler processes and an S3 store (s3rver).
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,8 +38,6 @@ const isPng = (b: Uint8Array) =>
 /** Settings every coordinator-side process of a scenario shares. */
 const BASE_ENV = {
   ARCHIPELAGO_ROUTER_STEPS: '300',
-  // 60 steps on 8x8 digits: well below an untrained network, with room for noise.
-  ARCHIPELAGO_VALIDATION_LOSS_RATIO: '0.8',
 };
 
 async function runSample(args: string[]): Promise<{ code: number | null; output: string }> {
@@ -255,6 +254,24 @@ async function checkPublished(coord: CoordinatorProcess, run: Run, dir: string):
   const badCk = await runSample(['--manifest', path.join(local, 'manifest.json'), '--out', out]);
   expect(badCk.code).toBe(3);
   expect(badCk.output).toMatch(/expert 0 checkpoint .* sha256/);
+
+  // The manifest names content-addressed objects, and the download route serves no other bytes.
+  for (const f of [...manifest.experts.map((e) => e.checkpoint), manifest.router.checkpoint])
+    expect(f.key).toContain(f.sha256);
+  const first = manifest.experts[0]!.checkpoint;
+  const stored = path.join(coord.dataDir, 'objects', 'objects', first.key);
+  if (existsSync(stored)) {
+    // The embedded store (S3's objects are not on this disk): its bytes rot behind its back.
+    const original = await readFile(stored);
+    const rotten = Buffer.from(original);
+    rotten[rotten.length - 1]! ^= 0xff;
+    await writeFile(stored, rotten);
+    const served = await fetch(new URL(first.uri, `${coord.url}/api/v1/ensembles/${manifest.id}/`))
+      .then((r) => r.arrayBuffer())
+      .catch(() => null);
+    expect(served).toBeNull();
+    await writeFile(stored, original);
+  }
 }
 
 describe('ensemble end to end on embedded defaults', () => {
