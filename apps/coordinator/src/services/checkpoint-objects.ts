@@ -104,25 +104,25 @@ const refuse = (code: CheckpointRejectCode, message: string): StoreOutcome => ({
 });
 
 /**
- * Check an uploaded checkpoint and copy it to its content key. In order, each before any more of
- * the object is read: present with the announced size (which fits the run's architecture); a
- * header of at most the architecture's header size that describes exactly the architecture's
- * tensors, the expert's objective and the announced step; then every byte, hashed while it is
- * copied (create-only) to the content key, where only bytes of the announced sha256 land. The
- * upload's own object is left for the caller to delete.
+ * Why the stored object `ckpt.key` is not a checkpoint of the run's architecture, judged from its
+ * size and its header alone (no tensor data is read), or null: present with the announced size
+ * (which fits the architecture); a header of at most the architecture's header size that
+ * describes exactly its tensors, the expert's objective and the announced step. Reasons start
+ * with a CHECKPOINT_REJECT_CODES code. Commits and validation both ask this first.
  */
-export async function storeUpload(
+export async function checkStoredCheckpoint(
   store: ObjectStore,
   run: RunRow,
   expert: ExpertRow,
   ckpt: CheckpointRow,
-): Promise<StoreOutcome> {
+): Promise<string | null> {
+  const reason = (code: CheckpointRejectCode, message: string) => `${code}: ${message}`;
   const info = await store.head(ckpt.key);
-  if (!info) return refuse('missing_object', `no object was uploaded to ${ckpt.key}`);
+  if (!info) return reason('missing_object', `no object was uploaded to ${ckpt.key}`);
   if (info.bytes !== ckpt.bytes)
-    return refuse('size_mismatch', `uploaded ${info.bytes} bytes, announced ${ckpt.bytes}`);
+    return reason('size_mismatch', `uploaded ${info.bytes} bytes, announced ${ckpt.bytes}`);
   const tooBig = sizeRefusal(run, info.bytes);
-  if (tooBig) return refuse('size_mismatch', tooBig);
+  if (tooBig) return reason('size_mismatch', tooBig);
   const shape = runCheckpointShape(run);
   try {
     const limit = { maxHeaderBytes: shape.maxHeaderBytes };
@@ -141,11 +141,28 @@ export async function storeUpload(
       limit,
     );
     if (meta.step !== ckpt.step)
-      return refuse('bad_header', `the checkpoint says step ${meta.step}, announced ${ckpt.step}`);
+      return reason('bad_header', `the checkpoint says step ${meta.step}, announced ${ckpt.step}`);
   } catch (err) {
     if (!(err instanceof CheckpointError)) throw err;
-    return refuse('bad_header', err.message);
+    return reason('bad_header', err.message);
   }
+  return null;
+}
+
+/**
+ * Check an uploaded checkpoint ({@link checkStoredCheckpoint}: size and header, before any more
+ * of it is read) and copy it to its content key, every byte hashed on the way (create-only), so
+ * only bytes of the announced sha256 land there. The upload's own object is left for the caller
+ * to delete.
+ */
+export async function storeUpload(
+  store: ObjectStore,
+  run: RunRow,
+  expert: ExpertRow,
+  ckpt: CheckpointRow,
+): Promise<StoreOutcome> {
+  const refused = await checkStoredCheckpoint(store, run, expert, ckpt);
+  if (refused) return { ok: false, reason: refused };
   const key = checkpointKey(run.id, expert.cluster, ckpt.step, ckpt.sha256);
   try {
     await store.put(key, await store.getStream(ckpt.key), {

@@ -50,6 +50,7 @@ import { networkFromCheckpoint } from '../ensembles/network-from-checkpoint.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import { transitionExpert } from '../lifecycle/expert-lifecycle.js';
 import { routeWhenExpertsDone } from '../lifecycle/pipeline.js';
+import { checkStoredCheckpoint, deleteCheckpointObject } from './checkpoint-objects.js';
 
 /** Noise draws per validation image (the loss depends strongly on t). */
 const REPEATS = 4;
@@ -182,7 +183,8 @@ export async function validateCheckpoint(
   const outcome = await judge(deps, run, expert, ckpt, progress);
   log.info({ expert: expert.id, cluster: expert.cluster, ...outcome }, 'checkpoint validated');
   record(db, run, expert, ckpt, outcome);
-  if (!outcome.accepted) await store.delete(ckpt.key).catch(() => {});
+  // Only its own object: nothing another checkpoint still names.
+  if (!outcome.accepted) await deleteCheckpointObject(db, store, ckpt).catch(() => {});
   progress('done', 3, 3);
   return outcome;
 }
@@ -195,6 +197,13 @@ async function judge(
   progress: (stage: string, done: number, total: number) => void,
 ): Promise<ValidationOutcome> {
   const { db, store } = deps;
+  // Its size and header first, no tensor data read: the whole file is only read once it can be a
+  // checkpoint of this run's architecture (services/checkpoint-objects.ts).
+  const refused = await checkStoredCheckpoint(store, run, expert, ckpt).catch(
+    (err: unknown) =>
+      `missing_object: the checkpoint object ${ckpt.key} cannot be read: ${(err as Error).message}`,
+  );
+  if (refused) return { accepted: false, reason: refused };
   let bytes: Uint8Array;
   try {
     bytes = await store.getBytes(ckpt.key);
