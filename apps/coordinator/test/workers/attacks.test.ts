@@ -1,16 +1,24 @@
 /**
- * A hostile worker over a real socket (issue 12's attack suite, the leasing part): each attack is
+ * A hostile worker over a real socket (issue 12's attack suite): each attack is
  * refused with its code and changes nothing the coordinator had accepted.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { decodeSafetensors, encodeSafetensors, safetensorsHeaderLength } from '@archipelago/models';
+import {
+  buildNetwork,
+  decodeSafetensors,
+  encodeSafetensors,
+  loadCheckpoint,
+  safetensorsHeaderLength,
+  saveCheckpoint,
+} from '@archipelago/models';
 import type { CheckpointUrl, LeaseGrant, Run } from '@archipelago/protocol';
 import { eq } from 'drizzle-orm';
 import S3rver from 's3rver';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { checkpoints, experts, runs } from '../../src/db/schema/index.js';
+import { checkpoints, experts, runs, shards } from '../../src/db/schema/index.js';
+import { DEFAULT_ACCEPTANCE } from '../../src/services/acceptance.js';
 import { runCheckpointShape } from '../../src/services/checkpoint-objects.js';
 import { type Harness, sha, startHarness } from './coordinator-harness.js';
 import { hello, TestClient } from './socket-client.js';
@@ -147,6 +155,126 @@ describe('hostile workers cannot hoard or brick experts', () => {
   });
 });
 
+/**
+ * Poisoning (issue 12, the acceptance test): everything a worker reports about a final checkpoint
+ * (the shard's fingerprint, the objective spec, the step) can be copied from its grant, so none of
+ * it is evidence. A final whose metadata is exactly right but whose weights were never trained is
+ * taken for validation and then rejected by the acceptance test under the run's default bar.
+ */
+describe('a hostile final checkpoint with a copied fingerprint', () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await startHarness();
+  });
+  afterEach(async () => h.close());
+
+  /**
+   * An untrained network of the run's architecture (the DiT's output projection starts at zero:
+   * it predicts velocity 0), saved with the grant's exact metadata.
+   */
+  const freshNetwork = async (g: LeaseGrant, step: number) => {
+    const { meta } = loadCheckpoint(await h.checkpoint(g, step));
+    const { kind, ...config } = meta.architecture as { kind: 'dit' } & Record<string, unknown>;
+    const net = buildNetwork({ kind, config } as never, 7);
+    try {
+      return await saveCheckpoint({ params: net.params, meta });
+    } finally {
+      net.dispose();
+    }
+  };
+
+  it('poison with a copied fingerprint: the commit is taken, the acceptance test rejects it, no ensemble', async () => {
+    const run = await h.makeRun(2, 'fm', 10, 5);
+    // No acceptance policy given: the run holds the coordinator's default, honest bar.
+    expect(run.config.acceptance).toEqual(DEFAULT_ACCEPTANCE);
+    // A bystander on the other expert holds an accepted checkpoint the attack must not touch.
+    const { c: honest } = await h.connect('fm');
+    const hg = (await honest.request({ type: 'lease.request' })) as LeaseGrant;
+    const resume = await h.checkpoint(hg, 5);
+    const hup = await h.upload(honest, hg.leaseId, 5, resume);
+    expect(
+      await honest.request({
+        type: 'checkpoint.commit',
+        leaseId: hg.leaseId,
+        checkpointId: hup.url.checkpointId,
+      }),
+    ).toMatchObject({ type: 'checkpoint.accepted', step: 5 });
+    const { c } = await h.connect('fm');
+    const impostors: [string, (g: LeaseGrant) => Promise<Uint8Array>][] = [
+      ['a freshly initialised network', (g) => freshNetwork(g, g.training.targetSteps)],
+      ['every weight 0.01', (g) => h.checkpoint(g, g.training.targetSteps)],
+    ];
+    for (const [name, build] of impostors) {
+      const g = (await c.request({ type: 'lease.request' })) as LeaseGrant;
+      expect(g.type, name).toBe('lease.grant');
+      expect(g.expert.id).not.toBe(hg.expert.id);
+      // What it is judged on never reached it: no held-out split, and no URL of one, in the grant.
+      expect(Object.keys(g.shard).sort()).toEqual(['count', 'train', 'valCount']);
+      const heldOut = h.server.coordinator.db
+        .select()
+        .from(shards)
+        .where(eq(shards.split, 'val'))
+        .all();
+      expect(heldOut.length).toBeGreaterThan(0);
+      // (A presigned URL names its key: the training shard's is there.)
+      expect(g.shard.train.url).toContain(
+        h.server.coordinator.db
+          .select()
+          .from(shards)
+          .where(eq(shards.sha256, g.shard.train.sha256))
+          .get()!.key,
+      );
+      for (const v of heldOut) expect(JSON.stringify(g)).not.toContain(v.key);
+      const bytes = await build(g);
+      // Every worker-reported field is exactly what the coordinator expects of this expert.
+      expect(loadCheckpoint(bytes).meta, name).toMatchObject({
+        kind: 'expert',
+        dataFingerprint: g.shard.train.sha256,
+        spec: g.spec,
+        objective: g.objective,
+        step: g.training.targetSteps,
+      });
+      const up = await h.upload(c, g.leaseId, g.training.targetSteps, bytes, true);
+      expect(up.put.status).toBe(200);
+      expect(
+        await c.request({
+          type: 'checkpoint.commit',
+          leaseId: g.leaseId,
+          checkpointId: up.url.checkpointId,
+        }),
+        name,
+      ).toMatchObject({ type: 'checkpoint.accepted', step: g.training.targetSteps });
+      c.send({ type: 'lease.complete', leaseId: g.leaseId, checkpointId: up.url.checkpointId });
+      let shown = (await h.api('GET', `/api/v1/runs/${run.id}`)).body as unknown as Run;
+      const mine = () => shown.experts.find((e) => e.id === g.expert.id)!;
+      for (let i = 0; i < 600 && mine().status !== 'pending' && mine().status !== 'done'; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        shown = (await h.api('GET', `/api/v1/runs/${run.id}`)).body as unknown as Run;
+      }
+      // Rejected by the acceptance test (not by a metadata check: there was nothing wrong to
+      // find), back in the pool from scratch, its margins recorded.
+      expect(mine(), name).toMatchObject({ status: 'pending', checkpointStep: null, step: 0 });
+      expect(mine().validationError, name).toMatch(
+        /^(no_better_than_reference|worse_than_reference|not_specific): /,
+      );
+      expect(mine().acceptance!.midRatio, name).toBeGreaterThan(DEFAULT_ACCEPTANCE.maxMidRatio);
+      const row = checkpointRow(h, up.url.checkpointId)!;
+      expect(row).toMatchObject({ status: 'rejected', reason: mine().validationError });
+      // Its own object is deleted just after the verdict is recorded.
+      for (let i = 0; i < 100 && (await h.server.coordinator.store.head(row.key)); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(await h.server.coordinator.store.head(row.key)).toBeNull();
+      expect(shown.status).toBe('training');
+      expect((await h.api('GET', `/api/v1/runs/${run.id}/ensembles`)).body).toEqual({
+        ensembles: [],
+      });
+      const kept = await acceptedObjectsHashRight(h);
+      expect(kept.map((k) => k.sha256)).toEqual([sha(resume)]);
+    }
+    for (const x of [c, honest]) x.close();
+  });
+});
+
 describe('a hostile hello', () => {
   let h: Harness;
   beforeEach(async () => {
@@ -241,7 +369,9 @@ describe('hostile uploads cannot overwrite, replay, oversize or bloat checkpoint
     await h.makeRun(1, 'fm', 20, 5);
     const { c, g } = await leaseOne();
     const good = await h.checkpoint(g, 5, 0.01);
-    const bogus = await h.checkpoint(g, 5, 0.5);
+    // Other weights, as plausible as the first (zero output: no worse than an untrained network,
+    // so the next grant's resume check passes it; resume-points.test.ts shows what fails it).
+    const bogus = await h.checkpoint(g, 5, 0);
     const a = (await begin(c, g.leaseId, 5, good)) as CheckpointUrl;
     const b = (await begin(c, g.leaseId, 5, bogus)) as CheckpointUrl;
     expect([a.type, b.type]).toEqual(['checkpoint.url', 'checkpoint.url']);
