@@ -24,11 +24,6 @@ const ConfigSchema = Type.Object({
   localJobs: Type.Boolean({ default: true }),
   /** Router training steps once every expert is done (batch 64). */
   routerSteps: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 400 }),
-  /**
-   * A final checkpoint passes validation when its held-out loss is below this fraction of an
-   * untrained (zero-output) network's loss on the same noised batch.
-   */
-  validationLossRatio: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.6 }),
   /** Sampling requests waiting beyond the one running; more get 429. */
   maxQueuedSamples: Type.Integer({ minimum: 0, maximum: 1000, default: 8 }),
   /** Sampling requests one client may have waiting or running at once; more get 429 client_busy. */
@@ -111,7 +106,6 @@ export const ENV = {
   redisPrefix: 'ARCHIPELAGO_REDIS_PREFIX',
   localJobs: 'ARCHIPELAGO_LOCAL_JOBS',
   routerSteps: 'ARCHIPELAGO_ROUTER_STEPS',
-  validationLossRatio: 'ARCHIPELAGO_VALIDATION_LOSS_RATIO',
   maxQueuedSamples: 'ARCHIPELAGO_MAX_QUEUED_SAMPLES',
   maxQueuedSamplesPerClient: 'ARCHIPELAGO_MAX_QUEUED_SAMPLES_PER_CLIENT',
   trustProxy: 'ARCHIPELAGO_TRUST_PROXY',
@@ -191,7 +185,6 @@ export function loadConfig(
     'leaseTtlMs',
     'maxCheckpointBytes',
     'routerSteps',
-    'validationLossRatio',
     'maxQueuedSamples',
     'maxQueuedSamplesPerClient',
     'sampleRateLimit',

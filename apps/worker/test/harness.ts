@@ -8,6 +8,13 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Run } from '@archipelago/protocol';
 
+/**
+ * The acceptance bar of these tests' runs: they train experts for a few dozen steps, far short of
+ * what the default bar asks (docs/method.md §12, a trained expert beats its shard's linear
+ * reference), so they accept any finite network. The bar itself is tested in the coordinator's
+ * validation tests.
+ */
+export const FEW_STEPS_ACCEPTANCE = { maxMidRatio: 1e6, maxHighRatio: 1e6, minSpecificity: 0 };
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
 export const WORKER_BIN = path.resolve(import.meta.dirname, '../dist/bin.js');
 export const COORDINATOR_BIN = path.resolve(import.meta.dirname, '../../coordinator/dist/bin.js');
@@ -109,9 +116,7 @@ export class CoordinatorProcess {
           ARCHIPELAGO_HEARTBEAT_MS: '300',
           ARCHIPELAGO_LEASE_TTL_MS: '3000',
           ARCHIPELAGO_HOST: '127.0.0.1',
-          // These tests train for a few dozen steps: validation asks only for a loss below an
-          // untrained network's, and the router is trained briefly.
-          ARCHIPELAGO_VALIDATION_LOSS_RATIO: '1',
+          // These tests train for a few dozen steps: the router is trained briefly too.
           ARCHIPELAGO_ROUTER_STEPS: '20',
           ...env,
         },
@@ -192,8 +197,12 @@ export class CoordinatorProcess {
     return job.result!.datasetId;
   }
 
+  /** A run; unless `body` says otherwise, with {@link FEW_STEPS_ACCEPTANCE}. */
   async createRun(body: Record<string, unknown>): Promise<Run> {
-    const run = await this.api<Run>('POST', '/api/v1/runs', body);
+    const run = await this.api<Run>('POST', '/api/v1/runs', {
+      acceptance: FEW_STEPS_ACCEPTANCE,
+      ...body,
+    });
     if (run.status !== 201) throw new Error(`run: ${JSON.stringify(run)}`);
     return run.body;
   }

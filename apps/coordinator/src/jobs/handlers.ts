@@ -12,7 +12,7 @@ import { validateCheckpointJob } from './validate-checkpoint.js';
 
 export interface JobDeps extends DatasetDeps {
   signingKey: SigningKey;
-  config: { routerSteps: number; validationLossRatio: number };
+  config: { routerSteps: number };
 }
 
 /** Queue name -> processor. The same table serves the in-process queue and BullMQ. */

@@ -9,7 +9,7 @@ export async function validateCheckpointJob(
   payload: Record<string, unknown>,
 ): Promise<Record<string, unknown>> {
   const outcome = await validateCheckpoint(
-    { ...deps, lossRatio: deps.config.validationLossRatio },
+    deps,
     { expertId: String(payload.expertId), checkpointId: String(payload.checkpointId) },
     ctx.progress,
   );

@@ -33,6 +33,8 @@ import type { SigningKey } from '../ensembles/signing-key.js';
 import { DomainError, notFound, PermanentJobError } from '../errors.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import { canTransitionRun, transitionRun } from '../lifecycle/run-lifecycle.js';
+import { DEFAULT_ACCEPTANCE, HIGH_TIMES, MID_TIMES } from './acceptance.js';
+import { referenceKind } from './reference-denoisers.js';
 import { expectedArchitecture } from './validation.js';
 
 export interface PublishDeps {
@@ -130,6 +132,19 @@ export async function publishEnsemble(
       trainImages: train.count,
       validationLoss: e.validationLoss ?? Number.NaN,
       baselineLoss: e.validationBaseline ?? Number.NaN,
+      ...(e.acceptanceMidRatio !== null && e.acceptanceHighRatio !== null
+        ? {
+            acceptance: {
+              midRatio: e.acceptanceMidRatio,
+              highRatio: e.acceptanceHighRatio,
+              specificity: e.acceptanceSpecificity,
+              midTimes: [...MID_TIMES],
+              highTimes: [...HIGH_TIMES],
+              reference: referenceKind(dataset.width * dataset.height * dataset.channels),
+              bar: { ...DEFAULT_ACCEPTANCE, ...run.config.acceptance },
+            },
+          }
+        : {}),
     });
   }
   const body: ManifestBodyV2 = {

@@ -23,6 +23,7 @@ import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import { INITIAL_EXPERT_STATUS } from '../lifecycle/expert-lifecycle.js';
 import { clusterForNewRun, type JobDispatcher } from '../lifecycle/pipeline.js';
 import { INITIAL_RUN_STATUS, transitionRun } from '../lifecycle/run-lifecycle.js';
+import { DEFAULT_ACCEPTANCE } from './acceptance.js';
 
 export interface RunDeps {
   db: Db;
@@ -70,6 +71,8 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     seed,
     numClasses: dataset.classNames.length,
     initFmFromDdpm: body.initFmFromDdpm ?? false,
+    // The bar its experts are accepted by, defaults filled in now (docs/method.md §12).
+    acceptance: { ...DEFAULT_ACCEPTANCE, ...body.acceptance },
   };
   const specs = specsForNewRun(body.objectives, k, config);
   if (config.patchSize !== undefined && resolution % config.patchSize !== 0) {
@@ -222,6 +225,14 @@ function toExpert(row: ExpertRow, sizes: Map<string, number>): Expert {
     validationLoss: row.validationLoss,
     validationBaseline: row.validationBaseline,
     validationError: row.validationError,
+    acceptance:
+      row.acceptanceMidRatio !== null && row.acceptanceHighRatio !== null
+        ? {
+            midRatio: row.acceptanceMidRatio,
+            highRatio: row.acceptanceHighRatio,
+            specificity: row.acceptanceSpecificity,
+          }
+        : null,
     updatedAt: row.updatedAt.toISOString(),
   };
 }

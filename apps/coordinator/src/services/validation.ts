@@ -1,27 +1,29 @@
 /**
- * Checkpoint validation (docs/architecture.md "Security model"): a final checkpoint enters an ensemble
- * only once the coordinator has checked it itself, whoever trained it.
+ * Checkpoint validation (docs/architecture.md "Security model", docs/method.md §12): a final
+ * checkpoint enters an ensemble only once the coordinator has checked it itself, whoever trained it.
  *
  * 1. the stored bytes still hash to what was committed;
  * 2. it is an expert checkpoint of exactly the run's architecture and the expert's objective and
  *    schedule, every tensor present with its shape, every value finite (`loadCheckpoint`);
- * 3. it says it was trained on this expert's shard (data fingerprint) for the target steps;
- * 4. its held-out denoising loss on the shard's validation split is below
- *    `validationLossRatio` x the loss of an untrained network (whose zero output makes that loss
- *    the mean squared target) on the very same noised batch;
+ * 3. what the worker says about it (data fingerprint, steps) matches the expert: recorded, and a
+ *    mismatch is a cheap early rejection, but never evidence for acceptance;
+ * 4. the acceptance test (`acceptance.ts`), on held-out images that never left the coordinator and
+ *    noise from a fresh secret seed: its x0 error through the production conversion against the
+ *    linear MMSE reference of its shard, at mid noise (must beat it) and at high noise (must not be
+ *    much worse), and cluster specificity (its reference-normalised error lowest on its own shard).
  *
- * The same loss on every other cluster's validation split is recorded with the verdict (a
- * diagnostic: an expert fits its own cluster best only relative to how hard each cluster is — on
- * MNIST an honest expert of the 0s and 6s has a lower loss on the cluster of 1s than on its own —
- * so it is not a rejection rule).
+ * The held-out denoising loss in the objective's own space (and a zero-output network's on the same
+ * draws) is recorded beside it, for the manifest; it decides nothing.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { decodeShard, type ImageSet } from '@archipelago/data';
 import {
   createObjective,
   heldOutObjective,
+  LinearMmseDenoiser,
   type ObjectiveConfig,
   resolveObjective,
+  velocityExpert,
 } from '@archipelago/diffusion';
 import {
   architectureOf,
@@ -44,13 +46,29 @@ import {
   experts,
   type RunRow,
   runs,
+  type ShardRow,
   shards,
 } from '../db/schema/index.js';
 import { networkFromCheckpoint } from '../ensembles/network-from-checkpoint.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import { transitionExpert } from '../lifecycle/expert-lifecycle.js';
 import { routeWhenExpertsDone } from '../lifecycle/pipeline.js';
+import {
+  type AcceptanceScores,
+  acceptanceFailure,
+  DEFAULT_ACCEPTANCE,
+  drawsFor,
+  HIGH_TIMES,
+  type LevelError,
+  MID_TIMES,
+  meanRatio,
+  OTHER_SHARD_IMAGES,
+  SPECIFICITY_NEIGHBOURS,
+  x0Errors,
+} from './acceptance.js';
 import { checkStoredCheckpoint, deleteCheckpointObject } from './checkpoint-objects.js';
+import { DEFAULT_INFERENCE } from './ensembles.js';
+import { shardMean, shardReference, toUnitRange } from './reference-denoisers.js';
 
 /** Noise draws per validation image (the loss depends strongly on t). */
 const REPEATS = 4;
@@ -61,7 +79,6 @@ export interface ValidationDeps {
   db: Db;
   store: ObjectStore;
   log: Logger;
-  lossRatio: number;
 }
 
 export interface ValidationPayload {
@@ -72,10 +89,21 @@ export interface ValidationPayload {
 export interface ValidationOutcome {
   accepted: boolean;
   reason?: string;
+  /** Held-out loss in the objective's own space (a diagnostic), and a zero-output network's. */
   loss?: number;
   baseline?: number;
-  /** Loss on each cluster's validation split, by cluster. */
-  crossLoss?: (number | null)[];
+  /**
+   * The expert's reference-normalised x0 error (mean over every scored level of its error over the
+   * shard's reference) on each cluster's held-out split, by cluster; null where not scored.
+   */
+  crossError?: (number | null)[];
+  /** The acceptance test's measurements. */
+  acceptance?: AcceptanceScores & {
+    levels: LevelError[];
+    reference: 'full' | 'diagonal';
+    /** The secret seed of this validation's noise, disclosed with the verdict for audit. */
+    seed: number;
+  };
 }
 
 /** What a run's experts are trained as: the DiT config of its preset for its dataset. */
@@ -161,6 +189,51 @@ async function valSet(store: ObjectStore, key: string, sha256: string): Promise<
   if (valCache.size > 64) valCache.clear();
   valCache.set(sha256, set);
   return set;
+}
+
+/** A shard's images (not cached: training shards are only read to fit their reference). */
+async function imageSet(store: ObjectStore, key: string): Promise<ImageSet> {
+  return decodeShard(await store.getBytes(key), { file: key });
+}
+
+/** The first `n` images of a set (shards are stored shuffled, so any prefix is a sample). */
+function subset(set: ImageSet, n: number): ImageSet {
+  if (set.count <= n) return set;
+  const size = set.height * set.width * set.channels;
+  return {
+    ...set,
+    count: n,
+    pixels: set.pixels.subarray(0, n * size),
+    labels: set.labels.subarray(0, n),
+  };
+}
+
+/**
+ * The clusters an expert's specificity is checked on: those with held-out images, nearest to its
+ * own by the distance between their training shards' means, at most SPECIFICITY_NEIGHBOURS.
+ */
+async function neighbours(store: ObjectStore, all: ShardRow[], own: number): Promise<number[]> {
+  const train = (k: number) => all.find((s) => s.cluster === k && s.split === 'train');
+  const candidates = all
+    .filter((s) => s.split === 'val' && s.count > 0 && s.cluster !== own && train(s.cluster))
+    .map((s) => s.cluster);
+  if (candidates.length <= SPECIFICITY_NEIGHBOURS) return candidates;
+  const mean = (k: number) => {
+    const s = train(k)!;
+    return shardMean(s.sha256, () => imageSet(store, s.key));
+  };
+  const mine = await mean(own);
+  const distance = new Map<number, number>();
+  for (const k of candidates) {
+    const m = await mean(k);
+    distance.set(
+      k,
+      m.reduce((a, v, j) => a + (v - mine[j]!) ** 2, 0),
+    );
+  }
+  return candidates
+    .sort((a, b) => distance.get(a)! - distance.get(b)!)
+    .slice(0, SPECIFICITY_NEIGHBOURS);
 }
 
 /** Validate an expert's final checkpoint and record the verdict (one transaction). */
@@ -266,38 +339,83 @@ async function judge(
         reason: `the checkpoint has ${meta.step} steps, the run asks for ${expert.targetSteps}`,
       };
     }
-    progress('held-out loss', 1, 3);
-    const valShards = db
+    progress('acceptance test', 1, 3);
+    const all = db
       .select()
       .from(shards)
-      .where(and(eq(shards.clusteringId, trainShard.clusteringId), eq(shards.split, 'val')))
-      .all()
-      .sort((a, b) => a.cluster - b.cluster);
-    const crossLoss: (number | null)[] = [];
-    let own: { loss: number; baseline: number } | null = null;
-    for (const s of valShards) {
-      if (s.count === 0) {
-        crossLoss[s.cluster] = null;
-        continue;
-      }
-      const set = await valSet(store, s.key, s.sha256);
-      const r = heldOutLoss(net, objective, set, run.config.numClasses, run.config.seed + 1);
-      await new Promise((resolve) => setImmediate(resolve));
-      crossLoss[s.cluster] = r.loss;
-      if (s.cluster === expert.cluster) own = r;
-    }
-    if (!own)
+      .where(eq(shards.clusteringId, trainShard.clusteringId))
+      .all();
+    const ownVal = all.find((s) => s.cluster === expert.cluster && s.split === 'val');
+    if (!ownVal || ownVal.count === 0)
       return { accepted: false, reason: 'the expert has no validation images to check it on' };
-    const bound = deps.lossRatio * own.baseline;
-    const base = { loss: own.loss, baseline: own.baseline, crossLoss };
-    if (!(own.loss < bound)) {
-      return {
-        ...base,
-        accepted: false,
-        reason: `loss_too_high: held-out loss ${own.loss.toFixed(4)} is not below ${bound.toFixed(4)} (${deps.lossRatio} x ${own.baseline.toFixed(4)}, an untrained network's loss)`,
-      };
+    // Fresh for every validation, never derived from anything a worker has seen.
+    const seed = randomInt(1, 2 ** 31 - 1);
+    const ownSet = await valSet(store, ownVal.key, ownVal.sha256);
+    const { loss, baseline } = heldOutLoss(net, objective, ownSet, run.config.numClasses, seed);
+    const inference = DEFAULT_INFERENCE;
+    // The production conversion: what sampling turns this expert into.
+    const model = velocityExpert({
+      objective: expert.spec as ObjectiveConfig,
+      network: (x, tau, labels) => net.apply(x, tau, labels),
+      conversion: {
+        mode: inference.conversion,
+        alphaMin: inference.alphaMin,
+        x0Clamp: [-inference.x0Clamp, inference.x0Clamp],
+      },
+    });
+    const times = [...MID_TIMES, ...HIGH_TIMES];
+    const score = async (cluster: number, set: ImageSet) => {
+      const train = all.find((s) => s.cluster === cluster && s.split === 'train')!;
+      const fit = await shardReference(train.sha256, () => imageSet(store, train.key));
+      const reference = new LinearMmseDenoiser(fit.moments);
+      try {
+        const levels = await x0Errors(
+          model,
+          reference,
+          toUnitRange(set),
+          [set.height, set.width, set.channels],
+          times,
+          {
+            seed: seed + cluster,
+            draws: drawsFor(set.count),
+            // Unconditional (the null class), as the reference is.
+            ...(run.config.numClasses > 0
+              ? { labels: new Int32Array(set.count).fill(run.config.numClasses) }
+              : {}),
+          },
+        );
+        return { levels, kind: fit.kind };
+      } finally {
+        reference.dispose();
+      }
+    };
+    const own = await score(expert.cluster, ownSet);
+    const crossError: (number | null)[] = Array.from(
+      { length: Math.max(...all.map((s) => s.cluster)) + 1 },
+      () => null,
+    );
+    crossError[expert.cluster] = meanRatio(own.levels, times);
+    progress('cluster specificity', 2, 3);
+    for (const cluster of await neighbours(store, all, expert.cluster)) {
+      const val = all.find((s) => s.cluster === cluster && s.split === 'val')!;
+      const set = subset(await valSet(store, val.key, val.sha256), OTHER_SHARD_IMAGES);
+      crossError[cluster] = meanRatio((await score(cluster, set)).levels, times);
     }
-    return { ...base, accepted: true };
+    const others = crossError.filter((e, k): e is number => e !== null && k !== expert.cluster);
+    const scores: AcceptanceScores = {
+      midRatio: meanRatio(own.levels, MID_TIMES),
+      highRatio: meanRatio(own.levels, HIGH_TIMES),
+      specificity: others.length > 0 ? Math.min(...others) / crossError[expert.cluster]! : null,
+    };
+    const base = {
+      loss,
+      baseline,
+      crossError,
+      acceptance: { ...scores, levels: own.levels, reference: own.kind, seed },
+    };
+    const policy = { ...DEFAULT_ACCEPTANCE, ...run.config.acceptance };
+    const failure = acceptanceFailure(scores, policy);
+    return failure ? { ...base, accepted: false, reason: failure } : { ...base, accepted: true };
   } finally {
     net.dispose();
   }
@@ -320,19 +438,14 @@ function record(
       recordEvent(tx, EVENTS.expertValidated, {
         runId: run.id,
         expertId: expert.id,
-        data: {
-          checkpointId: ckpt.id,
-          step: ckpt.step,
-          loss: outcome.loss,
-          baseline: outcome.baseline,
-          crossLoss: outcome.crossLoss,
-        },
+        data: { checkpointId: ckpt.id, step: ckpt.step, ...verdict(outcome) },
       });
       transitionExpert(tx, expert.id, EVENTS.expertDone, {
         set: {
           validationLoss: outcome.loss ?? null,
           validationBaseline: outcome.baseline ?? null,
           validationError: null,
+          ...margins(outcome),
         },
         data: { step: ckpt.step, checkpointId: ckpt.id },
       });
@@ -372,16 +485,34 @@ function record(
         validationBaseline: outcome.baseline ?? null,
         validationError: outcome.reason ?? 'rejected',
         imagesPerSec: null,
+        ...margins(outcome),
       },
       data: {
         checkpointId: ckpt.id,
         step: ckpt.step,
         reason: outcome.reason,
-        loss: outcome.loss,
-        baseline: outcome.baseline,
-        crossLoss: outcome.crossLoss,
+        ...verdict(outcome),
         resumeFrom: previous?.step ?? 0,
       },
     });
   });
+}
+
+/** The acceptance test's measurements as the expert row stores them (null where not measured). */
+function margins(outcome: ValidationOutcome) {
+  return {
+    acceptanceMidRatio: outcome.acceptance?.midRatio ?? null,
+    acceptanceHighRatio: outcome.acceptance?.highRatio ?? null,
+    acceptanceSpecificity: outcome.acceptance?.specificity ?? null,
+  };
+}
+
+/** What a verdict event records: every measurement, the secret seed included (for audit). */
+function verdict(outcome: ValidationOutcome) {
+  return {
+    loss: outcome.loss,
+    baseline: outcome.baseline,
+    crossError: outcome.crossError,
+    acceptance: outcome.acceptance,
+  };
 }
