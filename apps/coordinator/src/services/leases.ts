@@ -41,6 +41,7 @@ import {
   storeUpload,
   uploadKey,
 } from './checkpoint-objects.js';
+import { checkedResumePoint } from './resume-points.js';
 
 export interface LeaseDeps {
   db: Db;
@@ -243,9 +244,8 @@ export async function buildGrant(
   const val = expert.valShardId
     ? db.select().from(shards).where(eq(shards.id, expert.valShardId)).get()
     : undefined;
-  const resume = expert.checkpointId
-    ? db.select().from(checkpoints).where(eq(checkpoints.id, expert.checkpointId)).get()
-    : undefined;
+  // Checked before this worker continues from it; a resume point that fails falls back.
+  const resume = await checkedResumePoint(deps, lease, expert);
   const donor =
     !resume && expert.initFromExpertId
       ? db.select().from(experts).where(eq(experts.id, expert.initFromExpertId)).get()
