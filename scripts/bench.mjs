@@ -191,6 +191,10 @@ runLines(process.execPath, [path.join(modelsBench, 'sample.mjs')]);
 runLines(process.execPath, [
   path.join(import.meta.dirname, '../apps/coordinator/bench/sampling.mjs'),
 ]);
+// The acceptance test's cost per expert against that expert's training time (docs/method.md §12).
+runLines(process.execPath, [
+  path.join(import.meta.dirname, '../apps/coordinator/bench/acceptance.mjs'),
+]);
 const TORCH = findPython('torch');
 if (TORCH) {
   const torch = runLines(TORCH, [path.join(modelsBench, 'torch_reference.py')]);
