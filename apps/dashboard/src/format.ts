@@ -118,3 +118,13 @@ export function statusCounts(run: Run): Record<string, number> {
 export function binCentres(edges: number[]): number[] {
   return edges.slice(0, -1).map((e, i) => (e + edges[i + 1]!) / 2);
 }
+
+/**
+ * The acceptance test's measurements (docs/method.md §12): x0 error as a multiple of the shard's
+ * linear reference at mid and high noise, and how much lower its normalised error is on its own
+ * shard than on the next.
+ */
+export function acceptanceText(a: NonNullable<Expert['acceptance']>): string {
+  const x = (r: number) => `${r.toFixed(2)}×`;
+  return `x0 error ${x(a.midRatio)} the linear reference at mid noise, ${x(a.highRatio)} at high noise${a.specificity === null ? '' : `; specificity ${a.specificity.toFixed(2)}`}`;
+}

@@ -95,9 +95,8 @@ describe('dashboard in Chromium', () => {
     await coord.start({
       ARCHIPELAGO_HEARTBEAT_MS: '300',
       ARCHIPELAGO_LEASE_TTL_MS: '3000',
-      // Keep the router and validation quick: this tests the dashboard, not the models.
+      // Keep the router quick: this tests the dashboard, not the models.
       ARCHIPELAGO_ROUTER_STEPS: '40',
-      ARCHIPELAGO_VALIDATION_LOSS_RATIO: '1',
     });
     const [datasetId, token] = await Promise.all([
       coord.importMnist(2),
@@ -113,6 +112,8 @@ describe('dashboard in Chromium', () => {
       checkpointInterval: 50,
       batchSize: 8,
       model: 'tiny',
+      // A few dozen steps are far short of the default acceptance bar (docs/method.md §12).
+      acceptance: { maxMidRatio: 1e6, maxHighRatio: 1e6, minSpecificity: 0 },
     });
     worker = startWorker(coord.url, token.token, path.join(dir, 'work'));
     browser = await launching;
@@ -283,6 +284,15 @@ describe('dashboard in Chromium', () => {
       { timeout: 20_000 },
     );
     await page.waitForSelector('[data-verified="true"]', { timeout: 20_000 });
+    // Each accepted expert's card shows the acceptance test's margins (docs/method.md §12).
+    await expect
+      .poll(() => page.$$eval('[data-field="acceptance"]', (els) => els.map((e) => e.textContent)))
+      .toEqual([
+        expect.stringMatching(
+          /^x0 error \d+\.\d\d× the linear reference at mid noise, \d+\.\d\d× at high noise; specificity \d+\.\d\d$/,
+        ),
+        expect.stringMatching(/^x0 error \d+\.\d\d× the linear reference at mid noise/),
+      ]);
 
     const [download] = await Promise.all([
       page.waitForEvent('download'),
@@ -293,6 +303,17 @@ describe('dashboard in Chromium', () => {
     ) as EnsembleManifest;
     expect(manifest.run.id).toBe(run.id);
     expect(manifest.experts).toHaveLength(2);
+    // ...and the manifest records how each was accepted, with the run's bar.
+    for (const e of manifest.experts) {
+      expect(e).toMatchObject({
+        acceptance: {
+          midRatio: expect.any(Number),
+          highRatio: expect.any(Number),
+          reference: 'full',
+          bar: { maxMidRatio: 1e6, maxHighRatio: 1e6, minSpecificity: 0 },
+        },
+      });
+    }
     expect(manifestVerifies(manifest)).toBe(true);
     // The check can fail: a changed body no longer verifies.
     expect(manifestVerifies({ ...manifest, createdAt: new Date(0).toISOString() })).toBe(false);

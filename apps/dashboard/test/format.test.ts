@@ -1,6 +1,7 @@
 import type { Expert, Run } from '@archipelago/protocol';
 import { describe, expect, it } from 'vitest';
 import {
+  acceptanceText,
   binCentres,
   expertEta,
   formatDuration,
@@ -113,5 +114,16 @@ describe('formatting', () => {
         data: { accuracy: [0.5, 0.7], chance: 0.25, steps: 40 },
       }),
     ).toBe('mean accuracy 0.6 · chance 0.25 · steps 40');
+  });
+});
+
+describe('acceptanceText', () => {
+  it("shows an expert's acceptance margins against its shard's linear reference", () => {
+    expect(acceptanceText({ midRatio: 0.684, highRatio: 1.052, specificity: 1.4501 })).toBe(
+      'x0 error 0.68× the linear reference at mid noise, 1.05× at high noise; specificity 1.45',
+    );
+    expect(acceptanceText({ midRatio: 0.5, highRatio: 1, specificity: null })).toBe(
+      'x0 error 0.50× the linear reference at mid noise, 1.00× at high noise',
+    );
   });
 });

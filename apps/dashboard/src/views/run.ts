@@ -16,6 +16,7 @@ import { api, keys, withKey } from '../api.js';
 import { LineChart } from '../charts.js';
 import { debounce, fill, h } from '../dom.js';
 import {
+  acceptanceText,
   expertEta,
   formatDuration,
   formatNumber,
@@ -165,21 +166,26 @@ class ExpertCard {
       this.fields.checkpoint!,
       e.checkpointStep === null ? 'none yet' : `step ${e.checkpointStep}`,
     );
-    // Validation fields arrived with checkpoint validation; older coordinators lack them.
+    // Validation fields arrived with checkpoint validation, acceptance with the acceptance test;
+    // older coordinators lack them.
     const v = e as Expert & {
       validationLoss?: number | null;
       validationBaseline?: number | null;
       validationError?: string | null;
+      acceptance?: Expert['acceptance'] | undefined;
     };
+    const margins = v.acceptance ? acceptanceText(v.acceptance) : null;
     fill(
       this.fields.validation!,
       v.validationError
         ? h('span', { class: 'bad' }, `rejected: ${v.validationError}`)
-        : typeof v.validationLoss === 'number'
-          ? `held-out loss ${formatNumber(v.validationLoss)}${typeof v.validationBaseline === 'number' ? ` (untrained ${formatNumber(v.validationBaseline)})` : ''}`
-          : e.status === 'validating'
-            ? 'checking…'
-            : '—',
+        : margins
+          ? h('span', { dataset: { field: 'acceptance' } }, margins)
+          : typeof v.validationLoss === 'number'
+            ? `held-out loss ${formatNumber(v.validationLoss)}${typeof v.validationBaseline === 'number' ? ` (untrained ${formatNumber(v.validationBaseline)})` : ''}`
+            : e.status === 'validating'
+              ? 'checking…'
+              : '—',
     );
   }
 }
