@@ -40,6 +40,20 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   lease_limit: 409,
 };
 
+/**
+ * Fastify's own request errors under stable names (its `FST_ERR_*` codes are an implementation
+ * detail that may change between versions); any other 4xx from it is `bad_request`.
+ */
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'bad_json',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'empty_body',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_content_length',
+  FST_ERR_CTP_INVALID_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_EMPTY_TYPE: 'unsupported_media_type',
+};
+
 /** Every error leaves as `{ error: { code, message } }` with a status that says whose fault it is. */
 export default fp(
   async (app: FastifyInstance) => {
@@ -80,7 +94,7 @@ export default fp(
       if (status >= 500) request.log.error({ err }, 'request failed');
       return reply.status(status).send({
         error: {
-          code: status >= 500 ? 'internal_error' : (fe.code ?? 'bad_request').toLowerCase(),
+          code: status >= 500 ? 'internal_error' : (FASTIFY_CODES[fe.code] ?? 'bad_request'),
           message: status >= 500 ? 'internal error; see the coordinator log' : fe.message,
         },
       });

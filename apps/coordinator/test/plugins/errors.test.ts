@@ -64,6 +64,32 @@ describe('error plugin', () => {
     expect(details.json().error.details).toEqual({ from: 'done', to: 'leased' });
   });
 
+  it("names fastify's own body errors with stable codes, not its FST_ERR_* ones", async () => {
+    const other = Fastify({ logger: false, bodyLimit: 64 });
+    await other.register(errorsPlugin);
+    other.post('/echo', async (request) => request.body);
+    const post = (body: string, type = 'application/json') =>
+      other.inject({
+        method: 'POST',
+        url: '/echo',
+        payload: body,
+        headers: { 'content-type': type },
+      });
+    const cases: [Awaited<ReturnType<typeof post>>, number, string][] = [
+      [await post('{"a":'), 400, 'bad_json'],
+      [await post(''), 400, 'empty_body'],
+      [await post(JSON.stringify({ a: 'x'.repeat(100) })), 413, 'body_too_large'],
+      [await post('a=1', 'application/x-www-form-urlencoded'), 415, 'unsupported_media_type'],
+    ];
+    for (const [res, status, code] of cases) {
+      expect(res.statusCode, code).toBe(status);
+      expect(res.json().error.code).toBe(code);
+      expect(res.json().error.message).toEqual(expect.any(String));
+    }
+    expect((await post('{"a":1}')).json()).toEqual({ a: 1 });
+    await other.close();
+  });
+
   it('leaves other errors as they were: 500 internal_error', async () => {
     const other = Fastify({ logger: false });
     await other.register(errorsPlugin);
