@@ -195,6 +195,11 @@ runLines(process.execPath, [
 runLines(process.execPath, [
   path.join(import.meta.dirname, '../apps/coordinator/bench/acceptance.mjs'),
 ]);
+// The worker heartbeat path: 10,000 connected workers, 1,024 heartbeating as fast as acks return,
+// against a raw `ws` JSON server over the same connections (BENCH_HB_* to change the load).
+runLines(process.execPath, [
+  path.join(import.meta.dirname, '../apps/coordinator/bench/heartbeats.mjs'),
+]);
 const TORCH = findPython('torch');
 if (TORCH) {
   const torch = runLines(TORCH, [path.join(modelsBench, 'torch_reference.py')]);
