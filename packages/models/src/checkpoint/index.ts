@@ -31,6 +31,19 @@ export {
 } from './ddpm-to-fm.js';
 export { CheckpointError, type CheckpointErrorCode } from './errors.js';
 export {
+  encodeOptimizerState,
+  inspectOptimizerState,
+  type LoadedOptimizerState,
+  loadOptimizerState,
+  OPTIMIZER_STATE_FORMAT,
+  OPTIMIZER_STATE_METADATA_KEY,
+  OPTIMIZER_STATE_VERSION,
+  type OptimizerStateMeta,
+  type OptimizerStateTensors,
+  optimizerStateShapes,
+  optimizerStateSizeBounds,
+} from './optimizer-state.js';
+export {
   bf16ToFloat32,
   DEFAULT_MAX_HEADER_BYTES,
   type DecodedSafetensors,

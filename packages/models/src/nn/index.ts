@@ -22,4 +22,10 @@ export {
   type PresetData,
 } from './presets.js';
 export { type RouterConfig, RouterNet, routerParamShapes, validateRouterConfig } from './router.js';
-export { createTrainer, type Gradients, type Trainer, type TrainerOptions } from './train-step.js';
+export {
+  createTrainer,
+  type Gradients,
+  type Trainer,
+  type TrainerOptions,
+  type TrainerState,
+} from './train-step.js';

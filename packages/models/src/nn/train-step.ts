@@ -36,6 +36,16 @@ export interface Gradients {
   grads: Map<string, tf.Tensor>;
 }
 
+/**
+ * Adam's state to start from instead of zero moments at step 0 (an exact resume): its step count
+ * `t` (bias correction continues from it) and both moments of every trainable parameter, by name.
+ */
+export interface TrainerState {
+  step: number;
+  expAvg: Record<string, { shape: readonly number[]; data: Float32Array }>;
+  expAvgSq: Record<string, { shape: readonly number[]; data: Float32Array }>;
+}
+
 export interface Trainer {
   /** Current learning rate; may be changed between steps. */
   learningRate: number;
@@ -53,7 +63,7 @@ export interface Trainer {
   dispose(): void;
 }
 
-export function createTrainer(options: TrainerOptions): Trainer {
+export function createTrainer(options: TrainerOptions, initial?: TrainerState): Trainer {
   const [beta1, beta2] = options.betas ?? [0.9, 0.999];
   const eps = options.eps ?? 1e-8;
   const weightDecay = options.weightDecay ?? 0;
@@ -70,15 +80,34 @@ export function createTrainer(options: TrainerOptions): Trainer {
   if (trainable.length === 0) throw new Error('createTrainer: no trainable parameters');
   const expAvg = new Map<string, tf.Variable>();
   const expAvgSq = new Map<string, tf.Variable>();
+  if (initial && !(Number.isInteger(initial.step) && initial.step >= 0)) {
+    throw new Error(`initial Adam step must be an integer >= 0, got ${initial.step}`);
+  }
+  const moment = (
+    values: TrainerState['expAvg'] | undefined,
+    which: string,
+    name: string,
+    v: tf.Variable,
+  ): tf.Variable => {
+    const value = values?.[name];
+    if (values && !value) throw new Error(`initial Adam state: no ${which} for "${name}"`);
+    if (value && value.shape.join() !== v.shape.join()) {
+      throw new Error(
+        `initial Adam state: ${which} of "${name}" has shape [${value.shape}], parameter [${v.shape}]`,
+      );
+    }
+    // tf.variable keeps its own reference to the data: the tensor itself can go.
+    const t = value ? tf.tensor(value.data, [...value.shape], 'float32') : tf.zerosLike(v);
+    const out = tf.variable(t, false);
+    t.dispose();
+    return out;
+  };
   for (const [name, v] of trainable) {
-    // tf.variable keeps its own reference to the data: the zeros themselves can go.
-    const zeros = tf.zerosLike(v);
-    expAvg.set(name, tf.variable(zeros, false));
-    expAvgSq.set(name, tf.variable(zeros, false));
-    zeros.dispose();
+    expAvg.set(name, moment(initial?.expAvg, 'exp_avg', name, v));
+    expAvgSq.set(name, moment(initial?.expAvgSq, 'exp_avg_sq', name, v));
   }
 
-  let t = 0;
+  let t = initial?.step ?? 0;
   const trainer: Trainer = {
     learningRate: options.learningRate,
     get stepCount() {

@@ -4,7 +4,9 @@
  * Each step noises the caller's clean batch x0 with the objective (`sampleTraining`, seeded by
  * `(seed, step)` so a resumed run draws exactly the noise and times it would have drawn), and
  * takes one Adam step on the mean loss, in the calling thread or data-parallel over worker
- * threads (see {@link DataParallelTrainer}). Class-conditional DiTs take labels; for
+ * threads (see {@link DataParallelTrainer}). `saveResumable` writes a checkpoint and its optimiser
+ * state (Adam's moments and step, the live weights), from which a new trainer continues exactly
+ * (bit for bit with the same thread count). Class-conditional DiTs take labels; for
  * classifier-free guidance the caller replaces a fraction of them by the null class.
  */
 import {
@@ -15,13 +17,20 @@ import {
   type ObjectiveConfig,
 } from '@archipelago/diffusion';
 import type * as tf from '@tensorflow/tfjs-core';
-import { add, mul, tidy, variable } from '@tensorflow/tfjs-core';
-import type { CheckpointMeta } from '../checkpoint/index.js';
+import { add, mul, tensor, tidy, variable } from '@tensorflow/tfjs-core';
+import {
+  type CheckpointMeta,
+  type CheckpointParam,
+  checkpointSha256,
+  encodeOptimizerState,
+  loadOptimizerState,
+} from '../checkpoint/index.js';
 import type { StepBatch } from './losses.js';
 import {
   EXPERT_NETWORK_KINDS,
   type ExpertNetworkSpec,
   inputShapeOf,
+  paramShapesOf,
   resolveNetworkSpec,
 } from './networks.js';
 import { DataParallelTrainer } from './parallel/data-parallel-trainer.js';
@@ -44,13 +53,27 @@ export interface ExpertTrainerOptions {
    */
   init?: Uint8Array;
   /**
+   * The optimiser state saved with `init` ({@link ExpertTrainer.saveResumable}): the live weights,
+   * Adam's moments and step count. With it training continues exactly as if it had never stopped;
+   * without it, from `init`'s weights with fresh moments (a warm restart). It must name `init` by
+   * sha256 and step ({@link CheckpointError} otherwise).
+   */
+  optimizerState?: Uint8Array;
+  /**
    * Keep an exponential moving average of the weights and save it instead of the raw weights
    * (what diffusion models sample with). Step t uses decay `min(decay, (1 + t) / (10 + t))`, so
    * short runs average over their recent steps and long ones over ~1 / (1 - decay) steps. A
-   * checkpoint holds the average only: resuming continues from it (a warm restart, like Adam's
-   * moments, which are not saved either).
+   * checkpoint holds the average; its optimiser state holds the raw weights.
    */
   ema?: { decay: number };
+}
+
+/** A checkpoint and the optimiser state that continues it exactly. */
+export interface ResumableSave {
+  checkpoint: Uint8Array;
+  /** sha256 (hex) of `checkpoint`, which `optimizer` names. */
+  sha256: string;
+  optimizer: Uint8Array;
 }
 
 export interface TrainStepResult {
@@ -81,6 +104,8 @@ export class ExpertTrainer {
     readonly objective: Objective,
     private readonly options: ExpertTrainerOptions,
     private readonly init: CheckpointMeta | undefined,
+    /** The EMA to start from (a checkpoint's weights resumed with its optimiser state). */
+    emaInit?: Record<string, CheckpointParam>,
   ) {
     this.stepsTaken = init?.step ?? 0;
     const decay = options.ema?.decay;
@@ -91,7 +116,11 @@ export class ExpertTrainer {
       decay === undefined
         ? null
         : new Map(
-            [...engine.network.params].map(([name, v]) => [name, tfVariable(v, `ema/${name}`)]),
+            [...engine.network.params].map(([name, v]) => {
+              const start = emaInit?.[name];
+              if (!start) return [name, tfVariable(v, `ema/${name}`)];
+              return [name, variableOf(start, `ema/${name}`)];
+            }),
           );
   }
 
@@ -101,19 +130,39 @@ export class ExpertTrainer {
     const init = options.init
       ? loadInit(options.init, 'expert', network, objective.config)
       : undefined;
+    if (options.optimizerState && !options.init)
+      throw new Error('an optimizer state continues a checkpoint: give its init too');
+    const state =
+      options.optimizerState && options.init && init
+        ? loadOptimizerState(options.optimizerState, paramShapesOf(network), {
+            checkpoint: checkpointSha256(options.init),
+            step: init.meta.step,
+          })
+        : undefined;
     const engine = await DataParallelTrainer.create({
       network,
       task: { kind: 'regression', objective: objective.config },
       optimizer: options.optimizer,
       seed: options.seed,
       ...(options.threads === undefined ? {} : { threads: options.threads }),
-      ...(init ? { initParams: init.params } : {}),
+      ...(state ? { initParams: state.params } : init ? { initParams: init.params } : {}),
+      ...(state
+        ? {
+            initOptimizer: {
+              step: state.meta.adamStep,
+              expAvg: state.expAvg,
+              expAvgSq: state.expAvgSq,
+            },
+          }
+        : {}),
     });
     return new ExpertTrainer(
       engine,
       objective,
       { ...options, network, objective: objective.config },
       init?.meta,
+      // An EMA trainer's checkpoint holds the average: it goes on from there.
+      state && init ? init.params : undefined,
     );
   }
 
@@ -215,6 +264,32 @@ export class ExpertTrainer {
     });
   }
 
+  /**
+   * A checkpoint ({@link save}) and its optimiser state: the live weights, Adam's moments (every
+   * parameter; zeros for one not trained) and step count, naming the checkpoint by sha256. A
+   * trainer created from both continues exactly as this one would.
+   */
+  async saveResumable(options: TrainerSaveOptions = {}): Promise<ResumableSave> {
+    const checkpoint = await this.save(options);
+    const sha256 = checkpointSha256(checkpoint);
+    const adam = this.engine.optimizerState();
+    const params: Record<string, CheckpointParam> = {};
+    const expAvg: Record<string, CheckpointParam> = {};
+    const expAvgSq: Record<string, CheckpointParam> = {};
+    for (const [name, v] of this.engine.network.params) {
+      const shape = [...v.shape];
+      params[name] = { shape, data: (v.dataSync() as Float32Array).slice() };
+      const zeros = () => new Float32Array(v.size);
+      expAvg[name] = { shape, data: adam.expAvg[name]?.data ?? zeros() };
+      expAvgSq[name] = { shape, data: adam.expAvgSq[name]?.data ?? zeros() };
+    }
+    const optimizer = encodeOptimizerState(
+      { checkpoint: sha256, step: this.stepsTaken, adamStep: adam.step },
+      { params, expAvg, expAvgSq },
+    );
+    return { checkpoint, sha256, optimizer };
+  }
+
   /** Terminates the workers and frees the network. */
   dispose(): Promise<void> {
     if (this.ema) for (const v of this.ema.values()) v.dispose();
@@ -241,6 +316,17 @@ export class ExpertTrainer {
       x.dispose();
     }
   }
+}
+
+/** A non-trainable variable holding `value`. */
+function variableOf(value: CheckpointParam, name: string): tf.Variable {
+  return tidy(() =>
+    variable(
+      tensor(value.data, value.shape, 'float32'),
+      false,
+      `${name}/${Math.random().toString(36).slice(2)}`,
+    ),
+  );
 }
 
 /** A non-trainable copy of `v`. */

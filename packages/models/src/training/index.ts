@@ -1,6 +1,7 @@
 export {
   ExpertTrainer,
   type ExpertTrainerOptions,
+  type ResumableSave,
   type TrainerSaveOptions,
   type TrainStepResult,
 } from './expert-trainer.js';

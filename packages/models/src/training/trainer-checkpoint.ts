@@ -7,10 +7,11 @@
  * fingerprint, the DDPM parent of a converted expert. The `archipelago.training` metadata key
  * records the objective config (FM time sampling included), the optimizer settings and the seed.
  *
- * Adam's moments are not saved: nn's `createTrainer` always starts at Adam step 0, and moments
- * restored without their step would be bias-corrected as if fresh (a much larger first update).
- * A resumed run therefore restarts Adam from zero moments (a warm restart) while its parameters,
- * step count and noise stream continue exactly.
+ * Adam's moments, its step count and the live weights (an EMA trainer's checkpoint holds the
+ * average) are not in the checkpoint but in its optimiser state, a file of its own
+ * (checkpoint/optimizer-state.ts, `ExpertTrainer.saveResumable`): with both a resumed run continues
+ * exactly; from the checkpoint alone it restarts Adam from zero moments (a warm restart) while its
+ * parameters, step count and noise stream continue.
  */
 import { heldOutObjective, type ObjectiveConfig, resolveObjective } from '@archipelago/diffusion';
 import type * as tf from '@tensorflow/tfjs-core';

@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { currentBackend } from '../../backend.js';
 import type { CheckpointParam } from '../../checkpoint/index.js';
-import { createTrainer, type Trainer } from '../../nn/index.js';
+import { createTrainer, type Trainer, type TrainerState } from '../../nn/index.js';
 import { createLoss, type LossFn, type StepBatch, type TaskSpec } from '../losses.js';
 import { buildNetwork, type NetworkSpec, type TrainableNetwork } from '../networks.js';
 import { shardSizes, splitRows, toHost } from './host-batch.js';
@@ -31,6 +31,8 @@ export interface DataParallelTrainerOptions {
   threads?: number;
   /** Parameter values to start from (every parameter of the network), e.g. from a checkpoint. */
   initParams?: Record<string, CheckpointParam>;
+  /** Adam's state to continue from (every replica gets it); default zero moments at step 0. */
+  initOptimizer?: TrainerState;
 }
 
 export class DataParallelTrainer {
@@ -54,7 +56,10 @@ export class DataParallelTrainer {
     let trainer: Trainer | null = null;
     try {
       if (options.initParams) assignParams(network, options.initParams);
-      trainer = createTrainer({ params: network.params, ...options.optimizer });
+      trainer = createTrainer(
+        { params: network.params, ...options.optimizer },
+        options.initOptimizer,
+      );
       let pool: ReplicaPool | null = null;
       if (threads > 1) {
         const backend = currentBackend();
@@ -72,6 +77,7 @@ export class DataParallelTrainer {
           optimizer: options.optimizer,
           seed: options.seed,
           params: paramValues(network),
+          ...(options.initOptimizer ? { optimizerState: options.initOptimizer } : {}),
         });
         const trainable = [...network.params].filter(([, v]) => v.trainable).map(([n]) => n);
         if (pool.trainable.join() !== trainable.join()) {
@@ -150,6 +156,25 @@ export class DataParallelTrainer {
   get network(): TrainableNetwork {
     this.flush();
     return this.net;
+  }
+
+  /**
+   * Adam's state after every step taken (the main replica's; every replica holds the same): its
+   * step count and both moments of every trainable parameter, as copies.
+   */
+  optimizerState(): TrainerState {
+    this.flush();
+    const copy = (m: Map<string, tf.Variable>) => {
+      const out: TrainerState['expAvg'] = {};
+      for (const [name, v] of m)
+        out[name] = { shape: [...v.shape], data: (v.dataSync() as Float32Array).slice() };
+      return out;
+    };
+    return {
+      step: this.trainer.stepCount,
+      expAvg: copy(this.trainer.state.expAvg),
+      expAvgSq: copy(this.trainer.state.expAvgSq),
+    };
   }
 
   /**

@@ -3,7 +3,7 @@
  * carries an id; the worker answers each, in order, with a result or an error.
  */
 import type { BackendName } from '../../backend.js';
-import type { TrainerOptions } from '../../nn/index.js';
+import type { TrainerOptions, TrainerState } from '../../nn/index.js';
 import type { TaskSpec } from '../losses.js';
 import type { NetworkSpec } from '../networks.js';
 import type { HostBatch } from './host-batch.js';
@@ -27,6 +27,8 @@ export type ReplicaRequest =
       seed: number;
       /** Every parameter (trainable or not), so the replica starts identical to the main one. */
       params: ParamValues;
+      /** Adam's state to continue from (an exact resume); default zero moments at step 0. */
+      optimizerState?: TrainerState;
     }
   /** Gradients of the shard's mean loss, one Float32Array per trainable parameter. */
   | { type: 'gradients'; id: number; batch: HostBatch }

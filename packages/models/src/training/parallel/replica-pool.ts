@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { BackendName } from '../../backend.js';
+import type { TrainerState } from '../../nn/index.js';
 import type { TaskSpec } from '../losses.js';
 import type { NetworkSpec } from '../networks.js';
 import { buffersOf, type HostBatch } from './host-batch.js';
@@ -63,6 +64,7 @@ export interface ReplicaPoolOptions {
   optimizer: OptimizerOptions;
   seed: number;
   params: ParamValues;
+  optimizerState?: TrainerState;
 }
 
 interface Pending {

@@ -49,7 +49,10 @@ async function run(
         v.assign(t);
         t.dispose();
       }
-      const trainer = createTrainer({ params: network.params, ...msg.optimizer });
+      const trainer = createTrainer(
+        { params: network.params, ...msg.optimizer },
+        msg.optimizerState,
+      );
       const trainable = [...network.params].filter(([, v]) => v.trainable).map(([n]) => n);
       replica = { network, trainer, loss: createLoss(msg.task, network), trainable };
       return [{ trainable }, []];
