@@ -33,6 +33,16 @@ export const CheckpointBegin = Type.Object(
     sha256: Sha256,
     /** The last checkpoint, at the target step. */
     final: Type.Boolean(),
+    /**
+     * Protocol 2: the checkpoint's optimiser state (Adam's moments and step, the live weights:
+     * what an exact resume needs), uploaded beside it as an object of its own.
+     */
+    optimizer: Type.Optional(
+      Type.Object(
+        { bytes: Type.Integer({ minimum: 1 }), sha256: Sha256 },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false, title: 'CheckpointBegin' },
 );
@@ -47,12 +57,25 @@ export const CheckpointUrl = Type.Object(
     putUrl: Type.String({ minLength: 1, maxLength: 8192 }),
     headers: Type.Record(Type.String(), Type.String()),
     expiresAt: Type.String({ format: 'date-time' }),
+    /** When the begin announced an optimiser state: where to PUT it (same expiry). */
+    optimizer: Type.Optional(
+      Type.Object(
+        {
+          putUrl: Type.String({ minLength: 1, maxLength: 8192 }),
+          headers: Type.Record(Type.String(), Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false, title: 'CheckpointUrl' },
 );
 export type CheckpointUrl = Static<typeof CheckpointUrl>;
 
-/** Worker -> coordinator: uploaded; verify it and make it the resume point. */
+/**
+ * Worker -> coordinator: uploaded (with its optimiser state, when announced); verify both and make
+ * the checkpoint the resume point. A damaged or missing optimiser state rejects the checkpoint.
+ */
 export const CheckpointCommit = Type.Object(
   { type: Type.Literal('checkpoint.commit'), leaseId: Id, checkpointId: Id },
   { additionalProperties: false, title: 'CheckpointCommit' },

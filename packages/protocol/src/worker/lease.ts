@@ -75,7 +75,15 @@ export const LeaseGrant = Type.Object(
     /** The last accepted checkpoint: continue from its step. */
     resumeFrom: Type.Optional(
       Type.Object(
-        { checkpoint: ObjectRef, step: Type.Integer({ minimum: 0 }) },
+        {
+          checkpoint: ObjectRef,
+          step: Type.Integer({ minimum: 0 }),
+          /**
+           * Protocol 2: the checkpoint's optimiser state, when it was uploaded with one: training
+           * continues exactly. Without it, from the checkpoint's weights with fresh moments.
+           */
+          optimizer: Type.Optional(ObjectRef),
+        },
         { additionalProperties: false },
       ),
     ),

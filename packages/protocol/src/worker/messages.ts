@@ -19,9 +19,15 @@ import {
   LeaseRevoke,
 } from './lease.js';
 
-/** Protocol versions this build speaks, oldest first. */
-export const PROTOCOL_VERSIONS = [1] as const;
-export const PROTOCOL_VERSION = 1;
+/**
+ * Protocol versions this build speaks, oldest first. 2 adds optimiser states: an optional
+ * `optimizer` in `checkpoint.begin`, `checkpoint.url` and a grant's `resumeFrom`; a coordinator
+ * sends them only to a worker that negotiated 2.
+ */
+export const PROTOCOL_VERSIONS = [1, 2] as const;
+export const PROTOCOL_VERSION = 2;
+/** The first protocol version with optimiser states. */
+export const OPTIMIZER_STATE_PROTOCOL = 2;
 /** Frames larger than this are refused (a lease grant with presigned URLs is a few KiB). */
 export const MAX_FRAME_BYTES = 64 * 1024;
 

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { isCheckpointStep } from '../../src/worker/checkpoint.js';
-import { MAX_FRAME_BYTES, negotiateProtocol, parseFrame } from '../../src/worker/messages.js';
+import {
+  MAX_FRAME_BYTES,
+  negotiateProtocol,
+  OPTIMIZER_STATE_PROTOCOL,
+  PROTOCOL_VERSIONS,
+  parseFrame,
+} from '../../src/worker/messages.js';
 
 const hello = {
   type: 'hello',
@@ -127,10 +133,93 @@ describe('parseFrame', () => {
   });
 });
 
+describe('optimiser states (protocol 2)', () => {
+  const sha = 'b'.repeat(64);
+  const ref = {
+    url: 'http://coordinator/store/x?sig=1',
+    sha256: 'a'.repeat(64),
+    bytes: 10,
+    expiresAt: '2026-01-01T00:00:00.000Z',
+  };
+  const begin = {
+    type: 'checkpoint.begin',
+    leaseId: 'ls_abcdefabcdef',
+    step: 10,
+    bytes: 100,
+    sha256: 'a'.repeat(64),
+    final: false,
+  };
+  const url = {
+    type: 'checkpoint.url',
+    leaseId: 'ls_abcdefabcdef',
+    checkpointId: 'ck_abcdefabcdef',
+    putUrl: 'http://store/put?sig=1',
+    headers: { 'content-length': '100' },
+    expiresAt: '2026-01-01T00:00:00.000Z',
+  };
+  const parse = (v: unknown, side: 'worker' | 'coordinator') => parseFrame(JSON.stringify(v), side);
+
+  it('a begin may announce one, a url may carry its PUT; both stay optional', () => {
+    expect(parse(begin, 'worker').ok).toBe(true);
+    expect(parse({ ...begin, optimizer: { bytes: 300, sha256: sha } }, 'worker').ok).toBe(true);
+    expect(parse(url, 'coordinator').ok).toBe(true);
+    const withPut = { ...url, optimizer: { putUrl: 'http://store/put2', headers: {} } };
+    expect(parse(withPut, 'coordinator').ok).toBe(true);
+  });
+
+  it('refuses a malformed announcement or PUT', () => {
+    for (const optimizer of [
+      { bytes: 0, sha256: sha },
+      { bytes: 300, sha256: 'XYZ' },
+      { bytes: 300 },
+      { bytes: 300, sha256: sha, url: 'x' },
+      'state',
+    ]) {
+      const r = parse({ ...begin, optimizer }, 'worker');
+      expect(r, JSON.stringify(optimizer)).toMatchObject({ ok: false, code: 'invalid_message' });
+      expect(!r.ok && r.message).toMatch(/^checkpoint\.begin: \/optimizer/);
+    }
+    expect(parse({ ...url, optimizer: { putUrl: '', headers: {} } }, 'coordinator')).toMatchObject({
+      ok: false,
+      code: 'invalid_message',
+    });
+    expect(parse({ ...url, optimizer: { headers: {} } }, 'coordinator').ok).toBe(false);
+  });
+
+  it("a grant's resume point may name its optimiser state, as an object reference", () => {
+    const grant = {
+      type: 'lease.grant',
+      leaseId: 'ls_abcdefabcdef',
+      expert: { id: 'ex_abcdefabcdef', runId: 'run_abcdefabcdef', cluster: 0 },
+      spec: { name: 'fm', timeSampling: { kind: 'uniform' } },
+      objective: 'fm',
+      timeSampling: 'uniform',
+      shard: { train: ref, count: 10, valCount: 2 },
+      model: { preset: 'micro', imageSize: 16, channels: 1, numClasses: 0 },
+      training: {
+        targetSteps: 100,
+        checkpointInterval: 10,
+        batchSize: 8,
+        learningRate: 0.001,
+        seed: 1,
+      },
+      resumeFrom: { checkpoint: ref, step: 10 },
+    };
+    expect(parse(grant, 'coordinator').ok).toBe(true);
+    const exact = { ...grant, resumeFrom: { ...grant.resumeFrom, optimizer: ref } };
+    expect(parse(exact, 'coordinator').ok).toBe(true);
+    const bad = { ...grant, resumeFrom: { ...grant.resumeFrom, optimizer: { url: 'x' } } };
+    expect(parse(bad, 'coordinator')).toMatchObject({ ok: false, code: 'invalid_message' });
+  });
+});
+
 describe('negotiateProtocol', () => {
   it('picks the highest common version, or null', () => {
-    expect(negotiateProtocol([1, 2, 3])).toBe(1);
-    expect(negotiateProtocol([2])).toBeNull();
+    expect(PROTOCOL_VERSIONS).toEqual([1, 2]);
+    expect(negotiateProtocol([1, 2, 3])).toBe(2);
+    expect(negotiateProtocol([1])).toBe(1);
+    expect(negotiateProtocol([2])).toBe(OPTIMIZER_STATE_PROTOCOL);
+    expect(negotiateProtocol([3])).toBeNull();
   });
 });
 
