@@ -8,6 +8,7 @@
  *   expert keeps only its finals (and what manifests name). Every other accepted checkpoint
  *   becomes `superseded` and its object is deleted;
  * - an upload never committed whose lease is gone is rejected and its object deleted;
+ * - a checkpoint's optimiser state goes with its checkpoint;
  * - an object under `uploads/` that no open upload owns (a replayed S3 URL, a crash between copy
  *   and delete) is deleted.
  */
@@ -105,7 +106,12 @@ async function deleteUnnamed(deps: GcDeps, runId: string, cluster: number): Prom
     const named = db
       .select({ id: checkpoints.id })
       .from(checkpoints)
-      .where(and(eq(checkpoints.key, key), inArray(checkpoints.status, ['accepted', 'uploading'])))
+      .where(
+        and(
+          or(eq(checkpoints.key, key), eq(checkpoints.optimizerKey, key)),
+          inArray(checkpoints.status, ['accepted', 'uploading']),
+        ),
+      )
       .get();
     if (!named) await store.delete(key);
   }

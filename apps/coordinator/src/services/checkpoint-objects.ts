@@ -12,13 +12,21 @@
  *   content, which the manifest names and downloads check against.
  * - Sizes and headers are checked against the run's architecture before anything is hashed or
  *   copied.
+ * - A checkpoint's optimiser state (models' optimizer-state.ts: Adam's moments and step, the live
+ *   weights), when the worker announced one, travels the same way as an object of its own:
+ *   `uploads/{checkpointId}.optimizer.safetensors`, then `optim-{step}-{sha256}.safetensors`
+ *   beside its checkpoint; exactly 3x the checkpoint's tensor bytes plus a header, read whole at
+ *   the commit (names, shapes, finite, second moments >= 0, naming its checkpoint's sha256 and
+ *   step), and deleted with its checkpoint.
  */
 import {
   CheckpointError,
   type CheckpointSizeBounds,
   checkpointSizeBounds,
   inspectCheckpoint,
+  loadOptimizerState,
   type NetworkSpec,
+  optimizerStateSizeBounds,
   paramShapesOf,
   safetensorsHeaderLength,
 } from '@archipelago/models';
@@ -43,18 +51,28 @@ import { expectedArchitecture } from './validation.js';
 /** Where the upload of checkpoint `checkpointId` goes: a key of its own. */
 export const uploadKey = (checkpointId: string) => `uploads/${checkpointId}.safetensors`;
 
-const UPLOAD_KEY = /^uploads\/(ck_[0-9a-z]{12})\.safetensors$/;
+/** Where the upload of checkpoint `checkpointId`'s optimiser state goes. */
+export const optimizerUploadKey = (checkpointId: string) =>
+  `uploads/${checkpointId}.optimizer.safetensors`;
 
-/** The checkpoint id of an upload key, or null for any other key. */
+const UPLOAD_KEY = /^uploads\/(ck_[0-9a-z]{12})(?:\.optimizer)?\.safetensors$/;
+
+/** The checkpoint id of an upload key (the checkpoint's or its optimiser state's), or null. */
 export const uploadCheckpointId = (key: string): string | null => UPLOAD_KEY.exec(key)?.[1] ?? null;
 
 /** Where an accepted checkpoint lives: named by its step and the sha256 of its bytes. */
 export const checkpointKey = (runId: string, cluster: number, step: number, sha256: string) =>
   `runs/${runId}/experts/${cluster}/ckpt-${String(step).padStart(9, '0')}-${sha256}.safetensors`;
 
+/** Where an accepted checkpoint's optimiser state lives, beside it, named by its own sha256. */
+export const optimizerKey = (runId: string, cluster: number, step: number, sha256: string) =>
+  `runs/${runId}/experts/${cluster}/optim-${String(step).padStart(9, '0')}-${sha256}.safetensors`;
+
 export interface RunCheckpointShape extends CheckpointSizeBounds {
   architecture: Record<string, unknown>;
   paramShapes: Record<string, number[]>;
+  /** The sizes its optimiser state may have. */
+  optimizer: CheckpointSizeBounds;
 }
 
 const shapes = new Map<string, RunCheckpointShape>();
@@ -66,7 +84,12 @@ export function runCheckpointShape(run: RunRow): RunCheckpointShape {
   const architecture = expectedArchitecture(run);
   const { kind, ...config } = architecture;
   const paramShapes = paramShapesOf({ kind, config } as unknown as NetworkSpec);
-  const shape = { architecture, paramShapes, ...checkpointSizeBounds(paramShapes) };
+  const shape = {
+    architecture,
+    paramShapes,
+    ...checkpointSizeBounds(paramShapes),
+    optimizer: optimizerStateSizeBounds(paramShapes),
+  };
   if (shapes.size > 256) shapes.clear();
   shapes.set(run.id, shape);
   return shape;
@@ -77,6 +100,13 @@ export function sizeRefusal(run: RunRow, bytes: number): string | null {
   const { minBytes, maxBytes, tensorBytes } = runCheckpointShape(run);
   if (bytes >= minBytes && bytes <= maxBytes) return null;
   return `a checkpoint of this run's ${run.config.model} DiT has ${tensorBytes} bytes of tensors and is ${minBytes} to ${maxBytes} bytes long, not ${bytes}`;
+}
+
+/** Why no optimiser state of `run`'s checkpoints can have `bytes` bytes, or null when one can. */
+export function optimizerSizeRefusal(run: RunRow, bytes: number): string | null {
+  const { minBytes, maxBytes, tensorBytes } = runCheckpointShape(run).optimizer;
+  if (bytes >= minBytes && bytes <= maxBytes) return null;
+  return `an optimizer state of this run's ${run.config.model} DiT has ${tensorBytes} bytes of tensors (3x the checkpoint's) and is ${minBytes} to ${maxBytes} bytes long, not ${bytes}`;
 }
 
 /** Why a PUT to `key` is refused now (the upload is not open), or null to let it through. */
@@ -186,24 +216,84 @@ export async function storeUpload(
 }
 
 /**
+ * Check an uploaded optimiser state (`ckpt.optimizerKey`, announced at begin) and store it at its
+ * content key: present with the announced size, which fits the architecture; the announced
+ * sha256; a state of exactly the run's parameters, finite, second moments >= 0, naming `ckpt`'s
+ * sha256 and step. It is read whole (3x a checkpoint's tensors). Reasons start with a
+ * CHECKPOINT_REJECT_CODES code and say "optimizer state". The upload's own object is left for the
+ * caller to delete.
+ */
+export async function storeOptimizerUpload(
+  store: ObjectStore,
+  run: RunRow,
+  expert: ExpertRow,
+  ckpt: CheckpointRow,
+): Promise<StoreOutcome> {
+  const key = ckpt.optimizerKey!;
+  const info = await store.head(key);
+  if (!info) return refuse('missing_object', `no optimizer state was uploaded to ${key}`);
+  if (info.bytes !== ckpt.optimizerBytes)
+    return refuse(
+      'size_mismatch',
+      `optimizer state: uploaded ${info.bytes} bytes, announced ${ckpt.optimizerBytes}`,
+    );
+  const tooBig = optimizerSizeRefusal(run, info.bytes);
+  if (tooBig) return refuse('size_mismatch', tooBig);
+  const bytes = await store.getBytes(key);
+  const sha256 = sha256Hex(bytes);
+  if (sha256 !== ckpt.optimizerSha256)
+    return refuse(
+      'sha256_mismatch',
+      `sha256 of the optimizer state is ${sha256}, announced ${ckpt.optimizerSha256}`,
+    );
+  try {
+    loadOptimizerState(
+      new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length),
+      runCheckpointShape(run).paramShapes,
+      {
+        checkpoint: ckpt.sha256,
+        step: ckpt.step,
+      },
+    );
+  } catch (err) {
+    if (!(err instanceof CheckpointError)) throw err;
+    return refuse('bad_header', err.message);
+  }
+  const content = optimizerKey(run.id, expert.cluster, ckpt.step, sha256);
+  try {
+    await store.put(content, bytes, { sha256, createOnly: true });
+  } catch (err) {
+    if (!(err instanceof ObjectExistsError)) throw err;
+    const there = sha256Hex(await store.getBytes(content));
+    if (there !== sha256)
+      return refuse('sha256_mismatch', `${content} holds other bytes (${there}); not replaced`);
+  }
+  return { ok: true, key: content };
+}
+
+/**
  * Delete `row`'s object unless another checkpoint that is accepted or still uploading names the
  * same key: a rejected or superseded checkpoint deletes only what is its own.
  */
 export async function deleteCheckpointObject(
   db: Db,
   store: ObjectStore,
-  row: Pick<CheckpointRow, 'id' | 'key'>,
+  row: Pick<CheckpointRow, 'id' | 'key'> & { optimizerKey?: string | null },
 ): Promise<void> {
-  const shared = db
-    .select({ id: checkpoints.id })
-    .from(checkpoints)
-    .where(
-      and(
-        eq(checkpoints.key, row.key),
-        ne(checkpoints.id, row.id),
-        inArray(checkpoints.status, ['accepted', 'uploading']),
-      ),
-    )
-    .get();
-  if (!shared) await store.delete(row.key);
+  const shared = (column: typeof checkpoints.key | typeof checkpoints.optimizerKey, key: string) =>
+    db
+      .select({ id: checkpoints.id })
+      .from(checkpoints)
+      .where(
+        and(
+          eq(column, key),
+          ne(checkpoints.id, row.id),
+          inArray(checkpoints.status, ['accepted', 'uploading']),
+        ),
+      )
+      .get();
+  if (!shared(checkpoints.key, row.key)) await store.delete(row.key);
+  // Its optimiser state goes with it.
+  if (row.optimizerKey && !shared(checkpoints.optimizerKey, row.optimizerKey))
+    await store.delete(row.optimizerKey);
 }

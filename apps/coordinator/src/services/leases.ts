@@ -6,6 +6,7 @@ import {
   type LeaseGrant,
   OBJECTIVES,
   type ObjectiveSpec,
+  OPTIMIZER_STATE_PROTOCOL,
   specSummary,
 } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
@@ -37,7 +38,10 @@ import { validateFinalCheckpoint } from '../lifecycle/pipeline.js';
 import { collectExpertCheckpoints } from './checkpoint-gc.js';
 import {
   deleteCheckpointObject,
+  optimizerSizeRefusal,
+  optimizerUploadKey,
   sizeRefusal,
+  storeOptimizerUpload,
   storeUpload,
   uploadKey,
 } from './checkpoint-objects.js';
@@ -232,11 +236,15 @@ async function objectRef(store: ObjectStore, key: string, sha256: string, bytes:
   return { url, sha256, bytes, expiresAt: expiresAt.toISOString() };
 }
 
-/** Everything the worker needs for this lease, with presigned URLs for the shard and the resume point. */
+/**
+ * Everything the worker needs for this lease, with presigned URLs for the shard and the resume
+ * point (and its optimiser state, for a worker speaking `protocol` 2 or later).
+ */
 export async function buildGrant(
   deps: LeaseDeps,
   lease: LeaseRow,
   expert: ExpertRow,
+  protocol = 1,
 ): Promise<LeaseGrant> {
   const { db, store } = deps;
   const run = db.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
@@ -286,6 +294,16 @@ export async function buildGrant(
           resumeFrom: {
             checkpoint: await objectRef(store, resume.key, resume.sha256, resume.bytes),
             step: resume.step,
+            ...(resume.optimizerKey && protocol >= OPTIMIZER_STATE_PROTOCOL
+              ? {
+                  optimizer: await objectRef(
+                    store,
+                    resume.optimizerKey,
+                    resume.optimizerSha256!,
+                    resume.optimizerBytes!,
+                  ),
+                }
+              : {}),
           },
         }
       : {}),
@@ -433,13 +451,21 @@ export function revokeWorkerLeases(db: Db, workerIds: string[], reason: string):
  * Register an upload: a checkpoint row, an object key of its own and a short-lived, create-only
  * presigned PUT URL for it. The step must be after the last accepted one, at most the target,
  * final exactly at the target, and a multiple of the checkpoint interval otherwise; the size must
- * be one a checkpoint of the run's architecture can have. A lease has one open upload at a time:
- * a new begin closes the previous one (its object is deleted, its URL refused).
+ * be one a checkpoint of the run's architecture can have (and an announced optimiser state's, one
+ * such a checkpoint's state can have: it gets a second URL). A lease has one open upload at a
+ * time: a new begin closes the previous one (its objects are deleted, its URLs refused).
  */
 export async function beginCheckpoint(
   deps: LeaseDeps,
   workerId: string,
-  msg: { leaseId: string; step: number; bytes: number; sha256: string; final: boolean },
+  msg: {
+    leaseId: string;
+    step: number;
+    bytes: number;
+    sha256: string;
+    final: boolean;
+    optimizer?: { bytes: number; sha256: string };
+  },
 ) {
   const { db, store, config } = deps;
   if (msg.bytes > config.maxCheckpointBytes) {
@@ -484,6 +510,8 @@ export async function beginCheckpoint(
     }
     const tooBig = sizeRefusal(run, msg.bytes);
     if (tooBig) throw new LeaseError('checkpoint_size', tooBig);
+    const stateTooBig = msg.optimizer && optimizerSizeRefusal(run, msg.optimizer.bytes);
+    if (stateTooBig) throw new LeaseError('checkpoint_size', stateTooBig);
     const open = tx
       .update(checkpoints)
       .set({
@@ -506,6 +534,13 @@ export async function beginCheckpoint(
         sha256: msg.sha256,
         bytes: msg.bytes,
         final: msg.final,
+        ...(msg.optimizer
+          ? {
+              optimizerKey: optimizerUploadKey(id),
+              optimizerSha256: msg.optimizer.sha256,
+              optimizerBytes: msg.optimizer.bytes,
+            }
+          : {}),
         status: 'uploading',
       })
       .returning()
@@ -519,12 +554,21 @@ export async function beginCheckpoint(
     sha256: row.sha256,
     createOnly: true,
   });
+  const statePut = row.optimizerKey
+    ? await store.presignPut(row.optimizerKey, {
+        ttlSeconds: UPLOAD_URL_TTL_SECONDS,
+        bytes: row.optimizerBytes!,
+        sha256: row.optimizerSha256!,
+        createOnly: true,
+      })
+    : null;
   return {
     checkpoint: row,
     expert,
     putUrl: put.url,
     headers: put.headers,
     expiresAt: put.expiresAt,
+    ...(statePut ? { optimizer: { putUrl: statePut.url, headers: statePut.headers } } : {}),
   };
 }
 
@@ -608,6 +652,15 @@ export async function commitCheckpoint(
     return { accepted: false, checkpoint: rejected, reason: stored.reason };
   }
   const contentKey = stored.key;
+  // The optimiser state is part of the checkpoint: a bad one rejects both.
+  const state = ckpt.optimizerKey ? await storeOptimizerUpload(store, run, expert, ckpt) : null;
+  if (state && !state.ok) {
+    await deleteCheckpointObject(db, store, { id: ckpt.id, key: contentKey }).catch(() => {});
+    const rejected = await rejectUpload(deps, workerId, ckpt, state.reason);
+    return { accepted: false, checkpoint: rejected, reason: state.reason };
+  }
+  const stateKey = state?.ok ? state.key : null;
+  const copies = { id: ckpt.id, key: contentKey, optimizerKey: stateKey };
   let result: CommitResult | { stale: string };
   try {
     result = db.transaction((tx) => {
@@ -616,7 +669,12 @@ export async function commitCheckpoint(
       if (late) return { stale: late };
       const accepted = tx
         .update(checkpoints)
-        .set({ status: 'accepted', key: contentKey, decidedAt: new Date() })
+        .set({
+          status: 'accepted',
+          key: contentKey,
+          ...(stateKey ? { optimizerKey: stateKey } : {}),
+          decidedAt: new Date(),
+        })
         .where(eq(checkpoints.id, ckpt.id))
         .returning()
         .get();
@@ -660,15 +718,16 @@ export async function commitCheckpoint(
     });
   } catch (err) {
     // The lease ended while the upload was checked: the copy is nobody's.
-    await deleteCheckpointObject(db, store, { id: ckpt.id, key: contentKey }).catch(() => {});
+    await deleteCheckpointObject(db, store, copies).catch(() => {});
     throw err;
   }
   if ('stale' in result) {
-    await deleteCheckpointObject(db, store, { id: ckpt.id, key: contentKey }).catch(() => {});
+    await deleteCheckpointObject(db, store, copies).catch(() => {});
     await rejectUpload(deps, workerId, ckpt, result.stale);
     throw new LeaseError('stale_checkpoint_step', result.stale);
   }
   await store.delete(ckpt.key).catch(() => {});
+  if (ckpt.optimizerKey) await store.delete(ckpt.optimizerKey).catch(() => {});
   await collectExpertCheckpoints(deps, ckpt.expertId).catch((err: unknown) =>
     deps.log?.warn({ err, expert: ckpt.expertId }, 'checkpoint collection failed'),
   );

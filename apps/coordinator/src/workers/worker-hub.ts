@@ -4,6 +4,7 @@ import {
   type Hello,
   MAX_FRAME_BYTES,
   negotiateProtocol,
+  PROTOCOL_VERSIONS,
   parseFrame,
   WORKER_ERROR_REASONS,
   type WorkerErrorCode,
@@ -275,6 +276,8 @@ class WorkerConnection {
   /** The token this connection said hello with (null before hello). */
   tokenId: string | null = null;
   private objective: Hello['objective'] = 'any';
+  /** The protocol version negotiated at hello (2: optimiser states in grants). */
+  private protocol = 1;
   private badFrames = 0;
   private chain: Promise<void> = Promise.resolve();
   /** Closes a connection that opens and never says hello (it would hold a socket for free). */
@@ -435,7 +438,7 @@ class WorkerConnection {
     if (protocol === null) {
       this.sendError(
         'unsupported_protocol',
-        `no common protocol version: worker speaks ${msg.protocols.join(', ')}, coordinator speaks 1`,
+        `no common protocol version: worker speaks ${msg.protocols.join(', ')}, coordinator speaks ${PROTOCOL_VERSIONS.join(', ')}`,
         true,
         'hello',
       );
@@ -507,6 +510,7 @@ class WorkerConnection {
     this.helloTimer = null;
     this.tokenId = token.row.id;
     this.objective = msg.objective;
+    this.protocol = protocol;
     this.hub.register(this, workerId);
     this.send({
       type: 'welcome',
@@ -545,7 +549,9 @@ class WorkerConnection {
             reason: `no pending expert for objective ${this.objective}`,
           });
         }
-        return this.send(await buildGrant(this.hub.options, leased.lease, leased.expert));
+        return this.send(
+          await buildGrant(this.hub.options, leased.lease, leased.expert, this.protocol),
+        );
       }
       case 'heartbeat': {
         // A token revoked elsewhere (CLI, another coordinator process) is noticed here.
@@ -569,6 +575,7 @@ class WorkerConnection {
           putUrl: r.putUrl,
           headers: r.headers,
           expiresAt: r.expiresAt.toISOString(),
+          ...(r.optimizer ? { optimizer: r.optimizer } : {}),
         });
       }
       case 'checkpoint.commit': {

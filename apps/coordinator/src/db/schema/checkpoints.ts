@@ -27,6 +27,13 @@ export const checkpoints = sqliteTable(
     sha256: text('sha256').notNull(),
     bytes: integer('bytes').notNull(),
     final: integer('final', { mode: 'boolean' }).notNull().default(false),
+    /**
+     * The checkpoint's optimiser state (Adam's moments and step, the live weights), when the worker
+     * uploaded one: its own object (upload key, then content key, like `key`), size and sha256.
+     */
+    optimizerKey: text('optimizer_key'),
+    optimizerSha256: text('optimizer_sha256'),
+    optimizerBytes: integer('optimizer_bytes'),
     status: text('status').$type<CheckpointStatus>().notNull(),
     reason: text('reason'),
     validationLoss: real('validation_loss'),
