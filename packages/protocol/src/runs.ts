@@ -44,13 +44,13 @@ export const AcceptancePolicy = Type.Object(
       Type.Number({
         exclusiveMinimum: 0,
         description:
-          "Largest accepted ratio of the expert's x0 error to its shard's linear reference's at mid noise, t 0.1-0.3 (default 0.9).",
+          "Largest accepted ratio of the expert's x0 error to its shard's linear reference's at mid noise, t 0.05-0.2 (default 0.95).",
       }),
     ),
     maxHighRatio: Type.Optional(
       Type.Number({
         exclusiveMinimum: 0,
-        description: 'The same at high noise, t 0.8-0.9 (default 1.5).',
+        description: 'The same at high noise, t 0.8-0.9 (default 2).',
       }),
     ),
     minSpecificity: Type.Optional(

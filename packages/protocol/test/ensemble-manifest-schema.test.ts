@@ -97,10 +97,10 @@ describe('ensemble manifest v2 schema', () => {
       midRatio: 0.68,
       highRatio: 1.05,
       specificity: 1.45,
-      midTimes: [0.1, 0.2, 0.3],
+      midTimes: [0.05, 0.1, 0.2],
       highTimes: [0.8, 0.9],
       reference: 'full',
-      bar: { maxMidRatio: 0.9, maxHighRatio: 1.5, minSpecificity: 1 },
+      bar: { maxMidRatio: 0.95, maxHighRatio: 2, minSpecificity: 1 },
     };
     const withIt = { ...v2, experts: v2.experts.map((e) => ({ ...e, acceptance })) };
     expect(Value.Check(EnsembleManifestV2, withIt)).toBe(true);
