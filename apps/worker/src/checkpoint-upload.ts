@@ -7,6 +7,7 @@
  * lease ends the lease.
  */
 
+import { OPTIMIZER_STATE_PROTOCOL } from '@archipelago/protocol';
 import { abortableSleep } from './abortable-sleep.js';
 import { Backoff } from './backoff.js';
 import type { CheckpointBytes } from './checkpoint-files.js';
@@ -23,7 +24,10 @@ export type UploadResult = 'accepted' | 'superseded' | 'rejected' | 'retry' | 'l
 export interface CheckpointUploadOptions {
   leaseId: string;
   targetSteps: number;
-  conn: Pick<Connection, 'ready' | 'request' | 'waitReady'>;
+  /** `welcomed`: the protocol the coordinator speaks (2: optimiser states travel too). */
+  conn: Pick<Connection, 'ready' | 'request' | 'waitReady'> & {
+    welcomed?: Connection['welcomed'];
+  };
   log: Pick<Reporter, 'info' | 'warn'>;
   /** What the coordinator had accepted for this expert when the session began. */
   accepted: { step: number | null; sha256: string | null };
@@ -174,10 +178,15 @@ export class CheckpointUpload {
     return result;
   }
 
-  /** begin -> PUT -> commit. */
+  /** begin -> PUT (and the optimiser state's PUT, with protocol 2) -> commit. */
   private async attempt(p: CheckpointBytes): Promise<UploadResult> {
     const { conn, log, leaseId } = this.options;
     const { ck } = p;
+    const protocol = conn.welcomed?.protocol ?? 1;
+    const state =
+      p.optimizer && ck.optimizer && protocol >= OPTIMIZER_STATE_PROTOCOL
+        ? { bytes: p.optimizer, ref: ck.optimizer }
+        : null;
     try {
       const url = await conn.request(
         {
@@ -187,20 +196,33 @@ export class CheckpointUpload {
           bytes: ck.bytes,
           sha256: ck.sha256,
           final: ck.final,
+          ...(state ? { optimizer: { bytes: state.ref.bytes, sha256: state.ref.sha256 } } : {}),
         },
         ['checkpoint.url'],
       );
-      const put = await (this.options.fetch ?? fetch)(url.putUrl, {
-        method: 'PUT',
-        headers: url.headers,
-        body: p.bytes,
-        signal: AbortSignal.timeout(Math.max(60_000, (ck.bytes / MB) * 2_000)),
-      });
-      if (!put.ok) {
-        log.warn(
-          `upload of checkpoint step ${ck.step} failed: HTTP ${put.status} ${(await put.text()).slice(0, 300)}; will retry`,
-        );
-        return 'retry';
+      const puts: [string, string, Record<string, string>, Uint8Array][] = [
+        [`checkpoint step ${ck.step}`, url.putUrl, url.headers, p.bytes],
+      ];
+      if (state && url.optimizer)
+        puts.push([
+          `the optimizer state of step ${ck.step}`,
+          url.optimizer.putUrl,
+          url.optimizer.headers,
+          state.bytes,
+        ]);
+      for (const [what, putUrl, headers, body] of puts) {
+        const put = await (this.options.fetch ?? fetch)(putUrl, {
+          method: 'PUT',
+          headers,
+          body,
+          signal: AbortSignal.timeout(Math.max(60_000, (body.byteLength / MB) * 2_000)),
+        });
+        if (!put.ok) {
+          log.warn(
+            `upload of ${what} failed: HTTP ${put.status} ${(await put.text()).slice(0, 300)}; will retry`,
+          );
+          return 'retry';
+        }
       }
       const reply = await conn.request(
         { type: 'checkpoint.commit', leaseId, checkpointId: url.checkpointId },

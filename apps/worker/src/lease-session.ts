@@ -190,14 +190,15 @@ export class LeaseSession {
       this.upload.restore(point.checkpoint);
     if (point.kind === 'orphan' && uploadable(point.step)) {
       const o = point.orphan;
-      this.upload.restore(this.files.write(o.step, o.bytes, o.final));
+      this.upload.restore(this.files.write(o.step, o.bytes, o.final, o.optimizer));
     }
-    const init = await resumeInit(point, cache);
+    const start = await resumeInit(point, cache, (m) => log.warn(m));
     if (this.interrupted()) return;
 
     this.loop = await TrainingLoop.create(g, batches, {
       threads: this.ctx.threads,
-      ...(init ? { init } : {}),
+      warn: (m) => log.warn(m),
+      ...start,
     });
     if (this.loop.step !== this.startStep) {
       throw new Error(
@@ -224,14 +225,18 @@ export class LeaseSession {
     if (!loop || loop.step <= base) return;
     const step = loop.step;
     const pending = this.upload.pending;
-    const bytes = pending?.ck.step === step ? pending.bytes : await loop.save();
+    const saved =
+      pending?.ck.step === step
+        ? { bytes: pending.bytes, optimizer: pending.optimizer }
+        : await loop.saveResumable();
     this.leftover = {
       expertId: this.grant.expert.id,
       baseStep: base,
       baseSha256: this.upload.acceptedSha256,
       step,
       final: step === this.grant.training.targetSteps,
-      bytes,
+      bytes: saved.bytes,
+      ...(saved.optimizer ? { optimizer: saved.optimizer } : {}),
     };
     this.ctx.log.info(
       `keeping the ${step - base} steps trained since step ${base}: if ${this.label} is granted again from step ${base}, training continues from step ${step}`,
@@ -283,12 +288,19 @@ export class LeaseSession {
     );
   }
 
-  /** Save a checkpoint of the current step; it replaces any older one still waiting to upload. */
+  /**
+   * Save a checkpoint of the current step (a non-final one with its optimiser state, for an exact
+   * resume); it replaces any older one still waiting to upload.
+   */
   private async checkpoint(final: boolean): Promise<void> {
     const loop = this.loop!;
     const step = loop.step;
-    const bytes = await loop.save();
-    this.upload.offer(this.files.write(step, bytes, final));
+    if (final) {
+      this.upload.offer(this.files.write(step, await loop.save(), true));
+      return;
+    }
+    const { bytes, optimizer } = await loop.saveResumable();
+    this.upload.offer(this.files.write(step, bytes, false, optimizer));
   }
 
   /** At the target: get the final checkpoint accepted, then confirm the lease complete. */

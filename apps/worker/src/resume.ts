@@ -23,13 +23,15 @@ export interface Orphan {
   step: number;
   final: boolean;
   bytes: Uint8Array;
+  /** Its optimiser state, when it has one. */
+  optimizer?: Uint8Array;
 }
 
 /** Where training starts, with the step count it starts at. */
 export type ResumePoint =
   | { kind: 'local'; step: number; checkpoint: CheckpointBytes }
   | { kind: 'orphan'; step: number; orphan: Orphan }
-  | { kind: 'accepted'; step: number; checkpoint: ObjectRef }
+  | { kind: 'accepted'; step: number; checkpoint: ObjectRef; optimizer?: ObjectRef }
   | { kind: 'converted'; step: 0; checkpoint: ObjectRef }
   | { kind: 'scratch'; step: 0 };
 
@@ -59,6 +61,7 @@ export function chooseResume(
       kind: 'accepted',
       step: grant.resumeFrom.step,
       checkpoint: grant.resumeFrom.checkpoint,
+      ...(grant.resumeFrom.optimizer ? { optimizer: grant.resumeFrom.optimizer } : {}),
     };
   if (grant.initFrom) return { kind: 'converted', step: 0, checkpoint: grant.initFrom.checkpoint };
   return { kind: 'scratch', step: 0 };
@@ -92,14 +95,27 @@ export function readLocalCheckpoint(
 ): CheckpointBytes | null {
   const ck = saved?.checkpoint;
   if (!ck) return null;
+  let found: CheckpointBytes;
   try {
     const bytes = read(ck.file);
     if (sha256Hex(bytes) !== ck.sha256) throw new Error('sha256 mismatch');
     if (ck.step < (grant.resumeFrom?.step ?? 0)) throw new Error('older than the lease');
-    return { ck: { ...ck }, bytes };
+    found = { ck: { ...ck }, bytes };
   } catch (err) {
     warn(`ignoring the local checkpoint of step ${ck.step} (${(err as Error).message})`);
     return null;
+  }
+  if (!ck.optimizer) return found;
+  try {
+    const optimizer = read(ck.optimizer.file);
+    if (sha256Hex(optimizer) !== ck.optimizer.sha256) throw new Error('sha256 mismatch');
+    return { ...found, optimizer };
+  } catch (err) {
+    warn(
+      `ignoring the optimizer state of the local checkpoint of step ${ck.step} (${(err as Error).message}): fresh Adam moments`,
+    );
+    const { optimizer: _gone, ...rest } = found.ck;
+    return { ck: rest, bytes: found.bytes };
   }
 }
 
@@ -111,7 +127,7 @@ export function describeResume(point: ResumePoint): string {
     case 'orphan':
       return `the checkpoint of step ${point.step} it trained from step ${point.orphan.baseStep} before its previous lease of this expert was lost`;
     case 'accepted':
-      return `the accepted checkpoint of step ${point.step} (sha256 ${point.checkpoint.sha256.slice(0, 12)})`;
+      return `the accepted checkpoint of step ${point.step} (sha256 ${point.checkpoint.sha256.slice(0, 12)})${point.optimizer ? ' and its optimizer state' : ''}`;
     case 'converted':
       return `DDPM checkpoint ${point.checkpoint.sha256.slice(0, 12)} converted to flow matching`;
     case 'scratch':
@@ -119,23 +135,49 @@ export function describeResume(point: ResumePoint): string {
   }
 }
 
-/** The checkpoint bytes to initialise the trainer with (downloaded or converted); none from scratch. */
+/** What the trainer starts from: a checkpoint and, for an exact resume, its optimiser state. */
+export interface ResumeInit {
+  init?: Uint8Array;
+  optimizerState?: Uint8Array;
+}
+
+/**
+ * The checkpoint bytes to initialise the trainer with (downloaded or converted; none from
+ * scratch) and its optimiser state when there is one. A state that cannot be downloaded is
+ * `warn`ed about and left out: training continues from the checkpoint with fresh moments.
+ */
 export async function resumeInit(
   point: ResumePoint,
   cache: ObjectCache,
-): Promise<Uint8Array | undefined> {
+  warn: (message: string) => void = () => {},
+): Promise<ResumeInit> {
+  const withState = (init: Uint8Array, optimizerState: Uint8Array | undefined): ResumeInit =>
+    optimizerState ? { init, optimizerState } : { init };
   switch (point.kind) {
     case 'local':
-      return point.checkpoint.bytes;
+      return withState(point.checkpoint.bytes, point.checkpoint.optimizer);
     case 'orphan':
-      return point.orphan.bytes;
-    case 'accepted':
-      return cache.get(point.checkpoint, `the checkpoint of step ${point.step}`, false);
+      return withState(point.orphan.bytes, point.orphan.optimizer);
+    case 'accepted': {
+      const init = await cache.get(point.checkpoint, `the checkpoint of step ${point.step}`, false);
+      if (!point.optimizer) return { init };
+      const state = await cache
+        .get(point.optimizer, `the optimizer state of step ${point.step}`, false)
+        .catch((err: unknown) => {
+          warn(
+            `cannot download the optimizer state of step ${point.step} (${(err as Error).message}): fresh Adam moments`,
+          );
+          return undefined;
+        });
+      return withState(init, state);
+    }
     case 'converted':
-      return convertDdpmToFm(
-        await cache.get(point.checkpoint, 'the DDPM checkpoint to convert', false),
-      );
+      return {
+        init: await convertDdpmToFm(
+          await cache.get(point.checkpoint, 'the DDPM checkpoint to convert', false),
+        ),
+      };
     case 'scratch':
-      return undefined;
+      return {};
   }
 }

@@ -5,7 +5,12 @@
  * and at the target, and smoothed rates for heartbeats and the progress line. It stops after the
  * current step when asked to.
  */
-import { ditConfigFromPreset, ExpertTrainer, type TrainStepResult } from '@archipelago/models';
+import {
+  CheckpointError,
+  ditConfigFromPreset,
+  ExpertTrainer,
+  type TrainStepResult,
+} from '@archipelago/models';
 import type { LeaseGrant } from '@archipelago/protocol';
 import type { ShardBatches } from './shard-batches.js';
 
@@ -52,7 +57,7 @@ export function smoothRates(
 /** The part of {@link ExpertTrainer} the loop drives. */
 export type LoopTrainer = Pick<
   ExpertTrainer,
-  'stepCount' | 'threads' | 'learningRate' | 'step' | 'save' | 'dispose'
+  'stepCount' | 'threads' | 'learningRate' | 'step' | 'save' | 'saveResumable' | 'dispose'
 >;
 
 export interface TrainingHooks {
@@ -78,11 +83,20 @@ export class TrainingLoop {
     private readonly dataFingerprint: string,
   ) {}
 
-  /** The grant's DiT and objective, from `init` (a checkpoint to continue) when given. */
+  /**
+   * The grant's DiT and objective, from `init` (a checkpoint to continue) when given, and its
+   * `optimizerState` (an exact resume); a state that does not load (`warn`ed) is dropped: training
+   * continues from `init` with fresh moments.
+   */
   static async create(
     g: LeaseGrant,
     batches: ShardBatches,
-    options: { init?: Uint8Array; threads: number },
+    options: {
+      init?: Uint8Array;
+      optimizerState?: Uint8Array;
+      threads: number;
+      warn?: (message: string) => void;
+    },
   ): Promise<TrainingLoop> {
     const config = ditConfigFromPreset(g.model.preset, {
       imageSize: g.model.imageSize,
@@ -90,17 +104,29 @@ export class TrainingLoop {
       numClasses: g.model.numClasses,
       ...(g.model.patchSize !== undefined ? { patchSize: g.model.patchSize } : {}),
     });
-    const trainer = await ExpertTrainer.create({
-      network: { kind: 'dit', config },
-      // The grant's objective spec, verbatim: the registry interprets it.
-      objective: g.spec,
-      optimizer: { learningRate: g.training.learningRate },
-      // Checkpoints hold the EMA of the weights: what diffusion models sample well with.
-      ema: { decay: EMA_DECAY },
-      seed: g.training.seed,
-      threads: options.threads,
-      ...(options.init ? { init: options.init } : {}),
-    });
+    const create = (optimizerState?: Uint8Array) =>
+      ExpertTrainer.create({
+        network: { kind: 'dit', config },
+        // The grant's objective spec, verbatim: the registry interprets it.
+        objective: g.spec,
+        optimizer: { learningRate: g.training.learningRate },
+        // Checkpoints hold the EMA of the weights: what diffusion models sample well with.
+        ema: { decay: EMA_DECAY },
+        seed: g.training.seed,
+        threads: options.threads,
+        ...(options.init ? { init: options.init } : {}),
+        ...(optimizerState ? { optimizerState } : {}),
+      });
+    let trainer: ExpertTrainer;
+    try {
+      trainer = await create(options.optimizerState);
+    } catch (err) {
+      if (!(options.optimizerState && err instanceof CheckpointError)) throw err;
+      options.warn?.(
+        `ignoring the checkpoint's optimizer state (${err.message}): fresh Adam moments`,
+      );
+      trainer = await create();
+    }
     return new TrainingLoop(trainer, batches, g.training, g.shard.train.sha256);
   }
 
@@ -145,6 +171,12 @@ export class TrainingLoop {
   /** A safetensors checkpoint of the current step. */
   save(): Promise<Uint8Array> {
     return this.trainer.save({ dataFingerprint: this.dataFingerprint });
+  }
+
+  /** A checkpoint of the current step and its optimiser state (what an exact resume needs). */
+  async saveResumable(): Promise<{ bytes: Uint8Array; optimizer: Uint8Array }> {
+    const r = await this.trainer.saveResumable({ dataFingerprint: this.dataFingerprint });
+    return { bytes: r.checkpoint, optimizer: r.optimizer };
   }
 
   /** Free the trainer; {@link step} stays readable. */

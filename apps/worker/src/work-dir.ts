@@ -32,6 +32,8 @@ export interface LocalCheckpoint {
   final: boolean;
   /** True once the coordinator accepted it. */
   accepted: boolean;
+  /** Its optimiser state (a non-final checkpoint's), in a file beside it. */
+  optimizer?: { file: string; sha256: string; bytes: number };
 }
 
 /** The lease held when the state was last written: enough to re-attach after a restart. */

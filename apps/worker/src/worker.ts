@@ -329,10 +329,11 @@ export class Worker {
 
   /** Checkpoint files no recorded lease refers to (left by a killed process). */
   private removeStrayCheckpoints(): void {
-    const keep = this.state.lease?.checkpoint?.file;
+    const ck = this.state.lease?.checkpoint;
+    const keep = [ck?.file, ck?.optimizer?.file].filter((f) => f !== undefined);
     const dir = this.options.workDir.checkpointDir;
     for (const name of readdirSync(dir)) {
-      if (keep && path.join('checkpoints', name) === path.normalize(keep)) continue;
+      if (keep.some((f) => path.join('checkpoints', name) === path.normalize(f))) continue;
       rmSync(path.join(dir, name), { force: true });
     }
   }

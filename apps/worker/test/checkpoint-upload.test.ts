@@ -41,7 +41,15 @@ type Answer = CoordinatorMessage | Error;
  * checkpoint.commit (a frame, or an error to reject with); `put` is the PUT's HTTP status.
  */
 function setup(
-  script: { begin?: Answer; commit?: Answer; put?: number; ready?: boolean } = {},
+  script: {
+    begin?: Answer;
+    commit?: Answer;
+    put?: number;
+    ready?: boolean;
+    /** The protocol of the welcome (2: optimiser states), and a second PUT URL in the answer. */
+    protocol?: number;
+    statePut?: boolean;
+  } = {},
   accepted: CheckpointUploadOptions['accepted'] = { step: 10, sha256: 'a'.repeat(64) },
 ) {
   const sent: WorkerMessage[] = [];
@@ -50,8 +58,10 @@ function setup(
   const logs: string[] = [];
   let persisted = 0;
   let waited = 0;
+  const puts: { url: string; bytes: number }[] = [];
   const conn = {
     ready: script.ready ?? true,
+    welcomed: { protocol: script.protocol ?? 1 },
     async request(message: WorkerMessage) {
       sent.push(message);
       const answer =
@@ -63,6 +73,9 @@ function setup(
               putUrl: 'http://store/put',
               headers: {},
               expiresAt: '2030-01-01T00:00:00.000Z',
+              ...(script.statePut
+                ? { optimizer: { putUrl: 'http://store/put-state', headers: {} } }
+                : {}),
             })
           : (script.commit ?? {
               type: 'checkpoint.accepted',
@@ -88,12 +101,16 @@ function setup(
     lose: (reason) => lost.push(reason),
     // A fixed half of the ceiling: the first retry waits 500 ms.
     backoff: new Backoff(1000, 30_000, () => 0.5),
-    fetch: (async () => new Response('nope', { status: script.put ?? 200 })) as typeof fetch,
+    fetch: (async (url: string, init: { body: Uint8Array }) => {
+      puts.push({ url, bytes: init.body.byteLength });
+      return new Response('nope', { status: script.put ?? 200 });
+    }) as unknown as typeof fetch,
   });
   return {
     upload,
     conn,
     sent,
+    puts,
     removed,
     lost,
     logs,
@@ -102,7 +119,40 @@ function setup(
   };
 }
 
+/** A checkpoint with its optimiser state (7 bytes). */
+const withState = (step: number): CheckpointBytes => {
+  const c = checkpoint(step);
+  return {
+    ck: { ...c.ck, optimizer: { file: 'x.optimizer', sha256: 'e'.repeat(64), bytes: 7 } },
+    bytes: c.bytes,
+    optimizer: new Uint8Array(7),
+  };
+};
+
 describe('CheckpointUpload', () => {
+  it('with protocol 2, announces the optimiser state and PUTs it to its own URL', async () => {
+    const t = setup({ protocol: 2, statePut: true });
+    t.upload.offer(withState(15));
+    expect(await t.upload.flush()).toBe('accepted');
+    expect(t.sent[0]).toMatchObject({ optimizer: { bytes: 7, sha256: 'e'.repeat(64) } });
+    expect(t.puts).toEqual([
+      { url: 'http://store/put', bytes: 4 },
+      { url: 'http://store/put-state', bytes: 7 },
+    ]);
+    // A failed state PUT is retried like the checkpoint's.
+    const failing = setup({ protocol: 2, statePut: true, put: 503 });
+    failing.upload.offer(withState(15));
+    expect(await failing.upload.flush()).toBe('retry');
+  });
+
+  it('with protocol 1, the optimiser state stays home: the begin and the PUTs are those of before', async () => {
+    const t = setup({ protocol: 1 });
+    t.upload.offer(withState(15));
+    expect(await t.upload.flush()).toBe('accepted');
+    expect(t.sent[0]).not.toHaveProperty('optimizer');
+    expect(t.puts).toEqual([{ url: 'http://store/put', bytes: 4 }]);
+  });
+
   it('begins, PUTs and commits; accepted, the checkpoint is the new resume point', async () => {
     const t = setup();
     const old = checkpoint(10);

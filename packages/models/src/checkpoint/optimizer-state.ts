@@ -1,6 +1,6 @@
 /**
  * The optimiser state of a checkpoint: what a trainer needs beyond the checkpoint to continue
- * exactly as if it had never stopped (docs/architecture.md "Exact resume"). An F32 safetensors
+ * exactly as if it had never stopped (docs/architecture.md, "Object store layout", exact resume). An F32 safetensors
  * file with, for every parameter `name` of the network:
  *
  * - `param/<name>`: the live weights (a checkpoint of an EMA trainer holds the average instead);
