@@ -291,7 +291,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     log(`  default routing ${ensemble.inference.routing}: ${ensemble.inference.rationale}`);
 
     // The consumer's view: the signed manifest and its checkpoints, next to each other, so that
-    // `sample --manifest DIR/manifest.json` works with no coordinator.
+    // `sample --manifest DIR/manifest.json` works with no coordinator; and the coordinator's
+    // signing key (GET /api/v1/keys) for it to verify against (`--public-key-file DIR/keys.json`).
+    await writeFile(path.join(out, 'keys.json'), await (await fetch(`${base}/api/v1/keys`)).text());
     const manifestRes = await fetch(`${base}/api/v1/runs/${run.id}/manifest.json`);
     const manifestText = await manifestRes.text();
     await writeFile(path.join(out, 'manifest.json'), manifestText);
@@ -344,12 +346,13 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     );
     log('  samples.png    digits 0-9 (one column per class) from the sampling endpoint');
     log('  manifest.json  the signed ensemble manifest; checkpoints/ holds the files it names');
+    log("  keys.json      the coordinator's signing key (GET /api/v1/keys), pinned for sample");
     log('  samples.json   routing statistics of a sampling call (which experts ran, how often)');
     log('  experts.png    one row per expert, unconditional samples from its checkpoint alone');
     log('  clusters.png   one row of example digits per cluster');
     log('  dataset.json, run.json');
     log(
-      `Offline: node apps/coordinator/dist/sample-bin.js --manifest ${path.join(out, 'manifest.json')} --out grid.png`,
+      `Offline: node apps/coordinator/dist/sample-bin.js --manifest ${path.join(out, 'manifest.json')} --public-key-file ${path.join(out, 'keys.json')} --out grid.png`,
     );
     log(`Dashboard: ${base}/#/runs/${run.id}   API docs: ${base}/docs`);
     if (opts.keepServing) {

@@ -238,12 +238,21 @@ async function checkPublished(coord: CoordinatorProcess, run: Run, dir: string):
     '2',
     '--steps',
     '2',
+    '--public-key',
+    manifest.signature.publicKey,
   ]);
   expect(good.code, good.output).toBe(0);
   const tampered = structuredClone(manifest);
   tampered.inference.steps = 50;
   await writeFile(path.join(local, 'manifest.json'), JSON.stringify(tampered));
-  const bad = await runSample(['--manifest', path.join(local, 'manifest.json'), '--out', out]);
+  const key = ['--public-key', manifest.signature.publicKey];
+  const bad = await runSample([
+    '--manifest',
+    path.join(local, 'manifest.json'),
+    '--out',
+    out,
+    ...key,
+  ]);
   expect(bad.code).toBe(3);
   expect(bad.output).toMatch(/does not match its content/);
   await writeFile(path.join(local, 'manifest.json'), text);
@@ -251,7 +260,13 @@ async function checkPublished(coord: CoordinatorProcess, run: Run, dir: string):
   const bytes = await readFile(ck);
   bytes[bytes.length - 1] ^= 0xff;
   await writeFile(ck, bytes);
-  const badCk = await runSample(['--manifest', path.join(local, 'manifest.json'), '--out', out]);
+  const badCk = await runSample([
+    '--manifest',
+    path.join(local, 'manifest.json'),
+    '--out',
+    out,
+    ...key,
+  ]);
   expect(badCk.code).toBe(3);
   expect(badCk.output).toMatch(/expert 0 checkpoint .* sha256/);
 

@@ -21,7 +21,18 @@ export class ManifestError extends Error {
       | 'bad_signature'
       | 'untrusted_key'
       | 'checkpoint_mismatch'
-      | 'checkpoint_unavailable',
+      | 'checkpoint_unavailable'
+      // Where a manifest and its files may come from (`sample --manifest`, manifest-source.ts).
+      /** No key to verify against was given, and `--insecure` was not. */
+      | 'public_key_required'
+      /** A key (or a key file) that is not a raw 32-byte Ed25519 public key. */
+      | 'bad_public_key'
+      /** A URL on another origin than the manifest's that `--allow-origin` does not name. */
+      | 'origin_not_allowed'
+      /** A redirect to another origin (or too many). */
+      | 'redirect_refused'
+      /** A manifest or file larger than its cap (Content-Length, counted bytes or declared size). */
+      | 'download_too_large',
     message: string,
   ) {
     super(message);
