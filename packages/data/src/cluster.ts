@@ -9,9 +9,10 @@
  * each one moved to its fine centroid. The coarse step is cheap, so it is restarted several
  * times and the lowest-inertia solution kept.
  */
+
+import { deriveSeed } from '@archipelago/random';
 import { DatasetImportError } from './errors.js';
 import { kmeans } from './kmeans.js';
-import { deriveSeed } from './rng.js';
 
 export interface ClusterOptions {
   /** Number of coarse clusters (shards), K. */

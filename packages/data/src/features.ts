@@ -2,10 +2,11 @@
  * Per-image feature vectors for clustering (docs/method.md section 8): the user's embeddings when
  * given (e.g. DINOv2, as DDM and the paper use), otherwise PCA of the pixels.
  */
+
+import { createRng, deriveSeed, sampleIndices } from '@archipelago/random';
 import { DatasetImportError } from './errors.js';
 import { type ImageSet, imageBytes } from './image-set.js';
 import { defaultPcaSampleRows, pca } from './pca.js';
-import { createRng, deriveSeed, sampleIndices } from './rng.js';
 
 export interface FeatureOptions {
   /** User-supplied `[N, dim]` row-major embeddings, one row per image in dataset order. */

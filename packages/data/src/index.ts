@@ -1,3 +1,4 @@
+export * from '@archipelago/random';
 export * from './builtin.js';
 export * from './cluster.js';
 export * from './errors.js';
@@ -11,6 +12,5 @@ export * from './mnist-full.js';
 export * from './npy.js';
 export * from './pca.js';
 export * from './resize.js';
-export * from './rng.js';
 export * from './shard-format.js';
 export * from './shards.js';

@@ -18,8 +18,9 @@
  * Requires a TensorFlow.js backend to be active (the caller selects it, e.g. `initBackend()`
  * from `@archipelago/models`).
  */
+
+import { createRng, deriveSeed, type Rng, sampleIndices } from '@archipelago/random';
 import * as tf from '@tensorflow/tfjs-core';
-import { createRng, deriveSeed, type Rng, sampleIndices } from './rng.js';
 
 /** Per-point weights: the point counts as `w` copies of itself. */
 export type Weights = Float32Array | Float64Array;

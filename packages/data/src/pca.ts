@@ -20,9 +20,10 @@
  *
  * Requires an active TensorFlow.js backend.
  */
+
+import { createRng, deriveSeed, type Rng, sampleIndices } from '@archipelago/random';
 import * as tf from '@tensorflow/tfjs-core';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { createRng, deriveSeed, type Rng, sampleIndices } from './rng.js';
 
 export interface PcaOptions {
   /** Number of components to keep, 1..d. */

@@ -4,8 +4,8 @@
  * `{k}.val.json`).
  */
 import { createHash } from 'node:crypto';
+import { createRng, deriveSeed, shuffleInPlace } from '@archipelago/random';
 import { type ImageSet, subsetImageSet, validateImageSet } from './image-set.js';
-import { createRng, deriveSeed, shuffleInPlace } from './rng.js';
 import { encodeShard, type ShardIndex, shardLayout } from './shard-format.js';
 
 export interface ShardFile {

@@ -1,10 +1,10 @@
 import { initBackend } from '@archipelago/models';
+import { createRng } from '@archipelago/random';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadBuiltinDataset } from '../src/builtin.js';
 import { clusterDataset } from '../src/cluster.js';
 import { DatasetImportError } from '../src/errors.js';
 import { computeFeatures } from '../src/features.js';
-import { createRng } from '../src/rng.js';
 
 beforeAll(async () => {
   await initBackend();

@@ -1,9 +1,9 @@
 import { initBackend } from '@archipelago/models';
+import { createRng } from '@archipelago/random';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DatasetImportError } from '../src/errors.js';
 import { computeFeatures } from '../src/features.js';
 import type { ImageSet } from '../src/image-set.js';
-import { createRng } from '../src/rng.js';
 
 beforeAll(async () => {
   await initBackend();

@@ -1,8 +1,8 @@
 import { initBackend } from '@archipelago/models';
+import { createRng } from '@archipelago/random';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { kmeans, kmeansPlusPlus } from '../src/kmeans.js';
-import { createRng } from '../src/rng.js';
 
 beforeAll(async () => {
   await initBackend();

@@ -1,7 +1,7 @@
+import { createRng } from '@archipelago/random';
 import { describe, expect, it } from 'vitest';
 import { DatasetImportError } from '../src/errors.js';
 import type { ImageSet } from '../src/image-set.js';
-import { createRng } from '../src/rng.js';
 import {
   decodeShard,
   encodeShard,

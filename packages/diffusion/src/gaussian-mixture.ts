@@ -1,10 +1,10 @@
+import { deriveSeed } from '@archipelago/random';
 import type { Tensor, Tensor1D, Tensor2D } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './config-error.js';
 import type { Network, Router, VelocityModel } from './model.js';
 import { batchSize } from './per-sample.js';
 import type { DdpmSchedule } from './schedules/ddpm-schedule.js';
-import { deriveSeed } from './seed.js';
 
 /**
  * An isotropic Gaussian mixture in D dimensions: `p(x0) = sum_k pi_k N(x0; mu_k, sigma_k^2 I)`.

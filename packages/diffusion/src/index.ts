@@ -1,3 +1,5 @@
+/** The one seed derivation (packages/random), re-exported for the packages that sample with tfjs. */
+export { deriveSeed } from '@archipelago/random';
 export { ConfigError } from './config-error.js';
 export {
   CONVERSION_MODES,
@@ -103,4 +105,3 @@ export {
   resolveDdpmScheduleConfig,
 } from './schedules/ddpm-schedule.js';
 export { fmLogSnr, fmTimeForLogSnr, fmVpScale } from './schedules/fm-log-snr.js';
-export { deriveSeed } from './seed.js';

@@ -1,7 +1,7 @@
+import { deriveSeed } from '@archipelago/random';
 import type { Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { GaussianMixture } from '../src/gaussian-mixture.js';
-import { deriveSeed } from '../src/seed.js';
 
 /** 4-D, 3 components with distinct sigmas, means inside [-1, 1]. */
 export const mixture4d = new GaussianMixture({

@@ -1,9 +1,9 @@
+import { deriveSeed } from '@archipelago/random';
 import type { Tensor1D } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GaussianMixture } from '../src/gaussian-mixture.js';
 import { createDdpmSchedule } from '../src/schedules/ddpm-schedule.js';
-import { deriveSeed } from '../src/seed.js';
 import { fmStates, mixture2d, mixture4d } from './fixtures.js';
 import { maxAbsDiff, moments, useCpuBackend } from './helpers.js';
 

@@ -1,9 +1,9 @@
+import { deriveSeed } from '@archipelago/random';
 import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { assertKnownKeys, ConfigError } from '../config-error.js';
 import { perSample } from '../per-sample.js';
 import { DdpmSchedule, resolveDdpmScheduleConfig } from '../schedules/ddpm-schedule.js';
-import { deriveSeed } from '../seed.js';
 import { type DdpmPredictionName, predictionTarget } from './ddpm-prediction.js';
 import { type LossWeighting, lossWeight, resolveLossWeighting } from './loss-weighting.js';
 import { meanSquaredError } from './mean-squared-error.js';

@@ -1,8 +1,8 @@
+import { deriveSeed } from '@archipelago/random';
 import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { assertInRange, assertKnownKeys, assertOneOf } from '../config-error.js';
 import { perSample } from '../per-sample.js';
-import { deriveSeed } from '../seed.js';
 import { meanSquaredError } from './mean-squared-error.js';
 import type { FmObjectiveConfig, Objective, TrainingBatch } from './objective.js';
 

@@ -1,8 +1,8 @@
+import { deriveSeed } from '@archipelago/random';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { assertKnownKeys } from '../config-error.js';
 import type { VelocityModel } from '../model.js';
-import { deriveSeed } from '../seed.js';
 import { type SamplerKey, samplerEntry } from './registry.js';
 import type { SamplerOptions } from './sampler.js';
 

@@ -1,6 +1,8 @@
+import { deriveSeed } from './derive-seed.js';
+
 /**
- * Seeded pseudo-random numbers: every algorithm in this package takes its seed as an argument and
- * builds its own generator, so results never depend on global state or call order elsewhere.
+ * Seeded pseudo-random numbers: every data algorithm takes its seed as an argument and builds its
+ * own generator, so results never depend on global state or call order elsewhere.
  *
  * Generator: sfc32 (Chris Doty-Humphrey's Small Fast Counting generator, as in PractRand), 128
  * bits of state seeded through splitmix32 so that nearby seeds give unrelated streams.
@@ -26,27 +28,7 @@ function splitmix32(state: number): () => number {
   };
 }
 
-/**
- * Fold a seed and any number of integer or string salts into one 32-bit seed, so that independent
- * streams (e.g. one per cluster, or the fine and coarse k-means stages) come from one user seed.
- */
-export function deriveSeed(seed: number, ...salts: (number | string)[]): number {
-  if (!Number.isFinite(seed)) throw new RangeError(`seed must be a finite number, got ${seed}`);
-  // Fold the full integer (also above 2^32) and any fraction so distinct seeds stay distinct.
-  let h = splitmix32((seed >>> 0) ^ Math.floor(seed / 2 ** 32))();
-  h = splitmix32(h ^ Math.round((seed % 1) * 2 ** 31))();
-  for (const salt of salts) {
-    if (typeof salt === 'number') {
-      h = splitmix32(h ^ (salt >>> 0))();
-    } else {
-      for (let i = 0; i < salt.length; i++) h = splitmix32(h ^ salt.charCodeAt(i))();
-      h = splitmix32(h ^ salt.length)();
-    }
-  }
-  return h;
-}
-
-/** A generator for `seed` (any finite number; use {@link deriveSeed} for sub-streams). */
+/** A generator for `seed` (a safe integer; use {@link deriveSeed} for sub-streams). */
 export function createRng(seed: number): Rng {
   const mix = splitmix32(deriveSeed(seed));
   let a = mix();

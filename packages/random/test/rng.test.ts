@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createRng, deriveSeed, sampleIndices, shuffleInPlace } from '../src/rng.js';
+import { deriveSeed } from '../src/derive-seed.js';
+import { createRng, sampleIndices, shuffleInPlace } from '../src/rng.js';
 
 describe('createRng', () => {
   it('is deterministic for a seed and differs across seeds', () => {
