@@ -378,7 +378,11 @@ export class LeaseSession {
     const loop = this.loop;
     const { log } = this.ctx;
     const covered = this.upload.coveredStep;
-    if (!loop || loop.step <= covered || this.lostReason !== null || this.ctx.refused()) return;
+    if (!loop || this.lostReason !== null || this.ctx.refused()) return;
+    if (loop.step <= covered) {
+      log.info(`stopping at step ${loop.step}: its checkpoint of step ${covered} is saved already`);
+      return;
+    }
     const { checkpointInterval: interval, targetSteps: target } = this.grant.training;
     const next = Math.min(target, Math.ceil(loop.step / interval) * interval);
     const save = async (final: boolean) => {
