@@ -50,11 +50,11 @@ export const SPECIFICITY_NEIGHBOURS = 7;
  * impostors (docs/method.md §12). At mid noise at most 0.95 x the reference's x0 error: every
  * linear denoiser is >= 1 by construction (one fitted on the training shard is the reference
  * itself, 1.00), a per-pixel Wiener filter 1.6-1.7, a barely trained expert 1.0-1.1, while the
- * demo's experts score 0.66-0.69 (flow matching) and 0.86-0.89 (epsilon DDPM on the 0s); the
+ * demo's experts score 0.68-0.75 (flow matching) and 0.84 (epsilon DDPM on the 0s); the
  * estimate moves by about 0.01 between noise seeds. At high noise at most 2 x: flow-matching
- * experts score 1.04-1.06, the epsilon-DDPM expert 1.45-1.6 (its conversion amplifies its error
+ * experts score 1.04-1.06, the epsilon-DDPM expert 1.44-1.6 (its conversion amplifies its error
  * by t / (1 - t), §11), untrained networks hundreds of times the reference. And a normalised
- * error lowest on its own shard (the demo's experts: 1.15-1.45 x lower than on the next shard).
+ * error lowest on its own shard (the demo's experts: 1.14-1.32 x lower than on the next shard).
  */
 export const DEFAULT_ACCEPTANCE: Required<AcceptancePolicy> = {
   maxMidRatio: 0.95,
