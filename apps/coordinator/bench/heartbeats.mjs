@@ -91,12 +91,24 @@ async function loadGenerator() {
             if (j < leases) {
               const grant = await request(ws, { type: 'lease.request' });
               if (grant.type !== 'lease.grant') throw new Error(`lease: ${JSON.stringify(grant)}`);
-              leased.push({
+              const l = {
                 ws,
                 leaseId: grant.leaseId,
                 expertId: grant.expert?.id,
-                step: grant.resumeFrom?.step ?? 0,
+                step: (grant.resumeFrom?.step ?? 0) + 1,
+              };
+              // Training started: the first heartbeat moves the expert to training (a state
+              // change, written at once); the measured ones renew a lease in training.
+              const ack = await request(ws, {
+                type: 'heartbeat',
+                leaseId: l.leaseId,
+                step: l.step,
+                loss: 0.5,
+                imagesPerSec: 100,
               });
+              if (ack.type !== 'heartbeat.ack')
+                throw new Error(`heartbeat: ${JSON.stringify(ack)}`);
+              leased.push(l);
             }
           })(),
         );
@@ -372,7 +384,7 @@ function rawServer() {
   });
 }
 
-async function side(name, url, token, common, soakCheck) {
+async function side(name, url, token, common, soakCheck, probe = () => ({})) {
   const load = child();
   await load.ready;
   const c = await load.ask({
@@ -383,6 +395,7 @@ async function side(name, url, token, common, soakCheck) {
     leased: LEASED,
   });
   note(`${name}: ${c.connected} connected, ${c.leased} leased in ${round(c.seconds, 1)} s`);
+  probe(true);
   const m = await measured(() => load.ask({ cmd: 'drive', seconds: SECONDS, intervalMs: 0 }));
   const r = m.result;
   const record = {
@@ -402,6 +415,7 @@ async function side(name, url, token, common, soakCheck) {
     serverRssMB: round(m.rssMB, 0),
     serverRssPeakMB: round(m.rssPeakMB, 0),
     loopDelayP99Ms: round(m.loopDelayP99Ms, 1),
+    ...probe(),
     ...common,
   };
   process.stdout.write(`${JSON.stringify(record)}\n`);
@@ -472,12 +486,39 @@ async function main() {
           )
           .get().n,
       });
+      // How long the coordinator's heartbeat flushes take (when it batches them).
+      const renewals = server.coordinator.hub.renewals;
+      let flushes = [];
+      if (renewals?.flush) {
+        const flush = renewals.flush.bind(renewals);
+        renewals.flush = () => {
+          const t0 = performance.now();
+          const n = flush();
+          if (n > 0) flushes.push([performance.now() - t0, n]);
+          return n;
+        };
+      }
+      const probe = (reset) => {
+        if (reset) flushes = [];
+        if (!renewals?.flush || reset) return {};
+        const ms = flushes.map((f) => f[0]).sort((a, b) => a - b);
+        return {
+          flushes: flushes.length,
+          flushP50Ms: round(quantile(ms, 0.5) ?? 0, 2),
+          flushMaxMs: round(ms.at(-1) ?? 0, 2),
+          rowsPerFlush: round(
+            flushes.reduce((n, f) => n + f[1], 0) / Math.max(1, flushes.length),
+            0,
+          ),
+        };
+      };
       coordinator = await side(
         'coordinator',
         `${server.url.replace(/^http/, 'ws')}/api/v1/workers/socket`,
         token,
         common,
         soakCheck,
+        probe,
       );
     } finally {
       await server.close();

@@ -58,6 +58,11 @@ const ConfigSchema = Type.Object({
   jobConcurrency: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   /** Workers heartbeat this often while they hold a lease. */
   heartbeatMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5000 }),
+  /**
+   * Acknowledged heartbeats (lease renewals, progress, the training curve) are written this often,
+   * in one transaction; a coordinator crash loses at most this much of them.
+   */
+  heartbeatFlushMs: Type.Integer({ minimum: 10, maximum: 10_000, default: 500 }),
   /** A worker connection that has not said hello within this long is closed. */
   helloTimeoutMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 10_000 }),
   /** The coordinator pings each worker socket this often; one that missed the last pong is dropped. */
@@ -120,6 +125,7 @@ export const ENV = {
   bodyLimitBytes: 'ARCHIPELAGO_BODY_LIMIT_BYTES',
   jobConcurrency: 'ARCHIPELAGO_JOB_CONCURRENCY',
   heartbeatMs: 'ARCHIPELAGO_HEARTBEAT_MS',
+  heartbeatFlushMs: 'ARCHIPELAGO_HEARTBEAT_FLUSH_MS',
   helloTimeoutMs: 'ARCHIPELAGO_HELLO_TIMEOUT_MS',
   wsPingMs: 'ARCHIPELAGO_WS_PING_MS',
   requestTimeoutMs: 'ARCHIPELAGO_REQUEST_TIMEOUT_MS',
@@ -181,6 +187,7 @@ export function loadConfig(
     'bodyLimitBytes',
     'jobConcurrency',
     'heartbeatMs',
+    'heartbeatFlushMs',
     'helloTimeoutMs',
     'leaseTtlMs',
     'maxCheckpointBytes',

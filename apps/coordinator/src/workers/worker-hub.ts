@@ -20,13 +20,13 @@ import { DomainError, type ErrorCode } from '../errors.js';
 import { newId } from '../ids.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import { collectCheckpoints } from '../services/checkpoint-gc.js';
+import { LeaseRenewals } from '../services/lease-renewals.js';
 import {
   beginCheckpoint,
   buildGrant,
   commitCheckpoint,
   confirmComplete,
   expireLeases,
-  heartbeat,
   type LeaseDeps,
   releaseLease,
   revokeWorkerLeases,
@@ -52,6 +52,11 @@ export interface HubOptions extends LeaseDeps {
     wsPingMs?: number;
     maxConnectionsPerToken?: number;
     maxLeasesPerToken?: number;
+    /**
+     * How often acknowledged lease renewals and progress are written (one transaction each
+     * time); a crash loses at most this much of them. Default 500 ms.
+     */
+    heartbeatFlushMs?: number;
   };
   /** Hands a job row (checkpoint validation) to the job queue once its transaction committed. */
   dispatchJob?: (id: string) => void;
@@ -88,6 +93,9 @@ const MAX_BAD_FRAMES = 20;
  */
 const REVOCATION_POLL_MS = 250;
 
+/** How often acknowledged heartbeats are written, unless configured. */
+const DEFAULT_FLUSH_MS = 500;
+
 /** Failed authentications per client, kept by the HTTP side (plugins/rate-limits.ts). */
 export interface HelloGate {
   /** The client used up its failed attempts: refuse its hello before looking at the token. */
@@ -107,10 +115,19 @@ export class WorkerHub {
   private collecting: Promise<void> | null = null;
   private revocationTimer: NodeJS.Timeout | null = null;
   private dataVersion: number | null = null;
+  private readonly dataVersionStatement;
+  private flushTimer: NodeJS.Timeout | null = null;
+  /** Tokens revoked while this hub runs (over REST here, or noticed in the database). */
+  private readonly revokedTokens = new Set<string>();
+  /** Heartbeats acknowledged and not yet written (services/lease-renewals.ts). */
+  readonly renewals: LeaseRenewals;
   /** Set once the coordinator shuts down: late socket events must not touch the database. */
   stopped = false;
 
-  constructor(readonly options: HubOptions) {}
+  constructor(readonly options: HubOptions) {
+    this.renewals = new LeaseRenewals(options.db, options.config.leaseTtlMs);
+    this.dataVersionStatement = options.db.$client.prepare('PRAGMA data_version').pluck();
+  }
 
   get db(): Db {
     return this.options.db;
@@ -136,6 +153,11 @@ export class WorkerHub {
     this.timer.unref();
     this.revocationTimer = setInterval(() => this.pollRevocations(), REVOCATION_POLL_MS);
     this.revocationTimer.unref();
+    this.flushTimer = setInterval(
+      () => this.flushRenewals(),
+      this.options.config.heartbeatFlushMs ?? DEFAULT_FLUSH_MS,
+    );
+    this.flushTimer.unref();
   }
 
   stop(): void {
@@ -143,8 +165,12 @@ export class WorkerHub {
     if (this.timer) clearInterval(this.timer);
     if (this.gcTimer) clearInterval(this.gcTimer);
     if (this.revocationTimer) clearInterval(this.revocationTimer);
+    if (this.flushTimer) clearInterval(this.flushTimer);
     this.timer = null;
     this.revocationTimer = null;
+    this.flushTimer = null;
+    // A graceful stop loses no acknowledged heartbeat.
+    this.flushRenewals();
     for (const c of this.connections.values()) c.close(CLOSE.shutdown, 'coordinator shutting down');
   }
 
@@ -180,8 +206,31 @@ export class WorkerHub {
     return n;
   }
 
+  /**
+   * Write the acknowledged renewals and progress now (one transaction). Whoever reads a lease's
+   * deadline or an expert's step in this process for a decision calls this first.
+   */
+  flushRenewals(): void {
+    try {
+      this.renewals.flush();
+    } catch (err) {
+      this.options.log.error({ err }, 'heartbeat flush failed; kept for the next one');
+    }
+  }
+
+  /**
+   * Whether the token was revoked, known in memory without a read per frame: revocations over
+   * REST tell the hub, and one made by another process (the CLI) is picked up by the revocation
+   * poll (which closes the token's sockets then; the revocation itself ended its leases, so a
+   * heartbeat in between is refused by its lease's row).
+   */
+  tokenRevoked(tokenId: string): boolean {
+    return this.revokedTokens.has(tokenId);
+  }
+
   /** Close the live connections of a revoked token and end their leases. */
   revokeToken(tokenId: string): number {
+    this.revokedTokens.add(tokenId);
     const affected = this.db
       .select({ id: workers.id })
       .from(workers)
@@ -209,7 +258,7 @@ export class WorkerHub {
    */
   private pollRevocations(): void {
     try {
-      const version = this.db.$client.pragma('data_version', { simple: true }) as number;
+      const version = this.dataVersionStatement.get() as number;
       if (version === this.dataVersion) return;
       this.dataVersion = version;
       const connected = new Set<string>();
@@ -230,6 +279,8 @@ export class WorkerHub {
   }
 
   private sweep(): void {
+    // Expiry is decided on the acknowledged renewals: written first.
+    this.flushRenewals();
     try {
       const expired = expireLeases(this.db);
       for (const lease of expired) {
@@ -359,6 +410,7 @@ class WorkerConnection {
     // A connection replaced by its worker's reconnect leaves the worker online.
     if (!this.hub.unregister(this, this.workerId)) return;
     // Leases stay: a worker that reconnects within the TTL re-attaches to its lease.
+    this.hub.renewals.forgetWorker(this.workerId);
     this.hub.db
       .update(workers)
       .set({ online: false, lastSeenAt: new Date() })
@@ -525,7 +577,9 @@ class WorkerConnection {
   private async onMessage(msg: WorkerMessage): Promise<void> {
     const { db, config } = this.hub.options;
     const workerId = this.workerId!;
-    db.update(workers).set({ lastSeenAt: new Date() }).where(eq(workers.id, workerId)).run();
+    this.hub.renewals.sawWorker(workerId);
+    // Every other message reads leases and experts for a decision: on the acknowledged renewals.
+    if (msg.type !== 'heartbeat') this.hub.flushRenewals();
     switch (msg.type) {
       case 'hello':
         return this.sendError(
@@ -555,11 +609,11 @@ class WorkerConnection {
       }
       case 'heartbeat': {
         // A token revoked elsewhere (CLI, another coordinator process) is noticed here.
-        if (this.tokenRevoked()) {
+        if (this.hub.tokenRevoked(this.tokenId!)) {
           this.hub.revokeToken(this.tokenId!);
           return;
         }
-        const expiresAt = heartbeat(db, config.leaseTtlMs, workerId, msg);
+        const expiresAt = this.hub.renewals.heartbeat(workerId, msg);
         return this.send({
           type: 'heartbeat.ack',
           leaseId: msg.leaseId,
@@ -608,13 +662,5 @@ class WorkerConnection {
         );
         return;
     }
-  }
-
-  private tokenRevoked(): boolean {
-    const { db } = this.hub.options;
-    return (
-      db.query.workerTokens.findFirst({ where: (t, { eq: e }) => e(t.id, this.tokenId!) }).sync()
-        ?.revokedAt != null
-    );
   }
 }
