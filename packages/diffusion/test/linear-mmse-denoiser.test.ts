@@ -1,7 +1,7 @@
+import { deriveSeed } from '@archipelago/random';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LinearMmseDenoiser } from '../src/linear-mmse-denoiser.js';
-import { deriveSeed } from '@archipelago/random';
 import { maxAbsDiff, useCpuBackend } from './helpers.js';
 
 beforeAll(useCpuBackend);
