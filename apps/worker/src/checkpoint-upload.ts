@@ -2,16 +2,19 @@
  * Getting a lease's checkpoints accepted. The newest checkpoint waits (in memory and in the work
  * dir) until it can be uploaded: `checkpoint.begin` -> presigned PUT scoped to that one object ->
  * `checkpoint.commit` with its sha256 -> accepted (the new resume point; the previously accepted
- * file goes) or rejected (its file goes; the previous resume point stays). A failure a retry may
- * fix (a dropped connection, a failed PUT) waits out a jittered backoff; an expired or unknown
- * lease ends the lease.
+ * file goes) or rejected (its file goes; the previous resume point stays). Each PUT retries store
+ * faults itself (put-with-retries.ts); a URL that expired or was closed gets a fresh one (another
+ * begin at the same step, which closes the old upload); nothing is committed unless every PUT
+ * stored its bytes. A failure that outlasts those retries (a dropped connection, a store down)
+ * waits out a jittered backoff; an expired or unknown lease ends the lease.
  */
 
-import { OPTIMIZER_STATE_PROTOCOL } from '@archipelago/protocol';
+import { type CheckpointUrl, OPTIMIZER_STATE_PROTOCOL } from '@archipelago/protocol';
 import { abortableSleep } from './abortable-sleep.js';
 import { Backoff } from './backoff.js';
 import type { CheckpointBytes } from './checkpoint-files.js';
 import { type Connection, DisconnectedError, RequestError } from './connection.js';
+import { type PutRetryOptions, putWithRetries } from './put-with-retries.js';
 import type { Reporter } from './reporter.js';
 import type { LocalCheckpoint } from './work-dir.js';
 
@@ -40,7 +43,12 @@ export interface CheckpointUploadOptions {
   /** Delays between failed attempts. Default 1 s doubling to 30 s. */
   backoff?: Backoff;
   fetch?: typeof fetch;
+  /** How each PUT retries store faults (its attempts and their backoff); see putWithRetries. */
+  putRetry?: Omit<PutRetryOptions, 'fetch' | 'onRetry'>;
 }
+
+/** Fresh URLs one attempt asks for when a PUT's URL expired or was closed. */
+const FRESH_URLS = 2;
 
 /** The coordinator's latest accepted checkpoint of the expert. */
 interface Accepted {
@@ -178,6 +186,47 @@ export class CheckpointUpload {
     return result;
   }
 
+  /**
+   * The PUTs of one begin's answer: the checkpoint's, then its optimiser state's when the URL has
+   * one. `stored`: every object is in the store; `fresh`: a URL expired or was closed and
+   * `mayRenew`, so begin again; `retry`: give up this attempt (logged).
+   */
+  private async putAll(
+    url: CheckpointUrl,
+    step: number,
+    bytes: Uint8Array,
+    state: Uint8Array | undefined,
+    mayRenew: boolean,
+  ): Promise<'stored' | 'fresh' | 'retry'> {
+    const { log } = this.options;
+    const puts: [string, string, Record<string, string>, Uint8Array][] = [
+      [`checkpoint step ${step}`, url.putUrl, url.headers, bytes],
+    ];
+    if (state && url.optimizer)
+      puts.push([
+        `the optimizer state of step ${step}`,
+        url.optimizer.putUrl,
+        url.optimizer.headers,
+        state,
+      ]);
+    for (const [what, putUrl, headers, body] of puts) {
+      const put = await putWithRetries(putUrl, headers, body, {
+        ...this.options.putRetry,
+        ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
+        onRetry: ({ attempt, delayMs, reason }) =>
+          log.info(`upload of ${what}: ${reason}; attempt ${attempt + 1} in ${delayMs} ms`),
+      });
+      if (put.outcome === 'stored' || put.outcome === 'exists') continue;
+      if (put.outcome === 'closed' && mayRenew) {
+        log.warn(`upload of ${what}: the URL was refused (${put.message}); asking for a fresh one`);
+        return 'fresh';
+      }
+      log.warn(`upload of ${what} failed: ${put.message}; will retry`);
+      return 'retry';
+    }
+    return 'stored';
+  }
+
   /** begin -> PUT (and the optimiser state's PUT, with protocol 2) -> commit. */
   private async attempt(p: CheckpointBytes): Promise<UploadResult> {
     const { conn, log, leaseId } = this.options;
@@ -187,8 +236,8 @@ export class CheckpointUpload {
       p.optimizer && ck.optimizer && protocol >= OPTIMIZER_STATE_PROTOCOL
         ? { bytes: p.optimizer, ref: ck.optimizer }
         : null;
-    try {
-      const url = await conn.request(
+    const begin = () =>
+      conn.request(
         {
           type: 'checkpoint.begin',
           leaseId,
@@ -200,29 +249,13 @@ export class CheckpointUpload {
         },
         ['checkpoint.url'],
       );
-      const puts: [string, string, Record<string, string>, Uint8Array][] = [
-        [`checkpoint step ${ck.step}`, url.putUrl, url.headers, p.bytes],
-      ];
-      if (state && url.optimizer)
-        puts.push([
-          `the optimizer state of step ${ck.step}`,
-          url.optimizer.putUrl,
-          url.optimizer.headers,
-          state.bytes,
-        ]);
-      for (const [what, putUrl, headers, body] of puts) {
-        const put = await (this.options.fetch ?? fetch)(putUrl, {
-          method: 'PUT',
-          headers,
-          body,
-          signal: AbortSignal.timeout(Math.max(60_000, (body.byteLength / MB) * 2_000)),
-        });
-        if (!put.ok) {
-          log.warn(
-            `upload of ${what} failed: HTTP ${put.status} ${(await put.text()).slice(0, 300)}; will retry`,
-          );
-          return 'retry';
-        }
+    try {
+      let url = await begin();
+      for (let renewals = 0; ; renewals++) {
+        const put = await this.putAll(url, ck.step, p.bytes, state?.bytes, renewals < FRESH_URLS);
+        if (put === 'retry') return 'retry';
+        if (put === 'stored') break;
+        url = await begin();
       }
       const reply = await conn.request(
         { type: 'checkpoint.commit', leaseId, checkpointId: url.checkpointId },

@@ -101,6 +101,8 @@ function setup(
     lose: (reason) => lost.push(reason),
     // A fixed half of the ceiling: the first retry waits 500 ms.
     backoff: new Backoff(1000, 30_000, () => 0.5),
+    // A failing PUT is tried twice, back to back (put-with-retries.test.ts tests the retries).
+    putRetry: { maxAttempts: 2, backoff: new Backoff(0, 0) },
     fetch: (async (url: string, init: { body: Uint8Array }) => {
       puts.push({ url, bytes: init.body.byteLength });
       return new Response('nope', { status: script.put ?? 200 });
