@@ -3,20 +3,25 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { datasets, experts, jobs, runs } from '../db/schema/index.js';
+import { CoordinatorMetrics } from '../metrics.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    metrics: Registry;
+    metrics: CoordinatorMetrics;
   }
 }
 
-/** Prometheus metrics at GET /metrics: process, HTTP, and state counts read from SQLite on scrape. */
+/**
+ * Prometheus metrics at GET /metrics: process (event-loop delay included), HTTP, state counts
+ * read from SQLite on scrape, and the coordinator's own work (metrics.ts).
+ */
 export default fp(
   async (app: FastifyInstance) => {
     const registry = new Registry();
     registry.setDefaultLabels({ service: 'archipelago-coordinator' });
     collectDefaultMetrics({ register: registry });
     const { db } = app.coordinator;
+    const metrics = new CoordinatorMetrics(registry, app.coordinator);
 
     const requests = new Counter({
       name: 'archipelago_http_requests_total',
@@ -82,7 +87,7 @@ export default fp(
       requests.inc({ method: request.method, route, status: String(reply.statusCode) });
       duration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
     });
-    app.decorate('metrics', registry);
+    app.decorate('metrics', metrics);
     app.get(
       '/metrics',
       { schema: { tags: ['health'], summary: 'Prometheus metrics', hide: false } },

@@ -99,7 +99,12 @@ export function tryLease(
   workerObjective: ExpertObjective,
   ttlMs: number,
   maxLeasesPerToken = Number.POSITIVE_INFINITY,
-): { lease: LeaseRow; expert: ExpertRow } | null {
+): {
+  lease: LeaseRow;
+  expert: ExpertRow;
+  /** The expert was leased before (and went back to the pool); every grant stamps lastHeartbeatAt. */
+  regrant: boolean;
+} | null {
   return db.transaction((tx) => {
     // One lease at a time: a worker cannot hoard experts by asking again while it trains one.
     const held = tx
@@ -204,7 +209,7 @@ export function tryLease(
         .where(eq(experts.id, expert.id))
         .returning()
         .get();
-      return { lease, expert: updated };
+      return { lease, expert: updated, regrant: expert.lastHeartbeatAt !== null };
     }
     return null;
   });

@@ -19,6 +19,7 @@ import { type LeaseRow, workers, workerTokens } from '../db/schema/index.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import { newId } from '../ids.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { HubMetrics } from '../metrics.js';
 import { collectCheckpoints } from '../services/checkpoint-gc.js';
 import { LeaseRenewals } from '../services/lease-renewals.js';
 import {
@@ -123,6 +124,8 @@ export class WorkerHub {
   readonly renewals: LeaseRenewals;
   /** Set once the coordinator shuts down: late socket events must not touch the database. */
   stopped = false;
+  /** Frames, grants, lease ends and checkpoint verdicts, served at /metrics (metrics.ts). */
+  readonly metrics = new HubMetrics();
 
   constructor(readonly options: HubOptions) {
     this.renewals = new LeaseRenewals(options.db, options.config.leaseTtlMs);
@@ -283,6 +286,7 @@ export class WorkerHub {
     this.flushRenewals();
     try {
       const expired = expireLeases(this.db);
+      this.metrics.leaseEnds.inc('expired', expired.length);
       for (const lease of expired) {
         this.options.log.info({ lease: lease.id, worker: lease.workerId }, 'lease expired');
         this.notifyLeaseEnded(lease, 'lease expired: no heartbeat within the lease TTL');
@@ -344,7 +348,8 @@ class WorkerConnection {
     private readonly gate: HelloGate,
   ) {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
-      this.chain = this.chain.then(() => this.onFrame(data, isBinary));
+      const arrived = performance.now();
+      this.chain = this.chain.then(() => this.onFrame(data, isBinary, arrived));
     });
     const timeoutMs = hub.options.config.helloTimeoutMs ?? 10_000;
     this.helloTimer = setTimeout(() => {
@@ -418,7 +423,7 @@ class WorkerConnection {
       .run();
   }
 
-  private async onFrame(data: Buffer, isBinary: boolean): Promise<void> {
+  private async onFrame(data: Buffer, isBinary: boolean, arrived: number): Promise<void> {
     const { log } = this.hub.options;
     if (isBinary)
       return this.bad(
@@ -428,6 +433,7 @@ class WorkerConnection {
     const parsed = parseFrame(data, 'worker', MAX_FRAME_BYTES);
     if (!parsed.ok) {
       if (parsed.code === 'frame_too_large') {
+        this.hub.metrics.invalidFrames.inc('too_large');
         this.sendError(parsed.code, parsed.message, true);
         return this.close(CLOSE.tooLarge, 'frame too large');
       }
@@ -461,10 +467,13 @@ class WorkerConnection {
         false,
         msg.type,
       );
+    } finally {
+      this.hub.metrics.frames.observe(msg.type, (performance.now() - arrived) / 1000);
     }
   }
 
   private bad(code: WorkerErrorCode, message: string, inReplyTo?: string): void {
+    this.hub.metrics.invalidFrames.inc('invalid');
     this.badFrames++;
     const fatal = this.badFrames >= MAX_BAD_FRAMES;
     this.sendError(code, message, fatal, inReplyTo);
@@ -603,6 +612,7 @@ class WorkerConnection {
             reason: `no pending expert for objective ${this.objective}`,
           });
         }
+        this.hub.metrics.leaseGrants.inc(leased.regrant ? 'regrant' : 'first');
         return this.send(
           await buildGrant(this.hub.options, leased.lease, leased.expert, this.protocol),
         );
@@ -633,7 +643,13 @@ class WorkerConnection {
         });
       }
       case 'checkpoint.commit': {
-        const r = await commitCheckpoint(this.hub.options, workerId, msg.leaseId, msg.checkpointId);
+        const r = await commitCheckpoint(
+          this.hub.options,
+          workerId,
+          msg.leaseId,
+          msg.checkpointId,
+        ).catch((err: unknown) => this.hub.metrics.commitFailed(err));
+        this.hub.metrics.countCommit(r);
         if (r.accepted && r.validationJobId) this.hub.options.dispatchJob?.(r.validationJobId);
         if (r.accepted)
           return this.send({
@@ -651,6 +667,7 @@ class WorkerConnection {
       }
       case 'lease.release':
         releaseLease(db, workerId, msg.leaseId, msg.reason);
+        this.hub.metrics.leaseEnds.inc('released');
         void this.hub.collectGarbage();
         return;
       case 'lease.complete':

@@ -1,10 +1,20 @@
 import { ErrorReply, SampleRequest, SampleResponse } from '@archipelago/protocol';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
+import { DomainError } from '../../errors.js';
 import { RATE_WINDOW_MS } from '../../plugins/rate-limits.js';
 import { getEnsembleRow } from '../../services/ensembles.js';
 import { gridPng, resolveSettings, samplePngs } from '../../services/sampling.js';
 import { EnsembleParams } from '../ensembles/params.js';
+
+const seconds = (since: number) => (performance.now() - since) / 1000;
+
+/** A failed request's outcome label (archipelago_sampling_request_seconds). */
+function outcomeOf(err: unknown): 'busy' | 'cancelled' | 'error' {
+  const code = err instanceof DomainError ? err.code : null;
+  if (code === 'busy' || code === 'client_busy') return 'busy';
+  return code === 'cancelled' ? 'cancelled' : 'error';
+}
 
 /** Sampling from a published ensemble. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
@@ -40,10 +50,19 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) gone.abort();
       });
-      const out = await sampling.sample(request.params.id, settings, {
-        client: request.ip,
-        signal: gone.signal,
-      });
+      const started = performance.now();
+      const out = await sampling
+        .sample(request.params.id, settings, { client: request.ip, signal: gone.signal })
+        .then(
+          (out) => {
+            app.metrics.sampleSeconds.observe({ outcome: 'ok' }, seconds(started));
+            return out;
+          },
+          (err: unknown) => {
+            app.metrics.sampleSeconds.observe({ outcome: outcomeOf(err) }, seconds(started));
+            throw err;
+          },
+        );
       const accept = request.headers.accept ?? '';
       if (/image\/png/.test(accept) && !/application\/json/.test(accept)) {
         // A Buffer is sent as is; the JSON schema only describes the other representation.
