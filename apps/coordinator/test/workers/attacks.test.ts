@@ -202,7 +202,7 @@ describe('a hostile final checkpoint with a copied fingerprint', () => {
     const { c } = await h.connect('fm');
     const impostors: [string, (g: LeaseGrant) => Promise<Uint8Array>][] = [
       ['a freshly initialised network', (g) => freshNetwork(g, g.training.targetSteps)],
-      ['every weight 0.01', (g) => h.checkpoint(g, g.training.targetSteps)],
+      ['every weight 0.01', (g) => h.checkpoint(g, g.training.targetSteps, 0.01)],
     ];
     for (const [name, build] of impostors) {
       const g = (await c.request({ type: 'lease.request' })) as LeaseGrant;

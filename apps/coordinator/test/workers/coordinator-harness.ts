@@ -46,7 +46,9 @@ export interface Harness {
   /**
    * A checkpoint of the grant's expert at `step` as a worker's trainer would write it (the run's
    * architecture, every parameter `fill`; NaN poisons one value), without training: the right
-   * size and header.
+   * size and header. The default, 0, is the zero-output network: its held-out loss is exactly an
+   * untrained network's, so it passes the resume-point check whatever noise the check draws
+   * (other fills can land either side of the check's bound on a fresh draw).
    */
   checkpoint(grant: LeaseGrant, step: number, fill?: number): Promise<Uint8Array>;
   close(): Promise<void>;
@@ -144,7 +146,7 @@ export async function startHarness(
     const put = await fetch(url.putUrl, { method: 'PUT', headers: url.headers, body: bytes });
     return { url, put };
   };
-  const checkpoint: Harness['checkpoint'] = async (grant, step, fill = 0.01) => {
+  const checkpoint: Harness['checkpoint'] = async (grant, step, fill = 0) => {
     const run = server.coordinator.db
       .select()
       .from(runRows)
