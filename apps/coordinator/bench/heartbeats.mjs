@@ -486,14 +486,16 @@ async function main() {
           )
           .get().n,
       });
-      // How long the coordinator's heartbeat flushes take (when it batches them).
+      // How long each of the coordinator's heartbeat writes blocks its loop (a whole flush, or
+      // one chunk of a due flush when it writes them in chunks).
       const renewals = server.coordinator.hub.renewals;
       let flushes = [];
-      if (renewals?.flush) {
-        const flush = renewals.flush.bind(renewals);
-        renewals.flush = () => {
+      for (const name of ['flush', 'flushIfDue']) {
+        if (!renewals?.[name]) continue;
+        const fn = renewals[name].bind(renewals);
+        renewals[name] = (...args) => {
           const t0 = performance.now();
-          const n = flush();
+          const n = fn(...args);
           if (n > 0) flushes.push([performance.now() - t0, n]);
           return n;
         };

@@ -16,6 +16,19 @@
  * - State changes are not batched: the first heartbeat of a lease (leased -> training, with its
  *   event row) is written at once by {@link heartbeat}; every other transition goes through its
  *   own transaction elsewhere, as before.
+ * - The training curve keeps at most one point per lease per flush: the last heartbeat that moved
+ *   the step on with a finite loss. Workers heartbeat every few seconds, far less often than the
+ *   flush interval, so at their pace that is still one point per heartbeat; a faster sender (the
+ *   bench) gets a curve sampled every flush, which the dashboard thins to 2,000 points anyway
+ *   (services/run-metrics.ts).
+ * - Flushes are due every `flushMs`, checked on each heartbeat as well as by the hub's timer: a
+ *   loop saturated with socket reads runs its timers late (up to seconds), and the crash window
+ *   must not grow with it. A due flush is written in chunks of at most {@link CHUNK} renewals and
+ *   sightings, each its own transaction, at least {@link CHUNK_GAP_MS} apart, so that acks keep
+ *   flowing in between. A chunk holds a renewal with its progress and curve point, so a crash
+ *   between chunks leaves each lease either written up to its last ack or as of the previous
+ *   flush: still at most one interval lost, never a deadline past an ack. {@link flush} (the
+ *   sweep, every other message, a graceful stop) writes everything left at once.
  */
 import type Sqlite from 'better-sqlite3';
 import type { Db } from '../db/database.js';
@@ -28,6 +41,16 @@ export interface HeartbeatMessage {
   imagesPerSec: number;
 }
 
+/** A curve point: expert, run, step, loss, images/s, at (ms). */
+type Metric = [
+  expertId: string,
+  runId: string,
+  step: number,
+  loss: number,
+  ips: number,
+  at: number,
+];
+
 /** A lease's renewal and progress acknowledged but not yet written. */
 interface PendingRenewal {
   leaseId: string;
@@ -39,6 +62,8 @@ interface PendingRenewal {
   loss: number | null;
   imagesPerSec: number;
   at: number;
+  /** The curve point of the last heartbeat that moved the step on (null: none since the write). */
+  point: Metric | null;
 }
 
 /** What a heartbeat is checked against: its lease's row and its expert's. */
@@ -54,32 +79,38 @@ interface LeaseCheck {
   step: number;
 }
 
-/** Curve points written per insert statement. */
-const METRIC_BLOCK = 64;
+/** Renewals (and, separately, sightings) written per transaction by a due flush. */
+export const CHUNK = 256;
 
-type Metric = [
-  expertId: string,
-  runId: string,
-  step: number,
-  loss: number,
-  ips: number,
-  at: number,
-];
+/** The least time between two chunks of a due flush. */
+export const CHUNK_GAP_MS = 5;
+
+/** Up to `n` entries taken from the front of a map (the oldest first), removed from it. */
+function take<K, V>(map: Map<K, V>, n: number): [K, V][] {
+  const out: [K, V][] = [];
+  for (const entry of map) {
+    if (out.length >= n) break;
+    out.push(entry);
+  }
+  for (const [k] of out) map.delete(k);
+  return out;
+}
 
 export class LeaseRenewals {
   private pending = new Map<string, PendingRenewal>();
-  private metrics: Metric[] = [];
   private seen = new Map<string, number>();
+  private lastFlushAt = Date.now();
+  /** Entries (renewals plus sightings) the due flush under way has still to write. */
+  private drainLeft = 0;
+  private lastChunkAt = 0;
   private readonly check: Sqlite.Statement<[string], LeaseCheck>;
-  private readonly write: (
-    pending: PendingRenewal[],
-    metrics: Metric[],
-    seen: [string, number][],
-  ) => void;
+  private readonly write: (pending: PendingRenewal[], seen: [string, number][]) => void;
 
   constructor(
     private readonly db: Db,
     private readonly ttlMs: number,
+    /** A flush is due this long after the last one (see {@link flushIfDue}). */
+    readonly flushMs = 500,
   ) {
     const c = db.$client;
     this.check = c.prepare(
@@ -96,48 +127,29 @@ export class LeaseRenewals {
       `update experts set step = ?, loss = coalesce(?, loss), images_per_sec = ?,
          last_heartbeat_at = ?, updated_at = ? where id = ?`,
     );
-    const insertMetrics = (rows: number) =>
-      c.prepare(
-        `insert into expert_metrics (expert_id, run_id, step, loss, images_per_sec, at) values ${Array(
-          rows,
-        )
-          .fill('(?, ?, ?, ?, ?, ?)')
-          .join(', ')}`,
-      );
-    const metricBlock = insertMetrics(METRIC_BLOCK);
-    const metricOne = insertMetrics(1);
-    const expertExists = c.prepare('select 1 from experts where id = ?').pluck();
+    // A point acknowledged while its lease was active stays on the curve even if the lease ended
+    // meanwhile, as long as its expert still exists (a deleted run takes its curve with it).
+    const point = c.prepare(
+      `insert into expert_metrics (expert_id, run_id, step, loss, images_per_sec, at)
+       select ?, ?, ?, ?, ?, ? where exists (select 1 from experts where id = ?)`,
+    );
     const seen = c.prepare(
       'update workers set last_seen_at = max(coalesce(last_seen_at, 0), ?) where id = ?',
     );
-    this.write = c.transaction((pending, metrics, seenAt) => {
+    this.write = c.transaction((pending: PendingRenewal[], seenAt: [string, number][]) => {
       for (const p of pending) {
         // An ended lease (released, expired, revoked, completed meanwhile) keeps its row as is.
         if (renew.run(p.expiresAt, p.step, p.leaseId).changes > 0)
           progress.run(p.step, p.loss, p.imagesPerSec, p.at, p.at, p.expertId);
+        if (p.point) point.run(...p.point, p.point[0]);
       }
-      // The training curve: points acknowledged while their lease was active (of experts that
-      // still exist), in blocks of rows per statement.
-      const exists = new Map<string, boolean>();
-      const kept = metrics.filter((m: Metric) => {
-        let e = exists.get(m[0]);
-        if (e === undefined) {
-          e = expertExists.get(m[0]) !== undefined;
-          exists.set(m[0], e);
-        }
-        return e;
-      });
-      let i = 0;
-      for (; i + METRIC_BLOCK <= kept.length; i += METRIC_BLOCK)
-        metricBlock.run(kept.slice(i, i + METRIC_BLOCK).flat());
-      for (; i < kept.length; i++) metricOne.run(kept[i]!);
       for (const [workerId, at] of seenAt) seen.run(at, workerId);
     });
   }
 
-  /** Renewals, curve points and sightings not yet written. */
+  /** Renewals (with their curve points) and sightings not yet written. */
   get backlog(): number {
-    return this.pending.size + this.metrics.length + this.seen.size;
+    return this.pending.size + this.seen.size;
   }
 
   /**
@@ -171,15 +183,18 @@ export class LeaseRenewals {
     const now = Date.now();
     const expiresAt = now + this.ttlMs;
     const finite = hb.loss !== null && Number.isFinite(hb.loss);
-    // One curve point per heartbeat that moved the step on.
-    if (finite && hb.step !== (pending?.step ?? row.step))
-      this.metrics.push([row.expertId, row.runId, hb.step, hb.loss!, hb.imagesPerSec, now]);
+    // A curve point when the step moved on; the last one since the previous write is kept.
+    const point: Metric | null =
+      finite && hb.step !== (pending?.step ?? row.step)
+        ? [row.expertId, row.runId, hb.step, hb.loss!, hb.imagesPerSec, now]
+        : null;
     if (pending) {
       pending.expiresAt = expiresAt;
       pending.step = hb.step;
       if (finite) pending.loss = hb.loss;
       pending.imagesPerSec = hb.imagesPerSec;
       pending.at = now;
+      if (point) pending.point = point;
     } else {
       this.pending.set(hb.leaseId, {
         leaseId: hb.leaseId,
@@ -189,6 +204,7 @@ export class LeaseRenewals {
         loss: finite ? hb.loss : null,
         imagesPerSec: hb.imagesPerSec,
         at: now,
+        point,
       });
     }
     return new Date(expiresAt);
@@ -205,26 +221,61 @@ export class LeaseRenewals {
   }
 
   /**
+   * The due flush's next chunk: a flush is due when the last one started `flushMs` ago; it then
+   * writes what was pending at that moment, oldest first, {@link CHUNK} renewals and sightings at
+   * a time, one transaction each, at least {@link CHUNK_GAP_MS} apart. Called on every heartbeat
+   * and by the hub's timer (which a loop busy reading sockets runs late): under load the crash
+   * window stays one interval. The number written.
+   */
+  flushIfDue(now = Date.now()): number {
+    if (this.drainLeft <= 0) {
+      if (now - this.lastFlushAt < this.flushMs) return 0;
+      this.lastFlushAt = now;
+      this.drainLeft = this.backlog;
+      if (this.drainLeft === 0) return 0;
+    } else if (now - this.lastChunkAt < CHUNK_GAP_MS) return 0;
+    this.lastChunkAt = now;
+    const pending = take(this.pending, CHUNK);
+    const seen = take(this.seen, CHUNK);
+    const n = pending.length + seen.length;
+    this.drainLeft = n === 0 ? 0 : this.drainLeft - n;
+    this.writeOrKeep(pending, seen);
+    return n;
+  }
+
+  /**
    * Write every pending renewal, curve point and sighting in one transaction; the number written.
    * On failure (the database busy past its timeout) they stay pending, newer ones winning.
    */
   flush(): number {
+    this.lastFlushAt = Date.now();
+    this.drainLeft = 0;
     const n = this.backlog;
     if (n === 0) return 0;
-    const pending = this.pending;
-    const metrics = this.metrics;
-    const seen = this.seen;
+    const pending = [...this.pending];
+    const seen = [...this.seen];
     this.pending = new Map();
-    this.metrics = [];
     this.seen = new Map();
+    this.writeOrKeep(pending, seen);
+    return n;
+  }
+
+  /** Write in one transaction; on failure put them back, newer ones winning. */
+  private writeOrKeep(pending: [string, PendingRenewal][], seen: [string, number][]): void {
     try {
-      this.write([...pending.values()], metrics, [...seen]);
+      this.write(
+        pending.map((e) => e[1]),
+        seen,
+      );
     } catch (err) {
-      for (const [id, p] of pending) if (!this.pending.has(id)) this.pending.set(id, p);
-      this.metrics = metrics.concat(this.metrics);
+      for (const [id, p] of pending) {
+        const newer = this.pending.get(id);
+        if (!newer) this.pending.set(id, p);
+        // A newer renewal wins, but an unwritten point stays unless a newer one replaced it.
+        else newer.point ??= p.point;
+      }
       for (const [id, at] of seen) if (!this.seen.has(id)) this.seen.set(id, at);
       throw err;
     }
-    return n;
   }
 }

@@ -128,7 +128,11 @@ export class WorkerHub {
   readonly metrics = new HubMetrics();
 
   constructor(readonly options: HubOptions) {
-    this.renewals = new LeaseRenewals(options.db, options.config.leaseTtlMs);
+    this.renewals = new LeaseRenewals(
+      options.db,
+      options.config.leaseTtlMs,
+      options.config.heartbeatFlushMs ?? DEFAULT_FLUSH_MS,
+    );
     this.dataVersionStatement = options.db.$client.prepare('PRAGMA data_version').pluck();
   }
 
@@ -149,16 +153,21 @@ export class WorkerHub {
       const stalled = now - last > 2 * every;
       last = now;
       // After the event loop was blocked (a long in-process job step), timers run before the
-      // sockets are read: heartbeats sent meanwhile are still waiting. Sweep at the next tick,
-      // once they are in, so that the coordinator's own stall never expires a lease.
-      if (!stalled) this.sweep();
+      // sockets are read: heartbeats sent meanwhile are still waiting. Sweep once this turn of the
+      // loop has read them (setImmediate runs after the poll phase), so that the coordinator's own
+      // stall never expires a lease. Deferred, never skipped: a loop that is late at every tick
+      // (saturated with socket reads) still ends leases whose acknowledged deadline passed.
+      if (stalled) setImmediate(() => this.sweep());
+      else this.sweep();
     }, every);
     this.timer.unref();
     this.revocationTimer = setInterval(() => this.pollRevocations(), REVOCATION_POLL_MS);
     this.revocationTimer.unref();
+    // Due flushes are written in chunks (services/lease-renewals.ts), started and continued by
+    // every heartbeat and by this timer, which covers a lull.
     this.flushTimer = setInterval(
-      () => this.flushRenewals(),
-      this.options.config.heartbeatFlushMs ?? DEFAULT_FLUSH_MS,
+      () => this.flushRenewals(true),
+      Math.min(this.renewals.flushMs, 50),
     );
     this.flushTimer.unref();
   }
@@ -210,12 +219,14 @@ export class WorkerHub {
   }
 
   /**
-   * Write the acknowledged renewals and progress now (one transaction). Whoever reads a lease's
-   * deadline or an expert's step in this process for a decision calls this first.
+   * Write the acknowledged renewals and progress now (one transaction), or with `ifDue` the due
+   * flush's next chunk. Whoever reads a lease's deadline or an expert's step in this process for
+   * a decision calls this (without `ifDue`) first.
    */
-  flushRenewals(): void {
+  flushRenewals(ifDue = false): void {
     try {
-      this.renewals.flush();
+      if (ifDue) this.renewals.flushIfDue();
+      else this.renewals.flush();
     } catch (err) {
       this.options.log.error({ err }, 'heartbeat flush failed; kept for the next one');
     }
@@ -282,6 +293,7 @@ export class WorkerHub {
   }
 
   private sweep(): void {
+    if (this.stopped) return;
     // Expiry is decided on the acknowledged renewals: written first.
     this.flushRenewals();
     try {
@@ -624,11 +636,13 @@ class WorkerConnection {
           return;
         }
         const expiresAt = this.hub.renewals.heartbeat(workerId, msg);
-        return this.send({
+        this.send({
           type: 'heartbeat.ack',
           leaseId: msg.leaseId,
           expiresAt: expiresAt.toISOString(),
         });
+        // Due by time even when the loop runs its timers late (saturated with socket reads).
+        return this.hub.flushRenewals(true);
       }
       case 'checkpoint.begin': {
         const r = await beginCheckpoint(this.hub.options, workerId, msg);

@@ -30,7 +30,7 @@ describe('heartbeats written in batches', () => {
     h = undefined;
   });
 
-  it('a flush writes exactly the deadline and progress the acks promised, and one curve point per step moved', async () => {
+  it('a flush writes exactly the deadline and progress the acks promised, and at most one curve point per lease', async () => {
     // A flush interval longer than the test: only the explicit flush writes.
     h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 60_000, heartbeatFlushMs: 10_000 });
     const { db, hub } = h.server.coordinator;
@@ -50,21 +50,32 @@ describe('heartbeats written in batches', () => {
     });
 
     let last: HeartbeatAck | undefined;
-    for (const [step, loss] of [
-      [2, 0.9],
-      [3, 0.8],
-      [3, 0.7], // the step did not move: no curve point
-      [4, null], // no loss: the stored loss stays
+    // Three flushes; each keeps the last heartbeat of the lease that moved the step on with a
+    // finite loss as its curve point.
+    for (const beats of [
+      [[2, 0.9]],
+      [
+        [3, 0.8],
+        [3, 0.7], // the step did not move: not a curve point
+        [4, null], // no loss: not a curve point, and the stored loss stays
+      ],
+      [
+        [5, 0.6],
+        [6, 0.4], // the flush's point; 5 is not on the curve
+        [6, 0.3],
+      ],
     ] as const) {
-      last = (await beat(c, g.leaseId, step, loss)) as HeartbeatAck;
-      expect(last).toMatchObject({ type: 'heartbeat.ack', leaseId: g.leaseId });
+      for (const [step, loss] of beats) {
+        last = (await beat(c, g.leaseId, step, loss)) as HeartbeatAck;
+        expect(last).toMatchObject({ type: 'heartbeat.ack', leaseId: g.leaseId });
+      }
+      hub.flushRenewals();
     }
-    hub.flushRenewals();
     const lease = db.select().from(leases).where(eq(leases.id, g.leaseId)).get()!;
     expect(lease.expiresAt.toISOString()).toBe(last!.expiresAt);
-    expect(lease).toMatchObject({ status: 'active', lastStep: 4 });
+    expect(lease).toMatchObject({ status: 'active', lastStep: 6 });
     const expert = db.select().from(experts).where(eq(experts.id, g.expert.id)).get()!;
-    expect(expert).toMatchObject({ status: 'training', step: 4, loss: 0.7, imagesPerSec: 14 });
+    expect(expert).toMatchObject({ status: 'training', step: 6, loss: 0.3, imagesPerSec: 16 });
     expect(expert.lastHeartbeatAt!.getTime()).toBeGreaterThan(first.lastHeartbeatAt!.getTime());
     const curve = db
       .select()
@@ -76,6 +87,7 @@ describe('heartbeats written in batches', () => {
       [1, 0.5],
       [2, 0.9],
       [3, 0.8],
+      [6, 0.4],
     ]);
     const me = db.select().from(workers).where(eq(workers.id, welcome.workerId)).get()!;
     expect(me.lastSeenAt!.getTime()).toBeGreaterThan(atHello.lastSeenAt!.getTime());
@@ -149,6 +161,63 @@ describe('heartbeats written in batches', () => {
     expect(expired).toHaveLength(1);
     expect(expired[0]).toMatchObject({ expertId: g.expert.id, data: { leaseId: g.leaseId } });
     c.close();
+  });
+
+  it('a loop late at every sweep tick still expires a silent lease, and keeps a heartbeating one', async () => {
+    // The sweep ticks every second (TTL / 4, at most 1 s) and calls a tick more than 2 s after the
+    // previous one stalled. The loop is then blocked for 2.2 s out of every 2.6 s, so every tick
+    // is stalled (a stall once meant skipping the tick: this lease would never have expired). The
+    // clients share the loop: a heartbeat waits a block at most, well within the 6 s TTL.
+    h = await startHarness({ heartbeatMs: 300, leaseTtlMs: 6000 });
+    const { db } = h.server.coordinator;
+    await h.makeRun(2, 'fm', 1000, 5);
+    const { c: silent } = await h.connect('fm');
+    const { c: alive } = await h.connect('fm');
+    const gs = (await silent.request({ type: 'lease.request' })) as LeaseGrant;
+    const ga = (await alive.request({ type: 'lease.request' })) as LeaseGrant;
+    expect([gs.type, ga.type]).toEqual(['lease.grant', 'lease.grant']);
+    const last = (await beat(silent, gs.leaseId, 1)) as HeartbeatAck;
+    expect(last.type).toBe('heartbeat.ack');
+    let done = false;
+    // Rescheduled from the check phase: a timer set in a late timer's callback counts from the
+    // loop's stale clock and would fire at once, blocking the loop back to back.
+    const block = () => {
+      if (done) return;
+      const until = Date.now() + 2200;
+      while (Date.now() < until);
+      setImmediate(() => setTimeout(block, 400));
+    };
+    setTimeout(block, 0);
+    const acks: string[] = [];
+    const beating = (async () => {
+      for (let step = 1; !done; step++) {
+        acks.push((await beat(alive, ga.leaseId, step)).type);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    })();
+    try {
+      // Silence on one lease: it expires at the deadline its ack promised, with its event row.
+      expect(await silent.next(60_000)).toMatchObject({
+        type: 'lease.revoke',
+        leaseId: gs.leaseId,
+      });
+    } finally {
+      done = true;
+      await beating;
+    }
+    const expired = db.select().from(leases).where(eq(leases.id, gs.leaseId)).get()!;
+    expect(expired.status).toBe('expired');
+    expect(expired.expiresAt.toISOString()).toBe(last.expiresAt);
+    expect(db.select().from(events).where(eq(events.type, 'lease.expired')).all()).toMatchObject([
+      { data: { leaseId: gs.leaseId } },
+    ]);
+    // The heartbeating lease lived through the same stalls: the sweep runs after the loop has
+    // read the sockets, never on deadlines its own stall made late.
+    expect(acks.length).toBeGreaterThan(1);
+    expect(new Set(acks)).toEqual(new Set(['heartbeat.ack']));
+    expect(db.select().from(leases).where(eq(leases.id, ga.leaseId)).get()!.status).toBe('active');
+    silent.close();
+    alive.close();
   });
 });
 
