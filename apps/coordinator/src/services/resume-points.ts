@@ -5,8 +5,8 @@
  * every tensor present with its shape and finite; trained as the expert's objective, on its
  * shard, for the step it was committed at) and measured its held-out loss on data no worker has
  * seen, with fresh secret noise: over a zero-output network's on the same draws, it may not be
- * worse than the last checked point's by more than RESUME_LOSS_MARGIN (nor, for the first, than
- * an untrained network's). A checkpoint that fails is rejected, and the lease resumes from the
+ * worse than the last checked point's, measured again on those very draws (a paired comparison),
+ * by more than RESUME_LOSS_MARGIN (nor, for the first, than an untrained network's). A checkpoint that fails is rejected, and the lease resumes from the
  * newest one that passed, or from scratch.
  */
 import { createHash, randomInt } from 'node:crypto';
@@ -24,6 +24,7 @@ import {
   experts,
   type LeaseRow,
   leases,
+  type RunRow,
   runs,
   shards,
 } from '../db/schema/index.js';
@@ -74,7 +75,7 @@ export async function checkedResumePoint(
       passed = c;
       continue;
     }
-    const verdict = await checkResumePoint(deps, expert, c, passed?.resumeLossRatio ?? 1);
+    const verdict = await checkResumePoint(deps, expert, c, passed);
     if (typeof verdict === 'number') {
       passed = db
         .update(checkpoints)
@@ -99,7 +100,7 @@ async function checkResumePoint(
   deps: ResumeDeps,
   expert: ExpertRow,
   c: CheckpointRow,
-  bound: number,
+  previous: CheckpointRow | undefined,
 ): Promise<number | string> {
   const { db, store } = deps;
   const run = db.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
@@ -148,21 +149,54 @@ async function checkResumePoint(
     // Nothing held out to measure on: the file checks are all there is.
     if (!val || val.count === 0) return 1;
     const set = decodeShard(await store.getBytes(val.key), { file: val.key });
-    const { loss, baseline } = heldOutLoss(
-      net,
-      objective,
-      set,
-      run.config.numClasses,
-      randomInt(1, 2 ** 31 - 1),
-    );
-    const ratio = loss / baseline;
+    // One fresh secret seed for the candidate and the point it is compared with: the comparison is
+    // paired (the same images, noise and times), so the draw's own noise cancels out.
+    const seed = randomInt(1, 2 ** 31 - 1);
+    const ratioOf = (n: typeof net) => {
+      const { loss, baseline } = heldOutLoss(n, objective, set, run.config.numClasses, seed);
+      return loss / baseline;
+    };
+    const ratio = ratioOf(net);
+    // Against the last checked point on these draws (or, for the first, an untrained network's
+    // zero output, whose ratio is 1 by definition).
+    const bound = previous ? await previousRatio(deps, run, expert, previous, ratioOf) : 1;
     const limit = bound * (1 + RESUME_LOSS_MARGIN);
     if (!(ratio <= limit)) {
-      return `loss_regressed: held-out loss ${ratio.toFixed(4)} x an untrained network's, the last checked point's was ${bound.toFixed(4)} x (at most ${limit.toFixed(4)} allowed)`;
+      return `loss_regressed: held-out loss ${ratio.toFixed(4)} x an untrained network's, the last checked point's is ${bound.toFixed(4)} x on the same draws (at most ${limit.toFixed(4)} allowed)`;
     }
     return ratio;
   } finally {
     net.dispose();
+  }
+}
+
+/**
+ * The held-out loss ratio of the last checked resume point on the candidate's draws; its ratio
+ * from its own check when its object can no longer be loaded.
+ */
+async function previousRatio(
+  deps: ResumeDeps,
+  run: RunRow,
+  expert: ExpertRow,
+  previous: CheckpointRow,
+  ratioOf: (net: ReturnType<typeof networkFromCheckpoint>['net']) => number,
+): Promise<number> {
+  try {
+    const bytes = await deps.store.getBytes(previous.key);
+    if (createHash('sha256').update(bytes).digest('hex') !== previous.sha256)
+      throw new Error('hash');
+    const { net } = networkFromCheckpoint(bytes, {
+      kind: 'expert',
+      architecture: expectedArchitecture(run),
+      objective: expert.objective as ObjectiveConfig['name'],
+    });
+    try {
+      return ratioOf(net);
+    } finally {
+      net.dispose();
+    }
+  } catch {
+    return previous.resumeLossRatio ?? 1;
   }
 }
 
