@@ -21,6 +21,9 @@ export const FRAME_BUCKETS = [
 /** Seconds a sampling request took, from the request to its samples (waiting included). */
 export const SAMPLE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300] as const;
 
+/** How long a scrape waits for Redis to count the sampling queue. */
+const SAMPLING_DEPTH_TIMEOUT_MS = 1000;
+
 export type FrameType = WorkerMessage['type'];
 export const FRAME_TYPES = Object.keys(WORKER_MESSAGES) as FrameType[];
 
@@ -228,7 +231,7 @@ export class HubMetrics {
 export interface MetricSources {
   db: Db;
   hub: { metrics: HubMetrics; online(): string[] };
-  sampling: { activity(): { waiting: number; running: number } };
+  sampling: { depth(): Promise<{ waiting: number; running: number }> };
 }
 
 /**
@@ -279,13 +282,22 @@ export class CoordinatorMetrics {
     });
     new Gauge({
       name: 'archipelago_sampling_queue_depth',
-      help: 'In-process sampling requests waiting and running (0 in Redis mode: see the BullMQ queue)',
+      help: 'Sampling requests waiting and running: in-process, or on the shared BullMQ queue with Redis',
       labelNames: ['state'] as const,
       registers,
-      collect() {
-        const a = sampling.activity();
-        this.set({ state: 'waiting' }, a.waiting);
-        this.set({ state: 'running' }, a.running);
+      async collect() {
+        this.reset();
+        // With Redis, a read of the queue; a Redis that does not answer leaves the gauge out of
+        // this scrape rather than holding it up.
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<null>((resolve) => {
+          timer = setTimeout(() => resolve(null), SAMPLING_DEPTH_TIMEOUT_MS);
+        });
+        const d = await Promise.race([sampling.depth().catch(() => null), late]);
+        clearTimeout(timer);
+        if (!d) return;
+        this.set({ state: 'waiting' }, d.waiting);
+        this.set({ state: 'running' }, d.running);
       },
     });
     this.sampleSeconds = new Histogram({

@@ -156,6 +156,16 @@ export class SamplingService {
     };
   }
 
+  /**
+   * Requests waiting and running: this process's in-process ones, or with Redis those on the
+   * shared sampling queue (every sampler's).
+   */
+  async depth(): Promise<{ waiting: number; running: number }> {
+    if (!this.queue) return { waiting: this.waiting.length, running: this.running ? 1 : 0 };
+    const counts = await this.queue.getJobCounts('waiting', 'active');
+    return { waiting: counts.waiting ?? 0, running: counts.active ?? 0 };
+  }
+
   /** The stored manifest of an ensemble (read once: manifests are immutable). */
   private async manifest(id: string): Promise<LoadedEnsemble['manifest']> {
     let m = this.manifests.get(id);

@@ -254,4 +254,46 @@ describe('coordinator metrics', () => {
     expect(after.has('nodejs_eventloop_lag_p99_seconds{}')).toBe(true);
     expect(value(after, 'nodejs_eventloop_lag_p99_seconds')).toBeGreaterThan(0);
   });
+  it('count the shared sampling queue in Redis mode', async () => {
+    // No process takes sampling jobs from this queue: a request waits there until dropped.
+    const r = await startHarness(
+      { heartbeatMs: 1000, leaseTtlMs: 60_000 },
+      {
+        ARCHIPELAGO_REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+        ARCHIPELAGO_REDIS_PREFIX: `test-metrics-${process.pid}-${Date.now()}`,
+        ARCHIPELAGO_LOCAL_JOBS: 'false',
+      },
+    );
+    try {
+      const manifest = await publishTestEnsemble(r.server.coordinator);
+      const read = async () => parseExposition(await (await fetch(`${r.base}/metrics`)).text());
+      const depth = async (state: string) =>
+        value(await read(), 'archipelago_sampling_queue_depth', { state });
+      expect(await depth('waiting')).toBe(0);
+      const abort = new AbortController();
+      const waiting = fetch(`${r.base}/api/v1/ensembles/${manifest.id}/samples`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ count: 2, steps: 2 }),
+        signal: abort.signal,
+      }).catch((err: Error) => err);
+      await expect.poll(() => depth('waiting'), { timeout: 30_000 }).toBe(1);
+      expect(await depth('running')).toBe(0);
+      abort.abort();
+      expect(await waiting).toBeInstanceOf(Error);
+      // Dropped: removed from the queue and counted as cancelled.
+      await expect.poll(() => depth('waiting'), { timeout: 30_000 }).toBe(0);
+      await expect
+        .poll(
+          async () =>
+            value(await read(), 'archipelago_sampling_request_seconds_count', {
+              outcome: 'cancelled',
+            }),
+          { timeout: 30_000 },
+        )
+        .toBe(1);
+    } finally {
+      await r.close();
+    }
+  });
 });
