@@ -191,6 +191,10 @@ runLines(process.execPath, [path.join(modelsBench, 'sample.mjs')]);
 runLines(process.execPath, [
   path.join(import.meta.dirname, '../apps/coordinator/bench/sampling.mjs'),
 ]);
+// The coordinator's event loop while 8 sampling requests run: on the loop and on a compute thread.
+runLines(process.execPath, [
+  path.join(import.meta.dirname, '../apps/coordinator/bench/event-loop.mjs'),
+]);
 // The acceptance test's cost per expert against that expert's training time (docs/method.md §12).
 runLines(process.execPath, [
   path.join(import.meta.dirname, '../apps/coordinator/bench/acceptance.mjs'),

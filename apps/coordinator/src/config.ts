@@ -56,6 +56,11 @@ const ConfigSchema = Type.Object({
   bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 }),
   /** Jobs run at once by the in-process queue (jobs are CPU-bound: keep it at most the cores). */
   jobConcurrency: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+  /**
+   * Worker threads that sampling, checkpoint validation and router training run on, off the event
+   * loop that serves requests and worker sockets (compute/compute-pool.ts); 0: on the event loop.
+   */
+  computeThreads: Type.Integer({ minimum: 0, maximum: 64, default: 1 }),
   /** Workers heartbeat this often while they hold a lease. */
   heartbeatMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5000 }),
   /**
@@ -124,6 +129,7 @@ export const ENV = {
   migrationsDir: 'ARCHIPELAGO_MIGRATIONS_DIR',
   bodyLimitBytes: 'ARCHIPELAGO_BODY_LIMIT_BYTES',
   jobConcurrency: 'ARCHIPELAGO_JOB_CONCURRENCY',
+  computeThreads: 'ARCHIPELAGO_COMPUTE_THREADS',
   heartbeatMs: 'ARCHIPELAGO_HEARTBEAT_MS',
   heartbeatFlushMs: 'ARCHIPELAGO_HEARTBEAT_FLUSH_MS',
   helloTimeoutMs: 'ARCHIPELAGO_HELLO_TIMEOUT_MS',

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { type BackendInfo, initBackend } from '@archipelago/models';
 import { createObjectStore, type ObjectStore } from '@archipelago/storage';
 import { type Logger, pino } from 'pino';
+import { ComputePool } from './compute/compute-pool.js';
 import type { CoordinatorConfig } from './config.js';
 import { type Db, openDatabase } from './db/database.js';
 import { loadOrCreateSigningKey, type SigningKey } from './ensembles/signing-key.js';
@@ -27,6 +28,8 @@ export interface Coordinator {
   /** The Ed25519 key manifests are signed with. */
   readonly signingKey: SigningKey;
   readonly sampling: SamplingService;
+  /** The threads sampling and validation run on; null with `computeThreads` 0. */
+  readonly compute: ComputePool | null;
   close(): Promise<void>;
 }
 
@@ -67,7 +70,11 @@ export async function openCoordinator(
   const store = openStore(config);
   const adminKey = loadAdminKey(config.dataDir, config.adminKey);
   const signingKey = loadOrCreateSigningKey(config.dataDir);
-  const deps = { db, store, log, signingKey, config };
+  const compute =
+    config.computeThreads > 0
+      ? new ComputePool({ config, backend: backend.name, threads: config.computeThreads, log })
+      : null;
+  const deps = { db, store, log, signingKey, config, ...(compute ? { compute } : {}) };
   const redis = config.redisUrl ? { url: config.redisUrl, prefix: config.redisPrefix } : undefined;
   const jobs = new JobQueue({
     db,
@@ -85,6 +92,7 @@ export async function openCoordinator(
     maxQueued: config.maxQueuedSamples,
     maxPerClient: config.maxQueuedSamplesPerClient,
     ...(redis ? { redis } : {}),
+    ...(compute ? { compute } : {}),
   });
   const hub = new WorkerHub({ db, store, log, config, dispatchJob: (id) => jobs.dispatch(id) });
   if (options.startJobs !== false) {
@@ -104,10 +112,12 @@ export async function openCoordinator(
     hub,
     signingKey,
     sampling,
+    compute,
     async close() {
       hub.stop();
       await sampling.close();
       await jobs.stop();
+      await compute?.close();
       await store.close();
       db.$client.close();
     },

@@ -40,6 +40,8 @@ export async function startServer(
       coordinator.store.setBaseUrl(`${config.publicUrl}/store`);
   }
   coordinator.hub.start();
+  // The compute threads load their backend now rather than on first use.
+  coordinator.compute?.warm();
   log.info(
     { url, dataDir: config.dataDir, store: coordinator.store.description },
     'coordinator listening',

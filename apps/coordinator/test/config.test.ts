@@ -10,6 +10,7 @@ describe('loadConfig', () => {
       port: 8080,
       logLevel: 'info',
       jobConcurrency: 1,
+      computeThreads: 1,
       publicUrl: 'http://127.0.0.1:8080',
       publicUrlExplicit: false,
     });

@@ -1,6 +1,7 @@
 import { DatasetImportError } from '@archipelago/data';
 import type { JobName } from '@archipelago/protocol';
 import { InvalidKeyError } from '@archipelago/storage';
+import type { ComputePool } from '../compute/compute-pool.js';
 import type { SigningKey } from '../ensembles/signing-key.js';
 import type { ClusterPayload, DatasetDeps } from '../services/datasets.js';
 import { clusterDatasetJob } from './cluster-dataset.js';
@@ -13,6 +14,8 @@ import { validateCheckpointJob } from './validate-checkpoint.js';
 export interface JobDeps extends DatasetDeps {
   signingKey: SigningKey;
   config: { routerSteps: number };
+  /** Compute threads validation and router training run on (off the event loop); else here. */
+  compute?: ComputePool;
 }
 
 /** Queue name -> processor. The same table serves the in-process queue and BullMQ. */

@@ -10,6 +10,7 @@ import type { RouterAccuracy } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import type { ComputePool } from '../compute/compute-pool.js';
 import type { Db } from '../db/database.js';
 import { experts, routers, runs, shards } from '../db/schema/index.js';
 import { PermanentJobError } from '../errors.js';
@@ -22,6 +23,30 @@ export interface RouterTrainingDeps {
   store: ObjectStore;
   log: Logger;
   steps: number;
+  /** Train on a compute thread (compute/compute-pool.ts) instead of on this event loop. */
+  compute?: ComputePool;
+}
+
+/**
+ * What fitting a router needs, read from the database first: fitting itself only reads shards
+ * from the object store, so it can run on a compute thread; the main thread stores the router
+ * and records it ({@link trainRouter}).
+ */
+export interface RouterFitInput {
+  runId: string;
+  seed: number;
+  steps: number;
+  /** Each cluster's train and val shard, by cluster (0..K-1). */
+  shards: { train: { key: string }; val: { key: string } }[];
+}
+
+export interface RouterFit {
+  /** The router's checkpoint (safetensors). */
+  bytes: Uint8Array;
+  config: ReturnType<typeof routerConfigFor>;
+  steps: number;
+  loss: number;
+  accuracy: RouterAccuracy;
 }
 
 export interface RouterPayload {
@@ -98,16 +123,76 @@ export async function trainRouter(
     .all()
     .sort((a, b) => a.cluster - b.cluster);
   const K = ex.length;
-  const load = async (split: 'train' | 'val') => {
-    const sets: ImageSet[] = [];
-    for (let k = 0; k < K; k++) {
+  const pairs: RouterFitInput['shards'] = [];
+  for (let k = 0; k < K; k++) {
+    const pick = (split: 'train' | 'val') => {
       const s = rows.find((r) => r.cluster === k && r.split === split);
       if (!s) throw new PermanentJobError(`cluster ${k} has no ${split} shard`);
-      sets.push(decodeShard(await store.getBytes(s.key), { file: s.key }));
+      return { key: s.key };
+    };
+    pairs.push({ train: pick('train'), val: pick('val') });
+  }
+  const input: RouterFitInput = {
+    runId: run.id,
+    seed: run.config.seed,
+    steps: deps.steps,
+    shards: pairs,
+  };
+  const fit = deps.compute
+    ? await deps.compute.run('fit-router', input, { onProgress: progress })
+    : await fitRouter(store, log, input, progress);
+  const { bytes, config, accuracy } = fit;
+  const id = newId('router');
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  // Content-addressed and create-only, like accepted expert checkpoints: what a manifest names.
+  const key = `runs/${run.id}/router/${id}-${sha256}.safetensors`;
+  await store.put(key, bytes, { sha256, createOnly: true });
+  const publish = payload.publish !== false;
+  const publishJobId = db.transaction((tx) => {
+    tx.insert(routers)
+      .values({
+        id,
+        runId: run.id,
+        key,
+        sha256,
+        bytes: bytes.byteLength,
+        steps: fit.steps,
+        architecture: { kind: 'router', ...config },
+        accuracy,
+      })
+      .run();
+    recordEvent(tx, EVENTS.routerTrained, {
+      runId: run.id,
+      data: {
+        routerId: id,
+        steps: fit.steps,
+        loss: fit.loss,
+        accuracy: accuracy.accuracy,
+        chance: accuracy.chance,
+      },
+    });
+    return publish ? publishWithRouter(tx, run.id, id)?.id : undefined;
+  });
+  return { routerId: id, accuracy, ...(publishJobId ? { publishJobId } : {}) };
+}
+
+/** Train and evaluate the router (reads shards from the store, never the database). */
+export async function fitRouter(
+  store: ObjectStore,
+  log: Logger,
+  input: RouterFitInput,
+  progress: (stage: string, done: number, total: number) => void = () => {},
+): Promise<RouterFit> {
+  const K = input.shards.length;
+  const load = async (split: 'train' | 'val') => {
+    const sets: ImageSet[] = [];
+    for (const pair of input.shards) {
+      const { key } = pair[split];
+      sets.push(decodeShard(await store.getBytes(key), { file: key }));
     }
     return union(sets);
   };
-  progress('loading shards', 0, deps.steps);
+  progress('loading shards', 0, input.steps);
   const train = await load('train');
   const val = await load('val');
   const [h, w, c] = train.shape;
@@ -118,14 +203,14 @@ export async function trainRouter(
   const trainer = await RouterTrainer.create({
     network: { kind: 'router', config },
     optimizer: { learningRate: LEARNING_RATE },
-    seed: run.config.seed,
+    seed: input.seed,
     threads: 1,
   });
   try {
     const size = h * w * c;
-    const rng = createRng(deriveSeed(run.config.seed, 'router-batches'));
+    const rng = createRng(deriveSeed(input.seed, 'router-batches'));
     let loss = 0;
-    for (let step = 0; step < deps.steps; step++) {
+    for (let step = 0; step < input.steps; step++) {
       trainer.learningRate = LEARNING_RATE * Math.min(1, (step + 1) / WARMUP);
       const x = new Float32Array(BATCH * size);
       const y = new Int32Array(BATCH);
@@ -136,14 +221,14 @@ export async function trainRouter(
         y[b] = train.clusters[i]!;
       }
       const r = await trainer.step({ data: x, shape: [BATCH, h, w, c] }, y);
-      // Let the server breathe between steps: in-process jobs share its event loop.
+      // Let the event loop breathe between steps (on the main thread with computeThreads 0).
       await new Promise((resolve) => setImmediate(resolve));
       loss = 0.95 * loss + 0.05 * r.loss;
-      progress('training the router', step + 1, deps.steps);
+      progress('training the router', step + 1, input.steps);
       if ((step + 1) % 100 === 0)
-        log.info({ run: run.id, step: step + 1, loss }, 'router training');
+        log.info({ run: input.runId, step: step + 1, loss }, 'router training');
     }
-    progress('evaluating', deps.steps, deps.steps);
+    progress('evaluating', input.steps, input.steps);
     const evalX = new Float32Array(val.count * EVAL_REPEATS * size);
     const evalY = new Int32Array(val.count * EVAL_REPEATS);
     for (let r = 0; r < EVAL_REPEATS; r++) {
@@ -153,7 +238,7 @@ export async function trainRouter(
     const ev = trainer.evaluate(
       { data: evalX, shape: [val.count * EVAL_REPEATS, h, w, c] },
       evalY,
-      deriveSeed(run.config.seed, 'router-eval'),
+      deriveSeed(input.seed, 'router-eval'),
       BINS,
     );
     const counts = new Array<number>(K).fill(0);
@@ -165,38 +250,13 @@ export async function trainRouter(
       counts: ev.counts,
     };
     const bytes = await trainer.save();
-    const id = newId('router');
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    // Content-addressed and create-only, like accepted expert checkpoints: what a manifest names.
-    const key = `runs/${run.id}/router/${id}-${sha256}.safetensors`;
-    await store.put(key, bytes, { sha256, createOnly: true });
-    const publish = payload.publish !== false;
-    const publishJobId = db.transaction((tx) => {
-      tx.insert(routers)
-        .values({
-          id,
-          runId: run.id,
-          key,
-          sha256,
-          bytes: bytes.byteLength,
-          steps: trainer.stepCount,
-          architecture: { kind: 'router', ...config },
-          accuracy,
-        })
-        .run();
-      recordEvent(tx, EVENTS.routerTrained, {
-        runId: run.id,
-        data: {
-          routerId: id,
-          steps: trainer.stepCount,
-          loss: ev.loss,
-          accuracy: accuracy.accuracy,
-          chance: accuracy.chance,
-        },
-      });
-      return publish ? publishWithRouter(tx, run.id, id)?.id : undefined;
-    });
-    return { routerId: id, accuracy, ...(publishJobId ? { publishJobId } : {}) };
+    return {
+      bytes,
+      config,
+      steps: trainer.stepCount,
+      loss: ev.loss,
+      accuracy,
+    };
   } finally {
     await trainer.dispose();
   }

@@ -1,6 +1,7 @@
 /**
  * Sampling from published ensembles. In-process (the embedded default) requests run one at a
- * time on this process, with at most `maxQueued` waiting; with Redis they are BullMQ jobs on the
+ * time in this process, on a compute thread (compute/compute-pool.ts; on the event loop with
+ * `computeThreads` 0), with at most `maxQueued` waiting; with Redis they are BullMQ jobs on the
  * sampling queue, taken by whichever sampler process is free (the coordinator itself unless
  * `localJobs` is off, and any `coordinator sampler` process on any machine that reaches the same
  * Redis and object store). Every sampler keeps the last ensembles it used loaded.
@@ -15,6 +16,7 @@ import { SAMPLE_LIMITS, type SampleRequest } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import { Queue, QueueEvents, QueueEventsProducer, Worker } from 'bullmq';
 import type { Logger } from 'pino';
+import type { ComputePool } from '../compute/compute-pool.js';
 import {
   LoadedEnsemble,
   type SampleOutput,
@@ -37,6 +39,11 @@ export interface SamplingOptions {
   maxPerClient?: number;
   /** Ensembles kept loaded (default 2). */
   cacheSize?: number;
+  /**
+   * Compute threads to sample on (compute/compute-pool.ts), so sampling never holds this event
+   * loop; without it, sampling runs here (still yielding between steps).
+   */
+  compute?: ComputePool;
 }
 
 /** Settings of a request, with the ensemble's defaults for what it leaves out. */
@@ -247,7 +254,7 @@ export class SamplingService {
           ensembleId: string;
           settings: SampleSettings;
         };
-        const out = await (await this.ensemble(ensembleId)).sample(settings, signal);
+        const out = await this.run(ensembleId, settings, signal);
         return { ...out, pixels: Buffer.from(out.pixels).toString('base64') } satisfies WireOutput;
       },
       {
@@ -365,6 +372,22 @@ export class SamplingService {
     });
   }
 
+  /** Sample on a compute thread when there are any (the thread keeps the ensemble), else here. */
+  private async run(
+    ensembleId: string,
+    settings: SampleSettings,
+    signal: AbortSignal | undefined,
+  ): Promise<SampleOutput> {
+    const { compute } = this.options;
+    if (compute)
+      return compute.run(
+        'sample',
+        { ensembleId, settings },
+        { affinity: ensembleId, ...(signal ? { signal } : {}) },
+      );
+    return (await this.ensemble(ensembleId)).sample(settings, signal);
+  }
+
   /** Start the next waiting request when the slot is free. */
   private next(): void {
     if (this.running) return;
@@ -372,8 +395,7 @@ export class SamplingService {
     if (!entry) return;
     this.running = (async () => {
       try {
-        const ensemble = await this.ensemble(entry.ensembleId);
-        entry.resolve(await ensemble.sample(entry.settings, entry.signal));
+        entry.resolve(await this.run(entry.ensembleId, entry.settings, entry.signal));
       } catch (err) {
         if (entry.signal?.aborted) {
           this.stoppedCount++;

@@ -38,6 +38,7 @@ import type { ObjectStore } from '@archipelago/storage';
 import * as tf from '@tensorflow/tfjs-core';
 import { and, desc, eq, ne } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import type { ComputePool } from '../compute/compute-pool.js';
 import type { Db } from '../db/database.js';
 import {
   type CheckpointRow,
@@ -79,6 +80,23 @@ export interface ValidationDeps {
   db: Db;
   store: ObjectStore;
   log: Logger;
+  /** Judge on a compute thread (compute/compute-pool.ts) instead of on this event loop. */
+  compute?: ComputePool;
+}
+
+/**
+ * Everything judging a checkpoint needs from the database, read before it starts: judging itself
+ * reads only the object store, so it can run on a compute thread while this thread stays the one
+ * that writes SQLite (the verdict is recorded here, {@link validateCheckpoint}).
+ */
+export interface ValidationInput {
+  run: RunRow;
+  expert: ExpertRow;
+  ckpt: CheckpointRow;
+  /** The expert's training shard, if it has one. */
+  trainShard: ShardRow | undefined;
+  /** Every shard of the training shard's clustering (empty without one). */
+  shards: ShardRow[];
 }
 
 export interface ValidationPayload {
@@ -252,8 +270,22 @@ export async function validateCheckpoint(
     return { accepted: expert.status === 'done', skipped: true };
   }
   const run = db.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
+  const trainShard = expert.trainShardId
+    ? db.select().from(shards).where(eq(shards.id, expert.trainShardId)).get()
+    : undefined;
+  const input: ValidationInput = {
+    run,
+    expert,
+    ckpt,
+    trainShard,
+    shards: trainShard
+      ? db.select().from(shards).where(eq(shards.clusteringId, trainShard.clusteringId)).all()
+      : [],
+  };
   progress('checking the file', 0, 3);
-  const outcome = await judge(deps, run, expert, ckpt, progress);
+  const outcome = deps.compute
+    ? await deps.compute.run('judge', input, { onProgress: progress })
+    : await judgeCheckpoint(store, input, progress);
   log.info({ expert: expert.id, cluster: expert.cluster, ...outcome }, 'checkpoint validated');
   record(db, run, expert, ckpt, outcome);
   // Only its own object: nothing another checkpoint still names.
@@ -262,14 +294,12 @@ export async function validateCheckpoint(
   return outcome;
 }
 
-async function judge(
-  deps: ValidationDeps,
-  run: RunRow,
-  expert: ExpertRow,
-  ckpt: CheckpointRow,
-  progress: (stage: string, done: number, total: number) => void,
+/** The verdict on a checkpoint: reads the object store, never the database (see ValidationInput). */
+export async function judgeCheckpoint(
+  store: ObjectStore,
+  { run, expert, ckpt, trainShard, shards: all }: ValidationInput,
+  progress: (stage: string, done: number, total: number) => void = () => {},
 ): Promise<ValidationOutcome> {
-  const { db, store } = deps;
   // Its size and header first, no tensor data read: the whole file is only read once it can be a
   // checkpoint of this run's architecture (services/checkpoint-objects.ts).
   const refused = await checkStoredCheckpoint(store, run, expert, ckpt).catch(
@@ -323,9 +353,6 @@ async function judge(
         reason: `config_mismatch: the checkpoint was trained as ${trained}, the expert is ${wanted}`,
       };
     }
-    const trainShard = expert.trainShardId
-      ? db.select().from(shards).where(eq(shards.id, expert.trainShardId)).get()
-      : undefined;
     if (!trainShard) return { accepted: false, reason: 'the expert has no training shard' };
     if (meta.dataFingerprint !== trainShard.sha256) {
       return {
@@ -340,11 +367,6 @@ async function judge(
       };
     }
     progress('acceptance test', 1, 3);
-    const all = db
-      .select()
-      .from(shards)
-      .where(eq(shards.clusteringId, trainShard.clusteringId))
-      .all();
     const ownVal = all.find((s) => s.cluster === expert.cluster && s.split === 'val');
     if (!ownVal || ownVal.count === 0)
       return { accepted: false, reason: 'the expert has no validation images to check it on' };

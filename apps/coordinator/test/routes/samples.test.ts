@@ -3,6 +3,7 @@
  * running, and frees its slot; one client may have only so many requests waiting or running.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveSettings } from '../../src/services/sampling.js';
 import { publishTestEnsemble } from '../ensembles/test-ensemble.js';
 import { makeApp, type TestApp } from '../helpers.js';
 
@@ -10,9 +11,11 @@ describe('sampling requests and their clients', () => {
   let t: TestApp;
   let base: string;
   let url: string;
+  let ensembleId: string;
   beforeAll(async () => {
     t = await makeApp({ trustProxy: true, maxQueuedSamplesPerClient: 1, sampleRateLimit: 1000 });
     const manifest = await publishTestEnsemble(t.coordinator);
+    ensembleId = manifest.id;
     base = await t.app.listen({ port: 0, host: '127.0.0.1' });
     url = `${base}/api/v1/ensembles/${manifest.id}/samples`;
   });
@@ -45,11 +48,15 @@ describe('sampling requests and their clients', () => {
     const dropped = activity().dropped;
     const a = start(LONG, '203.0.113.1');
     await expect.poll(() => activity().running, { timeout: 30_000 }).toBe(1);
+    // It runs on the compute thread, not on the event loop serving this request.
+    expect(t.coordinator.compute?.busy).toBe(1);
     a.abort();
     expect(await a.outcome).toBeInstanceOf(Error);
     await expect
       .poll(activity, { timeout: 30_000 })
       .toEqual({ waiting: 0, running: 0, dropped: dropped + 1 });
+    // The thread was told and stopped it (a task it kept running would still count).
+    expect(t.coordinator.compute?.busy).toBe(0);
     const next = await post(SHORT, '203.0.113.1');
     expect(next.status).toBe(200);
     expect(((await next.json()) as { images: string[] }).images).toHaveLength(2);
@@ -84,5 +91,17 @@ describe('sampling requests and their clients', () => {
     expect(served).toBeInstanceOf(Response);
     expect((served as Response).status).toBe(200);
     await (served as Response).arrayBuffer();
+  });
+
+  it('a compute thread samples the same images as the event loop, seed for seed', async () => {
+    const settings = resolveSettings(
+      { count: 3, steps: 4, seed: 7 },
+      await t.coordinator.sampling.describe(ensembleId),
+    );
+    const there = await t.coordinator.compute!.run('sample', { ensembleId, settings });
+    const here = await (await t.coordinator.sampling.ensemble(ensembleId)).sample(settings);
+    expect(there.pixels).toEqual(here.pixels);
+    expect(there.perSample).toEqual(here.perSample);
+    expect(there.routing).toEqual(here.routing);
   });
 });

@@ -34,7 +34,9 @@ import {
 import { fitReference, toUnitRange } from '../../src/services/reference-denoisers.js';
 import {
   expectedArchitecture,
+  judgeCheckpoint,
   objectiveConfigOf,
+  type ValidationInput,
   type ValidationOutcome,
   validateCheckpoint,
 } from '../../src/services/validation.js';
@@ -192,11 +194,36 @@ describe('checkpoint validation', () => {
     return id;
   }
 
-  const validate = (expert: ExpertRow, checkpointId: string) =>
+  /** Validate as the job does: judged on the coordinator's compute thread, recorded here. */
+  const validate = (expert: ExpertRow, checkpointId: string, stages: string[] = []) =>
     validateCheckpoint(
-      { db: t.coordinator.db, store: t.coordinator.store, log: t.coordinator.log },
+      {
+        db: t.coordinator.db,
+        store: t.coordinator.store,
+        log: t.coordinator.log,
+        compute: t.coordinator.compute!,
+      },
       { expertId: expert.id, checkpointId },
+      (stage) => stages.push(stage),
     );
+
+  /** What judging reads from the database, as validateCheckpoint gathers it. */
+  const judgeInput = (expert: ExpertRow, checkpointId: string): ValidationInput => {
+    const { db } = t.coordinator;
+    const row = expertRow(expert.id);
+    const trainShard = db.select().from(shards).where(eq(shards.id, row.trainShardId!)).get()!;
+    return {
+      run: db.select().from(runs).where(eq(runs.id, row.runId)).get()!,
+      expert: row,
+      ckpt: db.select().from(checkpoints).where(eq(checkpoints.id, checkpointId)).get()!,
+      trainShard,
+      shards: db
+        .select()
+        .from(shards)
+        .where(eq(shards.clusteringId, trainShard.clusteringId))
+        .all(),
+    };
+  };
 
   const expertRow = (id: string) =>
     t.coordinator.db.select().from(experts).where(eq(experts.id, id)).get()!;
@@ -277,6 +304,24 @@ describe('checkpoint validation', () => {
     expect(await t.coordinator.store.head(ck.key)).toBeNull();
   });
 
+  it('judges the same on a compute thread as on the event loop, and leaves recording to the caller', async () => {
+    expect(t.coordinator.compute?.size).toBe(1);
+    const bytes = Uint8Array.from(trained.get('fm')!);
+    bytes.set([0x00, 0x00, 0xc0, 0x7f], bytes.length - 4);
+    const id = await submit(fm, bytes);
+    const input = judgeInput(fm, id);
+    const here = await judgeCheckpoint(t.coordinator.store, input);
+    const there = await t.coordinator.compute!.run('judge', input);
+    expect(here.accepted).toBe(false);
+    expect(here.reason).toMatch(/non_finite: .*NaN/i);
+    expect(there).toEqual(here);
+    // Judging wrote nothing: the expert still waits for its verdict.
+    expect(expertRow(fm.id)).toMatchObject({ status: 'validating', checkpointId: id });
+    const outcome = await validate(fm, id);
+    expect(outcome).toEqual({ ...here });
+    expect(expertRow(fm.id).status).toBe('pending');
+  });
+
   it('rejects infinite weights', async () => {
     const bytes = Uint8Array.from(trained.get('fm')!);
     bytes.set([0x00, 0x00, 0x80, 0x7f], bytes.length - 4); // +Inf
@@ -354,8 +399,16 @@ describe('checkpoint validation', () => {
       [ddpm, 'ddpm'],
     ] as const) {
       const id = await submit(expert, trained.get(name)!);
-      const outcome = await validate(expert, id);
+      const stages: string[] = [];
+      const outcome = await validate(expert, id, stages);
       expect(outcome.reason, name).toBeUndefined();
+      // Progress reports come back from the compute thread.
+      expect(stages).toEqual([
+        'checking the file',
+        'acceptance test',
+        'cluster specificity',
+        'done',
+      ]);
       expect(outcome.accepted).toBe(true);
       const a = outcome.acceptance!;
       expect(a.midRatio).toBeLessThanOrEqual(DEFAULT_ACCEPTANCE.maxMidRatio);
