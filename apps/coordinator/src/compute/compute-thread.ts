@@ -26,7 +26,11 @@ const port = parentPort;
 const { config, backend } = workerData as ComputeThreadData;
 const log = pino({ level: config.logLevel }).child({ thread: 'compute' });
 const store = openStore(config);
-const ready = initBackend({ backend });
+// The main thread's backend; should it not load in a thread, the first that does (logged).
+const ready = initBackend({ backend }).catch((err: unknown) => {
+  log.warn({ err, backend }, 'compute thread: the main thread backend did not load; falling back');
+  return initBackend();
+});
 const sampling = new SamplingService({ store, log, local: false, maxQueued: 0 });
 const running = new Map<number, AbortController>();
 
