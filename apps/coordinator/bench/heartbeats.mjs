@@ -12,18 +12,65 @@
 // BENCH_HB_SOAK_SECONDS > 0 adds a soak run: the same connections heartbeating at the workers'
 // own rate (BENCH_HB_INTERVAL_MS each) for that long, with RSS sampled every second and every
 // ack checked (no lease lost, none granted twice).
+//
+// As the load simulator (README "Benchmarks"): `npm run simulate -- --connections N --leased L
+// --seconds S [--soak-seconds S] [--interval-ms MS] [--no-raw]`; each flag sets the environment
+// knob of the same name, and --no-raw leaves out the raw ws reference.
 import { fork, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import WebSocket, { WebSocketServer } from 'ws';
+
+/** Command-line flags and the environment knobs they set. */
+const FLAGS = {
+  connections: 'BENCH_HB_CONNECTIONS',
+  leased: 'BENCH_HB_LEASED',
+  seconds: 'BENCH_HB_SECONDS',
+  'soak-seconds': 'BENCH_HB_SOAK_SECONDS',
+  'interval-ms': 'BENCH_HB_INTERVAL_MS',
+};
+let noRaw = process.env.BENCH_HB_NO_RAW === '1';
+if (process.argv[2] !== '--load') {
+  const usage = `usage: heartbeats.mjs ${Object.keys(FLAGS)
+    .map((f) => `[--${f} N]`)
+    .join(' ')} [--no-raw]`;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        ...Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' }])),
+        'no-raw': { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+    }).values;
+  } catch (err) {
+    process.stderr.write(`${err.message}\n${usage}\n`);
+    process.exit(2);
+  }
+  if (parsed.help) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  for (const [flag, env] of Object.entries(FLAGS)) {
+    const v = parsed[flag];
+    if (v === undefined) continue;
+    if (!/^\d+$/.test(v)) {
+      process.stderr.write(`--${flag} wants a whole number, not ${v}\n${usage}\n`);
+      process.exit(2);
+    }
+    process.env[env] = v;
+  }
+  if (parsed['no-raw']) noRaw = true;
+}
 
 const CONNECTIONS = Math.min(Number(process.env.BENCH_HB_CONNECTIONS ?? 10_000), 20_000);
 const LEASED = Math.min(Number(process.env.BENCH_HB_LEASED ?? 1024), CONNECTIONS);
 const SECONDS = Math.min(Number(process.env.BENCH_HB_SECONDS ?? 10), 600);
 const SOAK_SECONDS = Math.min(Number(process.env.BENCH_HB_SOAK_SECONDS ?? 0), 3600);
-const INTERVAL_MS = Number(process.env.BENCH_HB_INTERVAL_MS ?? 1000);
+const INTERVAL_MS = Math.max(50, Number(process.env.BENCH_HB_INTERVAL_MS ?? 1000));
 const ADMIN_KEY = 'bench-admin-key-0123456789abcdef';
 /** Experts per run: the most a run may have. */
 const PER_RUN = 256;
@@ -525,6 +572,7 @@ async function main() {
     } finally {
       await server.close();
     }
+    if (noRaw) return;
     const wss = await rawServer();
     let raw;
     try {

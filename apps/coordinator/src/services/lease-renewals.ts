@@ -24,7 +24,8 @@
  * - Flushes are due every `flushMs`, checked on each heartbeat as well as by the hub's timer: a
  *   loop saturated with socket reads runs its timers late (up to seconds), and the crash window
  *   must not grow with it. A due flush is written in chunks of at most {@link CHUNK} renewals and
- *   sightings, each its own transaction, at least {@link CHUNK_GAP_MS} apart, so that acks keep
+ *   sightings, each its own transaction, the next one after the loop has read its sockets (the
+ *   hub's setImmediate) or on a heartbeat at least {@link CHUNK_GAP_MS} later, so that acks keep
  *   flowing in between. A chunk holds a renewal with its progress and curve point, so a crash
  *   between chunks leaves each lease either written up to its last ack or as of the previous
  *   flush: still at most one interval lost, never a deadline past an ack. {@link flush} (the
@@ -147,6 +148,11 @@ export class LeaseRenewals {
     });
   }
 
+  /** Whether a due flush has chunks left to write. */
+  get draining(): boolean {
+    return this.drainLeft > 0;
+  }
+
   /** Renewals (with their curve points) and sightings not yet written. */
   get backlog(): number {
     return this.pending.size + this.seen.size;
@@ -225,21 +231,28 @@ export class LeaseRenewals {
    * writes what was pending at that moment, oldest first, {@link CHUNK} renewals and sightings at
    * a time, one transaction each, at least {@link CHUNK_GAP_MS} apart. Called on every heartbeat
    * and by the hub's timer (which a loop busy reading sockets runs late): under load the crash
-   * window stays one interval. The number written.
+   * window stays one interval. `next`: write the next chunk of a flush under way without waiting
+   * for the gap (the hub's continuation after the loop has read its sockets). The number written.
    */
-  flushIfDue(now = Date.now()): number {
+  flushIfDue(now = Date.now(), next = false): number {
     if (this.drainLeft <= 0) {
-      if (now - this.lastFlushAt < this.flushMs) return 0;
+      if (next || now - this.lastFlushAt < this.flushMs) return 0;
       this.lastFlushAt = now;
       this.drainLeft = this.backlog;
       if (this.drainLeft === 0) return 0;
-    } else if (now - this.lastChunkAt < CHUNK_GAP_MS) return 0;
+    } else if (!next && now - this.lastChunkAt < CHUNK_GAP_MS) return 0;
     this.lastChunkAt = now;
     const pending = take(this.pending, CHUNK);
     const seen = take(this.seen, CHUNK);
     const n = pending.length + seen.length;
     this.drainLeft = n === 0 ? 0 : this.drainLeft - n;
-    this.writeOrKeep(pending, seen);
+    try {
+      this.writeOrKeep(pending, seen);
+    } catch (err) {
+      // Kept for the next due flush, an interval later, not retried at every heartbeat.
+      this.drainLeft = 0;
+      throw err;
+    }
     return n;
   }
 

@@ -118,6 +118,8 @@ export class WorkerHub {
   private dataVersion: number | null = null;
   private readonly dataVersionStatement;
   private flushTimer: NodeJS.Timeout | null = null;
+  /** A chunk of a due flush is scheduled (continueFlush). */
+  private continuing = false;
   /** Tokens revoked while this hub runs (over REST here, or noticed in the database). */
   private readonly revokedTokens = new Set<string>();
   /** Heartbeats acknowledged and not yet written (services/lease-renewals.ts). */
@@ -225,11 +227,30 @@ export class WorkerHub {
    */
   flushRenewals(ifDue = false): void {
     try {
-      if (ifDue) this.renewals.flushIfDue();
-      else this.renewals.flush();
+      if (!ifDue) this.renewals.flush();
+      else if (this.renewals.flushIfDue() > 0) this.continueFlush();
     } catch (err) {
       this.options.log.error({ err }, 'heartbeat flush failed; kept for the next one');
     }
+  }
+
+  /**
+   * The next chunk of a due flush once this turn of the loop has read its sockets (setImmediate),
+   * so a flush ends within a few turns when heartbeats are sparse; a busy loop reaches it late,
+   * and its heartbeats write the chunks meanwhile.
+   */
+  private continueFlush(): void {
+    if (this.continuing || !this.renewals.draining || this.stopped) return;
+    this.continuing = true;
+    setImmediate(() => {
+      this.continuing = false;
+      if (this.stopped) return;
+      try {
+        if (this.renewals.flushIfDue(Date.now(), true) > 0) this.continueFlush();
+      } catch (err) {
+        this.options.log.error({ err }, 'heartbeat flush failed; kept for the next one');
+      }
+    });
   }
 
   /**
