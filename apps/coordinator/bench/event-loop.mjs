@@ -11,6 +11,8 @@
 // heartbeat bench's measure) and the latency of GET /readyz (one probe at a time, 50 ms apart) are
 // recorded. Run twice: sampling on the event loop (computeThreads 0, as before) and on one compute
 // thread (the default). One warm-up request first, so both are measured with the ensemble loaded.
+// Then the same probes while one demo-shaped checkpoint is validated, on the loop and on the thread
+// (measureValidation; BENCH_LOOP_VALIDATION=0 leaves it out).
 // The HTTP clients share this process's event loop with the coordinator: their own work is a few
 // fetches, small beside a sampling step. One JSON object per line on stdout.
 import { createHash } from 'node:crypto';
@@ -23,7 +25,10 @@ import { MANIFEST_V2_SCHEMA_ID } from '@archipelago/protocol';
 
 const REQUESTS = Number(process.env.BENCH_LOOP_REQUESTS ?? 8);
 const COUNT = Number(process.env.BENCH_LOOP_COUNT ?? 16);
-const MODES = (process.env.BENCH_LOOP_THREADS ?? '0,1').split(',').map(Number);
+const MODES = (process.env.BENCH_LOOP_THREADS ?? '0,1')
+  .split(',')
+  .filter((m) => m !== '')
+  .map(Number);
 const ADMIN_KEY = 'bench-admin-key-0123456789abcdef';
 const SIZE = 16;
 const TARGET_P99_MS = 50;
@@ -274,4 +279,183 @@ async function measure(computeThreads) {
   }
 }
 
+/**
+ * The event loop while one demo-shaped checkpoint is validated (the validate-checkpoint job's
+ * work: the built-in MNIST digits at 16x16 in 4 clusters, a micro DiT FM expert at initial weights
+ * claiming its full training, judged through the whole acceptance test and rejected), judged on
+ * the event loop and on the compute thread, with the same probes as above.
+ */
+async function measureValidation() {
+  const { validateCheckpoint, expectedArchitecture, objectiveConfigOf } = await import(
+    '../dist/services/validation.js'
+  );
+  const { checkpoints, experts, runs, shards } = await import('../dist/db/schema/index.js');
+  const { eq } = await import('drizzle-orm');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'arch-bench-loop-'));
+  const server = await startServer(
+    loadConfig({
+      dataDir: dir,
+      port: 0,
+      host: '127.0.0.1',
+      logLevel: 'silent',
+      adminKey: ADMIN_KEY,
+    }),
+    { handleSignals: false },
+  );
+  try {
+    const api = async (method, route, body) => {
+      const res = await fetch(`${server.url}${route}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${ADMIN_KEY}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      const json = await res.json();
+      if (res.status >= 400) throw new Error(`${method} ${route}: ${JSON.stringify(json)}`);
+      return json;
+    };
+    const imp = await api('POST', '/api/v1/datasets', {
+      name: 'mnist-bench',
+      source: { kind: 'builtin', name: 'mnist' },
+      resolution: SIZE,
+      channels: 1,
+      cluster: { k: 4, seed: 1 },
+    });
+    let job = imp.job;
+    while (job.status !== 'succeeded') {
+      if (job.status === 'failed') throw new Error(`import failed: ${job.error}`);
+      await sleep(200);
+      job = await api('GET', `/api/v1/jobs/${job.id}`);
+    }
+    const datasetId = String(job.result.datasetId);
+    const dataset = await api('GET', `/api/v1/datasets/${datasetId}`);
+    const run = await api('POST', '/api/v1/runs', {
+      datasetId,
+      clusteringId: dataset.clusterings[0].id,
+      experts: 4,
+      objectives: 'ddpm:1,fm:3',
+      model: 'micro',
+      patchSize: 4,
+      stepsPerExpert: 10,
+    });
+    const { db, store, log, compute } = server.coordinator;
+    const runRow = db.select().from(runs).where(eq(runs.id, run.id)).get();
+    const expert = db
+      .select()
+      .from(experts)
+      .where(eq(experts.runId, run.id))
+      .all()
+      .find((e) => e.cluster === 1);
+    const { kind: _kind, ...config } = expectedArchitecture(runRow);
+    const trainer = await ExpertTrainer.create({
+      network: { kind: 'dit', config },
+      objective: objectiveConfigOf(expert),
+      optimizer: { learningRate: 1e-3 },
+      ema: { decay: 0.999 },
+      seed: 1,
+    });
+    const shard = db.select().from(shards).where(eq(shards.id, expert.trainShardId)).get();
+    const { loadCheckpoint, saveCheckpoint } = await import('@archipelago/models');
+    const saved = loadCheckpoint(await trainer.save({ dataFingerprint: shard.sha256 }));
+    await trainer.dispose();
+    const bytes = await saveCheckpoint({
+      params: saved.params,
+      meta: { ...saved.meta, step: expert.targetSteps },
+    });
+    for (const [mode, deps] of [
+      ['on the event loop', { db, store, log }],
+      ['compute thread', { db, store, log, compute }],
+    ]) {
+      const id = newId('checkpoint');
+      const key = `runs/${run.id}/experts/${expert.cluster}/${id}.safetensors`;
+      const info = await store.put(key, bytes);
+      db.insert(checkpoints)
+        .values({
+          id,
+          expertId: expert.id,
+          step: expert.targetSteps,
+          key,
+          sha256: info.sha256,
+          bytes: bytes.byteLength,
+          final: true,
+          status: 'accepted',
+        })
+        .run();
+      db.update(experts)
+        .set({ status: 'validating', checkpointId: id, checkpointStep: expert.targetSteps })
+        .where(eq(experts.id, expert.id))
+        .run();
+      const probes = startProbes(server.url);
+      const t0 = performance.now();
+      const outcome = await validateCheckpoint(deps, { expertId: expert.id, checkpointId: id });
+      const seconds = (performance.now() - t0) / 1000;
+      const p = await probes.stop();
+      process.stdout.write(
+        `${JSON.stringify({
+          bench: 'event_loop',
+          name: 'validation_event_loop',
+          mode,
+          verdict: outcome.accepted ? 'accepted' : 'rejected',
+          reason: outcome.reason?.split(':')[0] ?? null,
+          seconds: round(seconds, 2),
+          ...p,
+          target_p99_ms: TARGET_P99_MS,
+          backend: server.coordinator.backend.name,
+          cores: os.cpus().length,
+        })}\n`,
+      );
+    }
+  } finally {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Event-loop delay, 20 ms timer lateness and /readyz latency until stop(). */
+function startProbes(base) {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  const readyz = [];
+  const late = [];
+  let done = false;
+  const probe = (async () => {
+    while (!done) {
+      const t0 = performance.now();
+      const res = await fetch(`${base}/readyz`);
+      await res.arrayBuffer();
+      readyz.push(performance.now() - t0);
+      await sleep(50);
+    }
+  })();
+  let expected = performance.now() + 20;
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    late.push(Math.max(0, now - expected));
+    expected = now + 20;
+  }, 20);
+  delay.enable();
+  return {
+    async stop() {
+      delay.disable();
+      clearInterval(ticker);
+      done = true;
+      await probe;
+      readyz.sort((a, b) => a - b);
+      late.sort((a, b) => a - b);
+      return {
+        loop_delay_p50_ms: lateBy(delay.percentile(50)),
+        loop_delay_p99_ms: lateBy(delay.percentile(99)),
+        loop_delay_max_ms: lateBy(delay.max),
+        timer_late_p99_ms: round(pct(late, 0.99)),
+        readyz_probes: readyz.length,
+        readyz_p50_ms: round(pct(readyz, 0.5)),
+        readyz_p99_ms: round(pct(readyz, 0.99)),
+        readyz_max_ms: round(readyz.at(-1) ?? null),
+      };
+    },
+  };
+}
+
 for (const threads of MODES) await measure(threads);
+if (process.env.BENCH_LOOP_VALIDATION !== '0') await measureValidation();
