@@ -103,7 +103,8 @@ describe('exact resume with the optimiser state', () => {
       await train(warm, STEPS);
       const restarted = await finish(warm);
       expect(maxAbsDiff(restarted.saved, want.saved)).toBeGreaterThan(1e-4);
-    });
+      // Three trainers of 12 steps each (worker threads with 2): seconds on a busy 2-core machine.
+    }, 120_000);
   }
 
   it('the state file: 3x the tensor bytes plus a header, names its checkpoint, holds Adam t', async () => {
