@@ -136,7 +136,7 @@ describe('exact resume with the optimiser state', () => {
     // The fixed positional embedding is not trained: zero moments.
     expect(state.expAvg.pos_embed!.data.every((v) => v === 0)).toBe(true);
     expect(state.expAvgSq[name]!.data.some((v) => v > 0)).toBe(true);
-  });
+  }, 60_000);
 
   it('refuses a state of another checkpoint or step, damaged values, or another shape', async () => {
     const trainer = await ExpertTrainer.create(OPTIONS);
@@ -199,5 +199,5 @@ describe('exact resume with the optimiser state', () => {
     await expect(ExpertTrainer.create({ ...OPTIONS, optimizerState: a.optimizer })).rejects.toThrow(
       /give its init/,
     );
-  });
+  }, 60_000);
 });
