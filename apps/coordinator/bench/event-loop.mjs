@@ -22,6 +22,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ditConfigFromPreset, ExpertTrainer, RouterTrainer } from '@archipelago/models';
 import { MANIFEST_V2_SCHEMA_ID } from '@archipelago/protocol';
+import { adminApi } from './admin-api.mjs';
 
 const REQUESTS = Number(process.env.BENCH_LOOP_REQUESTS ?? 8);
 const COUNT = Number(process.env.BENCH_LOOP_COUNT ?? 16);
@@ -303,19 +304,7 @@ async function measureValidation() {
     { handleSignals: false },
   );
   try {
-    const api = async (method, route, body) => {
-      const res = await fetch(`${server.url}${route}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${ADMIN_KEY}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      const json = await res.json();
-      if (res.status >= 400) throw new Error(`${method} ${route}: ${JSON.stringify(json)}`);
-      return json;
-    };
+    const api = adminApi(server.url, ADMIN_KEY);
     const imp = await api('POST', '/api/v1/datasets', {
       name: 'mnist-bench',
       source: { kind: 'builtin', name: 'mnist' },

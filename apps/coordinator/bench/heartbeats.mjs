@@ -23,6 +23,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import WebSocket, { WebSocketServer } from 'ws';
+import { adminApi } from './admin-api.mjs';
 
 /** Command-line flags and the environment knobs they set. */
 const FLAGS = {
@@ -372,20 +373,7 @@ async function setUpCoordinator(dir) {
     }),
     { handleSignals: false },
   );
-  const api = async (method, route, body) => {
-    const res = await fetch(`${server.url}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${ADMIN_KEY}`,
-        ...(body ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const json = await res.json();
-    if (res.status >= 300)
-      throw new Error(`${method} ${route}: ${res.status} ${JSON.stringify(json)}`);
-    return json;
-  };
+  const api = adminApi(server.url, ADMIN_KEY);
   const token = (await api('POST', '/api/v1/tokens', { name: 'bench' })).token;
   // Enough experts for every leased connection: runs of 256 experts over one dataset.
   const k = Math.min(PER_RUN, Math.max(2, LEASED));
