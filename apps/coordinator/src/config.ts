@@ -57,6 +57,12 @@ const ConfigSchema = Type.Object({
   /** Jobs run at once by the in-process queue (jobs are CPU-bound: keep it at most the cores). */
   jobConcurrency: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   /**
+   * With Redis: a running job that shows no sign of life for this long (its processor's lock in
+   * Redis, a progress report, its result waiting) is re-queued as a new attempt; it is also the
+   * lock a `coordinator jobs` process holds on a job it computes (renewed at half of it).
+   */
+  jobStaleMs: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 30_000 }),
+  /**
    * Worker threads that sampling, checkpoint validation and router training run on, off the event
    * loop that serves requests and worker sockets (compute/compute-pool.ts); 0: on the event loop.
    */
@@ -129,6 +135,7 @@ export const ENV = {
   migrationsDir: 'ARCHIPELAGO_MIGRATIONS_DIR',
   bodyLimitBytes: 'ARCHIPELAGO_BODY_LIMIT_BYTES',
   jobConcurrency: 'ARCHIPELAGO_JOB_CONCURRENCY',
+  jobStaleMs: 'ARCHIPELAGO_JOB_STALE_MS',
   computeThreads: 'ARCHIPELAGO_COMPUTE_THREADS',
   heartbeatMs: 'ARCHIPELAGO_HEARTBEAT_MS',
   heartbeatFlushMs: 'ARCHIPELAGO_HEARTBEAT_FLUSH_MS',
@@ -192,6 +199,7 @@ export function loadConfig(
     'port',
     'bodyLimitBytes',
     'jobConcurrency',
+    'jobStaleMs',
     'heartbeatMs',
     'heartbeatFlushMs',
     'helloTimeoutMs',

@@ -83,7 +83,9 @@ export async function openCoordinator(
     concurrency: config.jobConcurrency,
     isPermanent: isPermanentJobError,
     onFailed: (job) => failRunForJob(db, job),
-    ...(redis ? { redis, process: options.processJobs ?? config.localJobs } : {}),
+    ...(redis
+      ? { redis, process: options.processJobs ?? config.localJobs, staleAfterMs: config.jobStaleMs }
+      : {}),
   });
   const sampling = new SamplingService({
     store,

@@ -2,6 +2,8 @@ import { Redis } from 'ioredis';
 
 /** Queue names are constants; every process of a deployment must agree on them. */
 export const JOBS_QUEUE = 'archipelago-jobs';
+/** Job processors' results, read only by coordinators (jobs/bullmq-driver.ts). */
+export const JOB_RESULTS_QUEUE = 'archipelago-job-results';
 export const SAMPLING_QUEUE = 'archipelago-sampling';
 
 export interface RedisOptions {

@@ -1,16 +1,22 @@
+import { initBackend } from '@archipelago/models';
 import { type Command, Option } from 'commander';
+import { pino } from 'pino';
+import { ComputePool } from '../compute/compute-pool.js';
 import { loadConfig } from '../config.js';
-import { openCoordinator } from '../coordinator.js';
+import { openStore } from '../coordinator.js';
+import { createJobComputes, isPermanentJobError } from '../jobs/handlers.js';
+import { JobProcessor } from '../jobs/job-processor.js';
+import { SamplingService } from '../services/sampling.js';
 import { configOption, dataDirOption, int, logLevelOption } from './options.js';
 import { untilSignal } from './until-signal.js';
 import { UsageError } from './usage-error.js';
 
-/** `jobs`: a job processor beside the server, taking its work from Redis. */
+/** `jobs`: a job processor that needs only Redis and the object store, on any machine. */
 export function registerJobsCommands(program: Command): void {
   program
     .command('jobs')
     .description(
-      'process jobs (dataset import and clustering, checkpoint validation, router training, publishing) and sampling requests from Redis, beside a coordinator with the same data directory',
+      "compute jobs (dataset import and clustering, checkpoint validation, router training, publishing) and sampling requests from Redis; needs only Redis and the object store (S3 settings, or --data-dir for a local store), never the coordinator's database, so it can run on any machine; the coordinator prepares each job, applies its result and signs manifests. Imports of a folder or an embeddings file on the coordinator's disk are computed by the coordinator itself",
     )
     .addOption(dataDirOption())
     .addOption(configOption('redisUrl', '--redis-url <url>', 'the Redis the coordinator uses'))
@@ -35,17 +41,53 @@ export function registerJobsCommands(program: Command): void {
           throw new UsageError(
             'coordinator jobs takes its work from Redis: pass --redis-url or set ARCHIPELAGO_REDIS_URL (without Redis the coordinator runs jobs itself)',
           );
-        const coordinator = await openCoordinator(config, {
-          processJobs: true,
-          processSampling: opts.sampling,
+        const log = pino({ level: config.logLevel });
+        const backend = await initBackend();
+        const store = openStore(config);
+        const redis = { url: config.redisUrl, prefix: config.redisPrefix };
+        const compute =
+          config.computeThreads > 0
+            ? new ComputePool({
+                config,
+                backend: backend.name,
+                threads: config.computeThreads,
+                log,
+              })
+            : null;
+        const processor = new JobProcessor({
+          redis,
+          log,
+          computes: createJobComputes({ store, log, ...(compute ? { compute } : {}) }),
+          concurrency: config.jobConcurrency,
+          lockMs: config.jobStaleMs,
+          isPermanent: isPermanentJobError,
         });
-        coordinator.log.info(
-          { redis: config.redisUrl, dataDir: config.dataDir, sampling: opts.sampling },
+        const sampling = new SamplingService({
+          store,
+          log,
+          redis,
+          local: opts.sampling,
+          maxQueued: config.maxQueuedSamples,
+          ...(compute ? { compute } : {}),
+        });
+        await processor.start();
+        await sampling.start();
+        log.info(
+          {
+            redis: config.redisUrl,
+            store: store.description,
+            backend: backend.name,
+            processor: processor.owner,
+            sampling: opts.sampling,
+          },
           'job processor ready',
         );
         const signal = await untilSignal();
-        coordinator.log.info({ signal }, 'job processor stopping; running jobs finish first');
-        await coordinator.close();
+        log.info({ signal }, 'job processor stopping; running jobs finish first');
+        await processor.stop();
+        await sampling.close();
+        await compute?.close();
+        await store.close();
       },
     );
 }

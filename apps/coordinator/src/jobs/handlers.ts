@@ -1,33 +1,52 @@
 import { DatasetImportError } from '@archipelago/data';
 import type { JobName } from '@archipelago/protocol';
+import type { ObjectStore } from '@archipelago/storage';
 import { InvalidKeyError } from '@archipelago/storage';
+import type { Logger } from 'pino';
 import type { ComputePool } from '../compute/compute-pool.js';
 import type { SigningKey } from '../ensembles/signing-key.js';
-import type { ClusterPayload, DatasetDeps } from '../services/datasets.js';
-import { clusterDatasetJob } from './cluster-dataset.js';
-import { type ImportDatasetPayload, importDatasetJob } from './import-dataset.js';
-import { type JobHandler, PermanentJobError } from './job-queue.js';
-import { publishEnsembleJob } from './publish-ensemble.js';
-import { trainRouterJob } from './train-router.js';
-import { validateCheckpointJob } from './validate-checkpoint.js';
+import type { DatasetDeps } from '../services/datasets.js';
+import { clusterDatasetCompute, clusterDatasetJob } from './cluster-dataset.js';
+import { importDatasetCompute, importDatasetJob } from './import-dataset.js';
+import { PermanentJobError } from './job-queue.js';
+import type { JobCompute, JobPhases } from './phases.js';
+import { publishEnsembleCompute, publishEnsembleJob } from './publish-ensemble.js';
+import { trainRouterCompute, trainRouterJob } from './train-router.js';
+import { validateCheckpointCompute, validateCheckpointJob } from './validate-checkpoint.js';
 
-export interface JobDeps extends DatasetDeps {
-  signingKey: SigningKey;
-  config: { routerSteps: number };
+/** What a job's compute may use: the object store, never the database. */
+export interface ComputeDeps {
+  store: ObjectStore;
+  log: Logger;
   /** Compute threads validation and router training run on (off the event loop); else here. */
-  compute?: ComputePool;
+  compute?: ComputePool | undefined;
 }
 
-/** Queue name -> processor. The same table serves the in-process queue and BullMQ. */
-export function createJobHandlers(deps: JobDeps): Record<JobName, JobHandler> {
+export interface JobDeps extends DatasetDeps, ComputeDeps {
+  signingKey: SigningKey;
+  config: { routerSteps: number };
+}
+
+/** Job name -> compute: what a job processor (`coordinator jobs`, anywhere) runs. */
+export function createJobComputes(deps: ComputeDeps): Record<JobName, JobCompute> {
   return {
-    'import-dataset': (ctx, payload) =>
-      importDatasetJob(deps, ctx, payload as unknown as ImportDatasetPayload),
-    'cluster-dataset': (ctx, payload) =>
-      clusterDatasetJob(deps, ctx, payload as unknown as ClusterPayload),
-    'validate-checkpoint': (ctx, payload) => validateCheckpointJob(deps, ctx, payload),
-    'train-router': (ctx, payload) => trainRouterJob(deps, ctx, payload),
-    'publish-ensemble': (ctx, payload) => publishEnsembleJob(deps, ctx, payload),
+    'import-dataset': importDatasetCompute(deps),
+    'cluster-dataset': clusterDatasetCompute(deps),
+    'validate-checkpoint': validateCheckpointCompute(deps),
+    'train-router': trainRouterCompute(deps),
+    'publish-ensemble': publishEnsembleCompute(deps),
+  };
+}
+
+/** Job name -> its three phases, on the coordinator (the same table in-process and with Redis). */
+export function createJobHandlers(deps: JobDeps): Record<JobName, JobPhases> {
+  const c = createJobComputes(deps);
+  return {
+    'import-dataset': importDatasetJob(deps, c['import-dataset']),
+    'cluster-dataset': clusterDatasetJob(deps, c['cluster-dataset']),
+    'validate-checkpoint': validateCheckpointJob(deps, c['validate-checkpoint']),
+    'train-router': trainRouterJob(deps, c['train-router']),
+    'publish-ensemble': publishEnsembleJob(deps, c['publish-ensemble']),
   };
 }
 

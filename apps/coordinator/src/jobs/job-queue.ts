@@ -2,30 +2,28 @@ import { hostname } from 'node:os';
 import type { JobName, JobProgress } from '@archipelago/protocol';
 import { and, asc, eq, gte, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.js';
+import type { Db, Tx } from '../db/database.js';
 import { type JobRow, jobs } from '../db/schema/index.js';
 import { PermanentJobError } from '../errors.js';
 import { EVENTS, recordEvent } from '../lifecycle/events.js';
 import { insertJob, type JobRowOptions } from '../lifecycle/pipeline.js';
 import type { RedisOptions } from '../redis.js';
 import { BullmqDriver } from './bullmq-driver.js';
+import { JobProcessor } from './job-processor.js';
+import {
+  type ApplyContext,
+  type JobCompute,
+  type JobContext,
+  type JobHandler,
+  type JobPhases,
+  type JobProgressMessage,
+  type JobResultMessage,
+  phasesOf,
+  StaleJobResult,
+} from './phases.js';
 
+export type { JobContext, JobHandler };
 export { PermanentJobError };
-
-export interface JobContext {
-  jobId: string;
-  /** 1 for the first try. */
-  attempt: number;
-  log: Logger;
-  /** Report progress; written to the job row at most a few times a second. */
-  progress(stage: string, done: number, total: number): void;
-}
-
-/** A processor is a plain async function of its payload; what it returns is the job's result. */
-export type JobHandler = (
-  ctx: JobContext,
-  payload: Record<string, unknown>,
-) => Promise<Record<string, unknown>>;
 
 export interface JobQueueOptions {
   db: Db;
@@ -41,11 +39,14 @@ export interface JobQueueOptions {
   /** Dispatch through BullMQ on this Redis; without it jobs run in this process. */
   redis?: RedisOptions;
   /**
-   * Whether this process takes jobs from the queue (default true). A coordinator with Redis can
-   * leave all work to `coordinator jobs` processes.
+   * With Redis: whether this process also computes jobs, as one more processor on the queue
+   * (default true). A coordinator can leave all compute to `coordinator jobs` processes.
    */
   process?: boolean;
-  /** A running job whose heartbeat is older than this is re-queued (default 30 s; Redis mode). */
+  /**
+   * With Redis: a running job with no sign of life (its processor's lock, a progress report, its
+   * result waiting) for this long is re-queued (default 30 s); also the processor's lock duration.
+   */
   staleAfterMs?: number;
 }
 
@@ -53,42 +54,65 @@ const HEARTBEAT_MS = 5_000;
 const SWEEP_MS = 5_000;
 
 /**
- * Coordinator-side jobs. SQLite is the source of truth: a row is inserted `queued`, claimed
- * `running` by exactly one process (a conditional update), and finished `succeeded` or `failed`;
- * the queue only says who should look at which row. Two drivers:
+ * Coordinator-side jobs. SQLite is the source of truth and only this side opens it: a row is
+ * inserted `queued`, claimed `running` by exactly one process (a conditional update that counts
+ * the attempt), and finished `succeeded` or `failed`. Each job runs in three phases (phases.ts):
+ * `prepare` (here, database to a JSON input), `compute` (object store only, anywhere) and `apply`
+ * (here, the output written in one transaction with the job's success, only if that attempt is
+ * still the current one). Two drivers:
  *
- * - in-process (the embedded default): an in-memory list of ids, run by this process;
- * - BullMQ (with `redis`): ids are added to a Redis queue and taken by any process with a
- *   BullMQ worker: the coordinator itself and `coordinator jobs` processes on the same database.
+ * - in-process (the embedded default): an in-memory list of ids; all three phases run here;
+ * - BullMQ (with `redis`): the claimed attempt's input goes on a Redis queue; any job processor
+ *   (job-processor.ts: `coordinator jobs` processes anywhere, and this process unless `process` is
+ *   false) computes it and posts the outcome on a results queue that coordinators consume.
  *
  * Whatever a crash leaves behind is found in the database: {@link recover} re-queues rows left
- * `running` (at once in-process; in Redis mode once their heartbeat is stale, since another
- * process may still be working on them) and dispatches every `queued` row.
+ * `running` (at once in-process; in Redis mode once they show no sign of life for `staleAfterMs`:
+ * no processor's lock, progress report or waiting result) and dispatches every `queued` row.
  *
  * An attempt is counted when its row is claimed, in the same statement, and no row is claimed at
  * its attempt limit: a job whose process died during its last attempt (a checkpoint that crashes
- * whoever validates it) is failed, never run again, whichever path finds it.
+ * whoever validates it) is failed, never run again, whichever path finds it. A result is applied
+ * at most once, and only for the attempt the row is at: a late or duplicate one is ignored.
  */
 export class JobQueue {
-  private readonly pending: string[] = [];
+  private readonly pending: { id: string; local: boolean }[] = [];
   private readonly active = new Map<string, Promise<void>>();
   private readonly waiters = new Map<string, ((job: JobRow) => void)[]>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly concurrency: number;
-  private readonly bull: BullmqDriver | null;
+  private readonly bull: BullmqDriver | null = null;
+  private readonly processor: JobProcessor | null = null;
+  /** Jobs this process holds itself (preparing or computing): their heartbeat is its own. */
+  private readonly holding = new Set<string>();
   private readonly owner = `${hostname()}:${process.pid}`;
+  private readonly staleAfterMs: number;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private sweeping = false;
   private stopped = false;
 
   constructor(private readonly options: JobQueueOptions) {
     this.concurrency = options.concurrency ?? 1;
-    this.bull = options.redis
-      ? new BullmqDriver(options.redis, options.log, {
-          process: options.process !== false,
+    this.staleAfterMs = options.staleAfterMs ?? 30_000;
+    if (options.redis) {
+      this.bull = new BullmqDriver(options.redis, options.log, {
+        applyResult: (msg) => this.applyResult(msg),
+        progress: (msg) => this.onProgress(msg),
+      });
+      if (options.process !== false) {
+        const computes: Partial<Record<JobName, JobCompute>> = {};
+        for (const [name, handler] of Object.entries(options.handlers))
+          computes[name as JobName] = phasesOf(handler)!.compute;
+        this.processor = new JobProcessor({
+          redis: options.redis,
+          log: options.log,
+          computes,
           concurrency: this.concurrency,
-          run: (id) => this.execute(id),
-        })
-      : null;
+          lockMs: this.staleAfterMs,
+          ...(options.isPermanent ? { isPermanent: options.isPermanent } : {}),
+        });
+      }
+    }
   }
 
   /** 'bullmq' when jobs go through Redis, else 'in-process'. */
@@ -105,17 +129,13 @@ export class JobQueue {
     return row;
   }
 
-  /** Hand a queued row to whichever process runs jobs (idempotent). */
+  /**
+   * Claim a queued row and start it (idempotent): in-process it runs here; with Redis it is
+   * prepared here and handed to the processors.
+   */
   dispatch(id: string): void {
     if (this.stopped) return;
-    if (this.bull) {
-      const row = this.get(id);
-      if (row?.status !== 'queued') return;
-      const delay = row.runAfter ? Math.max(0, row.runAfter.getTime() - Date.now()) : 0;
-      this.bull.add(row.name, id, row.attempts, delay);
-      return;
-    }
-    this.schedule(id);
+    this.schedule(id, false);
   }
 
   /** Dispatch every queued row that is due; returns how many. */
@@ -136,21 +156,22 @@ export class JobQueue {
    * that come due, stale jobs of processes that died). Returns how many jobs were dispatched.
    */
   recover(): number {
-    this.requeueStale(this.bull ? (this.options.staleAfterMs ?? 30_000) : 0);
+    if (!this.bull) this.requeueStale(0);
     const n = this.dispatchQueued();
+    // With Redis, a running row is stale only once Redis shows no sign of life for it.
+    if (this.bull) void this.sweep();
     if (!this.sweepTimer && !this.stopped) {
-      this.sweepTimer = setInterval(() => {
-        if (this.bull) this.requeueStale(this.options.staleAfterMs ?? 30_000);
-        this.dispatchQueued();
-      }, SWEEP_MS);
+      const every = this.bull ? Math.min(SWEEP_MS, Math.max(100, this.staleAfterMs / 2)) : SWEEP_MS;
+      this.sweepTimer = setInterval(() => void this.sweep(), every);
       this.sweepTimer.unref();
     }
     return n;
   }
 
-  /** Start taking jobs from Redis (no-op in-process, where dispatch runs them). */
+  /** With Redis: start consuming results (and computing, as a processor, unless told not to). */
   async start(): Promise<void> {
     await this.bull?.start();
+    await this.processor?.start();
   }
 
   /**
@@ -159,10 +180,10 @@ export class JobQueue {
    */
   processJob(id: string): Promise<JobRow> {
     if (this.bull) {
-      void this.execute(id);
+      void this.execute(id, true);
       return this.waitFor(id);
     }
-    this.schedule(id);
+    this.schedule(id, true);
     return this.waitFor(id);
   }
 
@@ -199,8 +220,45 @@ export class JobQueue {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    // The processor first: what it is computing finishes and its result is posted (and applied
+    // by whichever coordinator consumes results next).
+    await this.processor?.stop();
     await this.bull?.stop();
     await Promise.allSettled(this.active.values());
+  }
+
+  private async sweep(): Promise<void> {
+    if (this.sweeping || this.stopped) return;
+    this.sweeping = true;
+    try {
+      if (this.bull) {
+        await this.refreshLiveness();
+        this.requeueStale(this.staleAfterMs);
+      }
+      this.dispatchQueued();
+    } catch (err) {
+      this.options.log.warn({ err }, 'job sweep failed');
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  /** Heartbeat the running rows whose attempt shows a sign of life in Redis. */
+  private async refreshLiveness(): Promise<void> {
+    const { db } = this.options;
+    const running = db
+      .select({ id: jobs.id, attempts: jobs.attempts })
+      .from(jobs)
+      .where(eq(jobs.status, 'running'))
+      .all();
+    for (const r of running) {
+      if (this.holding.has(r.id) || this.stopped) continue;
+      if (!(await this.bull!.alive(r.id, r.attempts))) continue;
+      db.update(jobs)
+        .set({ heartbeatAt: new Date() })
+        .where(and(eq(jobs.id, r.id), eq(jobs.status, 'running'), eq(jobs.attempts, r.attempts)))
+        .run();
+    }
   }
 
   private requeueStale(staleMs: number): void {
@@ -215,19 +273,24 @@ export class JobQueue {
       .from(jobs)
       .where(and(abandoned, gte(jobs.attempts, jobs.maxAttempts)))
       .all();
-    for (const row of spent)
+    for (const row of spent) {
+      if (this.holding.has(row.id)) continue;
       this.failForGood(
         row,
         `its process stopped during its last attempt (${row.attempts} of ${row.maxAttempts}); not run again`,
       );
+    }
     const stale = db
       .update(jobs)
       .set({ status: 'queued', claimedBy: null, runAfter: null })
       .where(and(abandoned, lt(jobs.attempts, jobs.maxAttempts)))
-      .returning({ id: jobs.id, name: jobs.name, claimedBy: jobs.claimedBy })
+      .returning({ id: jobs.id, name: jobs.name, attempts: jobs.attempts })
       .all();
     for (const j of stale)
-      log.warn({ job: j.id, jobName: j.name }, 're-queued a job whose process stopped');
+      log.warn(
+        { job: j.id, jobName: j.name, attempt: j.attempts },
+        're-queued a job whose process stopped',
+      );
   }
 
   /** Fail a job for good without running it (again); one transaction with its event. */
@@ -263,16 +326,16 @@ export class JobQueue {
     this.timers.add(t);
   }
 
-  private schedule(id: string): void {
-    if (this.stopped || this.pending.includes(id) || this.active.has(id)) return;
-    this.pending.push(id);
+  private schedule(id: string, local: boolean): void {
+    if (this.stopped || this.pending.some((p) => p.id === id) || this.active.has(id)) return;
+    this.pending.push({ id, local });
     setImmediate(() => this.pump());
   }
 
   private pump(): void {
     while (!this.stopped && this.active.size < this.concurrency && this.pending.length > 0) {
-      const id = this.pending.shift()!;
-      this.track(id, this.execute(id));
+      const { id, local } = this.pending.shift()!;
+      this.track(id, this.execute(id, local));
     }
   }
 
@@ -292,11 +355,10 @@ export class JobQueue {
     }
   }
 
-  /** Claim the row and run its handler; a row another process claimed is left alone. */
-  private async execute(id: string): Promise<void> {
-    const { db, log } = this.options;
+  /** Claim the row and count the attempt in one statement; undefined when it is not claimable. */
+  private claim(id: string): JobRow | undefined {
+    const { db } = this.options;
     const now = new Date();
-    // Claim and count the attempt in one statement: a crash can never run an uncounted attempt.
     const claimed = db
       .update(jobs)
       .set({
@@ -316,34 +378,48 @@ export class JobQueue {
       )
       .returning()
       .get();
-    if (!claimed) {
-      const row = this.get(id);
-      if (row?.status === 'queued' && row.attempts >= row.maxAttempts) {
-        this.failForGood(
-          row,
-          `${row.error ? `${row.error}; ` : ''}no attempt left (${row.attempts} of ${row.maxAttempts})`,
-        );
-        return;
-      }
-      // A retry timer can fire a moment before the wall clock reaches the row's runAfter (timers
-      // run on a monotonic clock): wait out the rest instead of dropping the job.
-      if (row?.status === 'queued' && row.runAfter && row.runAfter > now) {
-        this.later(id, row.runAfter.getTime() - now.getTime());
-      }
-      return;
+    if (claimed) return claimed;
+    const row = this.get(id);
+    if (row?.status === 'queued' && row.attempts >= row.maxAttempts) {
+      this.failForGood(
+        row,
+        `${row.error ? `${row.error}; ` : ''}no attempt left (${row.attempts} of ${row.maxAttempts})`,
+      );
+      return undefined;
     }
-    const handler = this.options.handlers[claimed.name];
+    // A retry timer can fire a moment before the wall clock reaches the row's runAfter (timers
+    // run on a monotonic clock): wait out the rest instead of dropping the job.
+    if (row?.status === 'queued' && row.runAfter && row.runAfter > now) {
+      this.later(id, row.runAfter.getTime() - now.getTime());
+    }
+    return undefined;
+  }
+
+  /**
+   * Claim the row and prepare it; then compute and apply it here (in-process, `local`, or a job
+   * whose input is on this machine's disk) or hand it to the processors through Redis.
+   */
+  private async execute(id: string, local: boolean): Promise<void> {
+    const { db, log } = this.options;
+    const claimed = this.claim(id);
+    if (!claimed) return;
+    const handler: JobPhases | undefined = phasesOf(this.options.handlers[claimed.name]);
     const attempt = claimed.attempts;
     const jobLog = log.child({ job: id, jobName: claimed.name, attempt });
     let lastWrite = 0;
     let latest: JobProgress | null = null;
     const flushProgress = () => {
-      if (latest) db.update(jobs).set({ progress: latest }).where(eq(jobs.id, id)).run();
+      if (latest)
+        db.update(jobs)
+          .set({ progress: latest })
+          .where(and(eq(jobs.id, id), eq(jobs.attempts, attempt)))
+          .run();
     };
+    this.holding.add(id);
     const heartbeat = setInterval(() => {
       db.update(jobs)
         .set({ heartbeatAt: new Date() })
-        .where(and(eq(jobs.id, id), eq(jobs.status, 'running')))
+        .where(and(eq(jobs.id, id), eq(jobs.status, 'running'), eq(jobs.attempts, attempt)))
         .run();
     }, HEARTBEAT_MS);
     heartbeat.unref();
@@ -360,53 +436,277 @@ export class JobQueue {
         }
       },
     };
-    jobLog.info('job started');
     try {
-      if (!handler) throw new PermanentJobError(`no processor registered for job ${claimed.name}`);
-      const result = await handler(ctx, claimed.payload);
-      flushProgress();
-      db.update(jobs)
-        .set({ status: 'succeeded', result, error: null, finishedAt: new Date() })
-        .where(eq(jobs.id, id))
-        .run();
-      jobLog.info('job succeeded');
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      const permanent =
-        err instanceof PermanentJobError || (this.options.isPermanent?.(err) ?? false);
-      if (!permanent && attempt < claimed.maxAttempts && !this.stopped) {
-        jobLog.warn({ err }, 'job failed; will retry');
-        const delay = (this.options.retryDelayMs ?? 1000) * 2 ** (attempt - 1);
-        db.update(jobs)
-          .set({
-            status: 'queued',
-            error: message,
-            claimedBy: null,
-            runAfter: new Date(Date.now() + delay),
-          })
-          .where(eq(jobs.id, id))
-          .run();
-        this.later(id, delay);
+      if (!handler && !this.bull)
+        throw new PermanentJobError(`no processor registered for job ${claimed.name}`);
+      const prepared = handler?.prepare
+        ? await handler.prepare({ ...ctx, row: claimed }, claimed.payload)
+        : { input: claimed.payload };
+      if ('result' in prepared) {
+        flushProgress();
+        this.commit(claimed, undefined, (tx) => {
+          prepared.write?.(tx);
+          return prepared.result;
+        });
+        jobLog.info('job succeeded (nothing to compute)');
         return;
       }
-      jobLog.error({ err }, 'job failed');
-      db.transaction((tx) => {
-        tx.update(jobs)
-          .set({ status: 'failed', error: message, finishedAt: new Date() })
-          .where(eq(jobs.id, id))
-          .run();
-        recordEvent(tx, EVENTS.jobFailed, {
-          runId: claimed.runId,
-          datasetId: claimed.datasetId,
-          data: { jobId: id, name: claimed.name, error: message, attempts: attempt },
-        });
-      });
-      this.options.onFailed?.(this.get(id)!);
+      if (this.bull && !local && !handler?.local?.(claimed.payload)) {
+        await this.bull.add({ id, attempt, name: claimed.name, input: prepared.input });
+        jobLog.debug('job handed to the processors');
+        return;
+      }
+      if (!handler) throw new PermanentJobError(`no processor registered for job ${claimed.name}`);
+      jobLog.info('job started');
+      const output = await handler.compute(ctx, prepared.input);
+      flushProgress();
+      await this.finish(claimed, handler, output, jobLog, undefined);
+    } catch (err) {
+      if (err instanceof StaleJobResult) {
+        jobLog.warn(err.message);
+        return;
+      }
+      const permanent =
+        err instanceof PermanentJobError || (this.options.isPermanent?.(err) ?? false);
+      this.failAttempt(
+        claimed,
+        err instanceof Error ? err.message : String(err),
+        permanent,
+        jobLog,
+        err,
+      );
     } finally {
       clearInterval(heartbeat);
+      this.holding.delete(id);
       this.settle(id);
       // A finished job may have queued follow-ups (lifecycle/pipeline.ts).
       if (!this.stopped) this.dispatchQueued();
     }
+  }
+
+  /**
+   * Apply an output: the handler's `apply` (or the output as the result), committed with the
+   * job's success; a failure to apply is a failed attempt.
+   */
+  private async finish(
+    row: JobRow,
+    handler: JobPhases | undefined,
+    output: Record<string, unknown>,
+    jobLog: Logger,
+    processor: string | undefined,
+    progress?: JobProgress,
+  ): Promise<void> {
+    let committed = false;
+    const ctx: ApplyContext = {
+      jobId: row.id,
+      attempt: row.attempts,
+      log: jobLog,
+      row,
+      commit: (fn) => {
+        if (committed) throw new Error(`the apply of job ${row.name} committed twice`);
+        const result = this.commit(row, processor, fn, progress);
+        committed = true;
+        return result;
+      },
+    };
+    try {
+      if (handler?.apply) await handler.apply(ctx, output);
+      else ctx.commit(() => output);
+      if (!committed) throw new Error(`the apply of job ${row.name} did not commit`);
+      jobLog.info(processor ? { processor } : {}, 'job succeeded');
+    } catch (err) {
+      if (err instanceof StaleJobResult) {
+        jobLog.warn(err.message);
+        return;
+      }
+      if (committed) {
+        // Recorded; what failed is work after the commit (it logs its own trouble).
+        jobLog.warn({ err }, 'job succeeded; work after its commit failed');
+        return;
+      }
+      const permanent =
+        err instanceof PermanentJobError || (this.options.isPermanent?.(err) ?? false);
+      this.failAttempt(
+        row,
+        err instanceof Error ? err.message : String(err),
+        permanent,
+        jobLog,
+        err,
+      );
+    }
+  }
+
+  /**
+   * `fn`'s writes and the job's success in one transaction, only while `row`'s attempt is the
+   * current one (else {@link StaleJobResult}, nothing written).
+   */
+  private commit(
+    row: JobRow,
+    processor: string | undefined,
+    fn: (tx: Tx) => Record<string, unknown>,
+    progress?: JobProgress,
+  ): Record<string, unknown> {
+    return this.options.db.transaction((tx) => {
+      const cur = tx.select().from(jobs).where(eq(jobs.id, row.id)).get();
+      if (cur?.status !== 'running' || cur.attempts !== row.attempts) {
+        throw new StaleJobResult(
+          row.id,
+          row.attempts,
+          cur ? `the job is ${cur.status} at attempt ${cur.attempts}` : 'the job is gone',
+        );
+      }
+      const result = fn(tx);
+      tx.update(jobs)
+        .set({
+          status: 'succeeded',
+          result,
+          error: null,
+          finishedAt: new Date(),
+          ...(processor ? { claimedBy: processor } : {}),
+          ...(progress ? { progress } : {}),
+        })
+        .where(eq(jobs.id, row.id))
+        .run();
+      return result;
+    });
+  }
+
+  /** A failed attempt: retried after its backoff, or failed for good (only if still current). */
+  private failAttempt(
+    row: JobRow,
+    message: string,
+    permanent: boolean,
+    jobLog: Logger,
+    err: unknown,
+  ): void {
+    const { db } = this.options;
+    const attempt = row.attempts;
+    const current = and(
+      eq(jobs.id, row.id),
+      eq(jobs.status, 'running'),
+      eq(jobs.attempts, attempt),
+    );
+    if (!permanent && attempt < row.maxAttempts && !this.stopped) {
+      const delay = (this.options.retryDelayMs ?? 1000) * 2 ** (attempt - 1);
+      const requeued = db
+        .update(jobs)
+        .set({
+          status: 'queued',
+          error: message,
+          claimedBy: null,
+          runAfter: new Date(Date.now() + delay),
+        })
+        .where(current)
+        .returning({ id: jobs.id })
+        .get();
+      if (!requeued) {
+        jobLog.warn('ignored the failure of an attempt that is no longer current');
+        return;
+      }
+      jobLog.warn({ err: err ?? message }, 'job failed; will retry');
+      this.later(row.id, delay);
+      return;
+    }
+    const failed = db.transaction((tx) => {
+      const updated = tx
+        .update(jobs)
+        .set({ status: 'failed', error: message, finishedAt: new Date() })
+        .where(current)
+        .returning()
+        .get();
+      if (!updated) return undefined;
+      recordEvent(tx, EVENTS.jobFailed, {
+        runId: row.runId,
+        datasetId: row.datasetId,
+        data: { jobId: row.id, name: row.name, error: message, attempts: attempt },
+      });
+      return updated;
+    });
+    if (!failed) {
+      jobLog.warn('ignored the failure of an attempt that is no longer current');
+      return;
+    }
+    jobLog.error({ err: err ?? message }, 'job failed');
+    this.options.onFailed?.(failed);
+  }
+
+  /** A processor's outcome (Redis mode): applied if it is for the row's current attempt. */
+  private async applyResult(msg: JobResultMessage): Promise<void> {
+    const { log } = this.options;
+    if (
+      !msg ||
+      typeof msg.id !== 'string' ||
+      typeof msg.attempt !== 'number' ||
+      typeof msg.ok !== 'boolean' ||
+      typeof msg.processor !== 'string'
+    ) {
+      log.error({ msg }, 'dropped a malformed job result');
+      return;
+    }
+    const row = this.get(msg.id);
+    if (row?.status !== 'running' || row.attempts !== msg.attempt) {
+      log.warn(
+        {
+          job: msg.id,
+          attempt: msg.attempt,
+          processor: msg.processor,
+          status: row?.status ?? null,
+          currentAttempt: row?.attempts ?? null,
+        },
+        'ignored a stale job result',
+      );
+      return;
+    }
+    const jobLog = log.child({ job: row.id, jobName: row.name, attempt: row.attempts });
+    try {
+      if (msg.ok) {
+        const output =
+          msg.output && typeof msg.output === 'object'
+            ? msg.output
+            : ({} as Record<string, unknown>);
+        const progress =
+          msg.progress && typeof msg.progress.stage === 'string'
+            ? {
+                stage: msg.progress.stage,
+                done: Number(msg.progress.done),
+                total: Number(msg.progress.total),
+              }
+            : undefined;
+        await this.finish(
+          row,
+          phasesOf(this.options.handlers[row.name]),
+          output,
+          jobLog,
+          msg.processor,
+          progress,
+        );
+      } else {
+        this.failAttempt(row, String(msg.error), msg.permanent === true, jobLog, undefined);
+      }
+    } finally {
+      this.settle(row.id);
+      if (!this.stopped) this.dispatchQueued();
+    }
+  }
+
+  /** A processor's progress report: the row's progress, heartbeat and processor. */
+  private onProgress(msg: JobProgressMessage): void {
+    if (
+      typeof msg.attempt !== 'number' ||
+      typeof msg.stage !== 'string' ||
+      typeof msg.done !== 'number' ||
+      typeof msg.total !== 'number' ||
+      typeof msg.processor !== 'string'
+    )
+      return;
+    this.options.db
+      .update(jobs)
+      .set({
+        progress: { stage: msg.stage, done: msg.done, total: msg.total },
+        heartbeatAt: new Date(),
+        claimedBy: msg.processor,
+      })
+      .where(and(eq(jobs.id, msg.id), eq(jobs.status, 'running'), eq(jobs.attempts, msg.attempt)))
+      .run();
   }
 }

@@ -1,20 +1,56 @@
-import { publishEnsemble } from '../services/ensembles.js';
-import type { JobDeps } from './handlers.js';
-import type { JobContext } from './job-queue.js';
+import type { InferenceDefaults } from '@archipelago/protocol';
+import { PermanentJobError } from '../errors.js';
+import {
+  measurePublish,
+  type PublishInput,
+  preparePublish,
+  recordPublish,
+  signAndStoreManifest,
+} from '../services/ensembles.js';
+import type { ComputeDeps, JobDeps } from './handlers.js';
+import type { JobCompute, JobPhases } from './phases.js';
 
-/** Processor of `publish-ensemble`: measure, sign and store the manifest; the run is published. */
-export async function publishEnsembleJob(
-  deps: JobDeps,
-  ctx: JobContext,
-  payload: Record<string, unknown>,
-): Promise<Record<string, unknown>> {
-  const result = await publishEnsemble(
-    deps,
-    {
-      runId: String(payload.runId),
-      ...(typeof payload.routerId === 'string' ? { routerId: payload.routerId } : {}),
+const payloadOf = (payload: Record<string, unknown>) => ({
+  runId: String(payload.runId),
+  ...(typeof payload.routerId === 'string' ? { routerId: payload.routerId } : {}),
+});
+
+/** Compute of `publish-ensemble`: measure the routing strategies (the inference defaults). */
+export function publishEnsembleCompute(deps: ComputeDeps): JobCompute {
+  return async (ctx, input) => {
+    const p = input as unknown as PublishInput;
+    const inference = await measurePublish(deps.store, p, ctx.progress);
+    return { routerId: p.router.id, inference };
+  };
+}
+
+/**
+ * `publish-ensemble`: the manifest's body comes from the database, here, in prepare and again in
+ * apply; only the measured inference defaults come from the processor. The coordinator signs (its
+ * key never leaves its data directory), stores the manifest, and records it with the run published.
+ */
+export function publishEnsembleJob(deps: JobDeps, compute: JobCompute): JobPhases {
+  return {
+    prepare(_ctx, payload) {
+      return {
+        input: preparePublish(deps.db, payloadOf(payload)) as unknown as Record<string, unknown>,
+      };
     },
-    ctx.progress,
-  );
-  return { ...result };
+    compute,
+    async apply(ctx, output) {
+      const routerId = output.routerId;
+      if (typeof routerId !== 'string' || !output.inference || typeof output.inference !== 'object')
+        throw new PermanentJobError(
+          'a publish result without its router id and inference defaults',
+        );
+      const input = preparePublish(deps.db, { ...payloadOf(ctx.row.payload), routerId });
+      const { manifest, sha256 } = await signAndStoreManifest(
+        deps,
+        input,
+        output.inference as InferenceDefaults,
+      );
+      ctx.commit((tx) => ({ ...recordPublish(tx, input, manifest, sha256) }));
+      deps.log.info({ run: input.runId, ensemble: manifest.id }, 'ensemble published');
+    },
+  };
 }

@@ -18,7 +18,7 @@ import type { ClusterBody, Clustering, Dataset, ImportDatasetBody } from '@archi
 import { type ObjectStore, sha256Hex } from '@archipelago/storage';
 import { asc, desc, eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.js';
+import type { Db, Tx } from '../db/database.js';
 import {
   type ClusteringRow,
   clusterings,
@@ -130,7 +130,7 @@ interface ClusteringParams {
   valFraction: number;
 }
 
-interface ClusteringWrite {
+export interface ClusteringWrite {
   clustering: typeof clusterings.$inferInsert;
   shardRows: (typeof shards.$inferInsert)[];
 }
@@ -140,7 +140,7 @@ interface ClusteringWrite {
  * grid, written to the store. Returns the rows for the caller to insert in its transaction.
  */
 async function clusterAndWrite(
-  deps: DatasetDeps,
+  deps: { store: ObjectStore },
   datasetId: string,
   clusteringId: string,
   images: ImageSet,
@@ -214,10 +214,7 @@ async function clusterAndWrite(
   };
 }
 
-function insertClustering(
-  tx: Parameters<Parameters<Db['transaction']>[0]>[0],
-  write: ClusteringWrite,
-) {
+function insertClustering(tx: Tx, write: ClusteringWrite) {
   tx.insert(clusterings).values(write.clustering).run();
   for (const row of write.shardRows) tx.insert(shards).values(row).run();
   recordEvent(tx, EVENTS.clusteringCreated, {
@@ -236,27 +233,46 @@ export interface ImportResult {
   clusteringId?: string;
 }
 
+/** What an import's compute needs: everything is in the request (sources: docs/architecture.md "The job pipeline"). */
+export interface ImportInput {
+  body: ImportDatasetBody;
+  datasetId: string;
+  clusteringId?: string;
+}
+
+/** What an import wrote to the store, as the rows {@link applyImport} inserts (plain JSON). */
+export interface ImportOutput {
+  dataset: typeof datasets.$inferInsert;
+  clustering?: ClusteringWrite;
+}
+
+/** Whether an import reads files on the coordinator's own disk (a folder, an embeddings file). */
+export function importReadsCoordinatorDisk(body: ImportDatasetBody): boolean {
+  return body.source.kind === 'folder' || body.embeddingsPath !== undefined;
+}
+
+/** An import already done (a re-run after a crash): its result, else undefined. */
+export function importDone(db: Db, ids: { datasetId: string; clusteringId?: string }) {
+  const existing = db.select().from(datasets).where(eq(datasets.id, ids.datasetId)).get();
+  if (!existing) return undefined;
+  const c = ids.clusteringId
+    ? db.select().from(clusterings).where(eq(clusterings.id, ids.clusteringId)).get()
+    : undefined;
+  return { datasetId: ids.datasetId, ...(c ? { clusteringId: c.id } : {}) } as ImportResult;
+}
+
 /**
- * Import a dataset: read and normalise the images, compute features (given embeddings or PCA),
- * store both, and optionally cluster. All-or-nothing: the dataset row is written in one
- * transaction at the end, and on any failure the objects written so far are deleted.
- * Idempotent for a given `datasetId`, so a job re-run after a crash finishes the same import.
+ * The store half of an import: read and normalise the images, compute features (given embeddings
+ * or PCA), store both, and optionally cluster. Reads no database; on any failure the objects
+ * written so far are deleted. Deterministic for a given input, so a re-run writes the same objects.
  */
-export async function importDataset(
-  deps: DatasetDeps,
-  body: ImportDatasetBody,
-  ids: { datasetId: string; clusteringId?: string },
+export async function computeImport(
+  deps: { store: ObjectStore; log: Logger },
+  input: ImportInput,
   progress: Progress = noProgress,
-): Promise<ImportResult> {
-  const { db, store } = deps;
-  const { datasetId } = ids;
-  const existing = db.select().from(datasets).where(eq(datasets.id, datasetId)).get();
-  if (existing) {
-    const c = ids.clusteringId
-      ? db.select().from(clusterings).where(eq(clusterings.id, ids.clusteringId)).get()
-      : undefined;
-    return { datasetId, ...(c ? { clusteringId: c.id } : {}) };
-  }
+): Promise<ImportOutput> {
+  const { store } = deps;
+  const { body, datasetId } = input;
   const started = performance.now();
   const images = await loadImages(body, progress);
   const embeddings = body.embeddingsPath
@@ -295,7 +311,7 @@ export async function importDataset(
     const importMs = performance.now() - started;
     let clusteringWrite: ClusteringWrite | undefined;
     if (body.cluster) {
-      const clusteringId = ids.clusteringId ?? newId('clustering');
+      const clusteringId = input.clusteringId ?? newId('clustering');
       clusteringWrite = await clusterAndWrite(
         deps,
         datasetId,
@@ -306,35 +322,25 @@ export async function importDataset(
         progress,
       );
     }
-    db.transaction((tx) => {
-      tx.insert(datasets)
-        .values({
-          id: datasetId,
-          name: body.name,
-          source: body.source,
-          count: images.count,
-          height: images.height,
-          width: images.width,
-          channels: images.channels,
-          classNames: images.classNames,
-          imagesKey,
-          bytes: imagesBin.length,
-          sha256: imagesSha,
-          featureKind: features.kind,
-          featureDim: features.d,
-          featuresKey,
-          importMs,
-        })
-        .run();
-      recordEvent(tx, EVENTS.datasetImported, {
-        datasetId,
-        data: { name: body.name, count: images.count, featureKind: features.kind, importMs },
-      });
-      if (clusteringWrite) insertClustering(tx, clusteringWrite);
-    });
     return {
-      datasetId,
-      ...(clusteringWrite ? { clusteringId: clusteringWrite.clustering.id } : {}),
+      dataset: {
+        id: datasetId,
+        name: body.name,
+        source: body.source,
+        count: images.count,
+        height: images.height,
+        width: images.width,
+        channels: images.channels,
+        classNames: images.classNames,
+        imagesKey,
+        bytes: imagesBin.length,
+        sha256: imagesSha,
+        featureKind: features.kind,
+        featureDim: features.d,
+        featuresKey,
+        importMs,
+      },
+      ...(clusteringWrite ? { clustering: clusteringWrite } : {}),
     };
   } catch (err) {
     await store
@@ -344,6 +350,39 @@ export async function importDataset(
       );
     throw err;
   }
+}
+
+/** Record an import (its dataset row, event and clustering) in `tx`; a dataset already there is kept. */
+export function applyImport(tx: Tx, output: ImportOutput): ImportResult {
+  const d = output.dataset;
+  const result: ImportResult = {
+    datasetId: d.id,
+    ...(output.clustering ? { clusteringId: output.clustering.clustering.id! } : {}),
+  };
+  if (tx.select().from(datasets).where(eq(datasets.id, d.id)).get()) return result;
+  tx.insert(datasets).values(d).run();
+  recordEvent(tx, EVENTS.datasetImported, {
+    datasetId: d.id,
+    data: { name: d.name, count: d.count, featureKind: d.featureKind, importMs: d.importMs },
+  });
+  if (output.clustering) insertClustering(tx, output.clustering);
+  return result;
+}
+
+/**
+ * Import a dataset ({@link computeImport}, then {@link applyImport} in one transaction).
+ * Idempotent for a given `datasetId`, so a job re-run after a crash finishes the same import.
+ */
+export async function importDataset(
+  deps: DatasetDeps,
+  body: ImportDatasetBody,
+  ids: { datasetId: string; clusteringId?: string },
+  progress: Progress = noProgress,
+): Promise<ImportResult> {
+  const done = importDone(deps.db, ids);
+  if (done) return done;
+  const output = await computeImport(deps, { body, ...ids }, progress);
+  return deps.db.transaction((tx) => applyImport(tx, output));
 }
 
 function clusterParams(body: ClusterBody): ClusteringParams {
@@ -361,26 +400,32 @@ export interface ClusterPayload extends ClusterBody {
   runId?: string;
 }
 
+/** What clustering a stored dataset needs from the database. */
+export interface ClusterInput {
+  payload: ClusterPayload;
+  dataset: Pick<
+    DatasetRow,
+    'id' | 'imagesKey' | 'sha256' | 'classNames' | 'featuresKey' | 'featureKind'
+  >;
+}
+
+/** Bind the clustering's run (if it waits for it) to the new shards. */
+export function bindClusteringRun(tx: Tx, payload: ClusterPayload): void {
+  if (!payload.runId) return;
+  const run = tx.select().from(runs).where(eq(runs.id, payload.runId)).get();
+  if (run && run.status === 'clustering') bindRunToClustering(tx, run.id, payload.clusteringId);
+}
+
 /**
- * Cluster an imported dataset from its stored images and features. Idempotent for a given
- * clustering id; when the clustering belongs to a run, the run's experts are bound to the new
- * shards in the same transaction.
+ * The database half before clustering: a clustering already there (a re-run) is done, with
+ * nothing to compute; a missing dataset or too few images fail for good.
  */
-export async function clusterStoredDataset(
-  deps: DatasetDeps,
+export function prepareCluster(
+  db: Db,
   payload: ClusterPayload,
-  progress: Progress = noProgress,
-): Promise<{ clusteringId: string }> {
-  const { db, store } = deps;
-  const bindRun = (tx: Parameters<Parameters<Db['transaction']>[0]>[0]) => {
-    if (!payload.runId) return;
-    const run = tx.select().from(runs).where(eq(runs.id, payload.runId)).get();
-    if (run && run.status === 'clustering') bindRunToClustering(tx, run.id, payload.clusteringId);
-  };
-  if (db.select().from(clusterings).where(eq(clusterings.id, payload.clusteringId)).get()) {
-    db.transaction(bindRun);
-    return { clusteringId: payload.clusteringId };
-  }
+): { done: true } | { done: false; input: ClusterInput } {
+  if (db.select().from(clusterings).where(eq(clusterings.id, payload.clusteringId)).get())
+    return { done: true };
   const dataset = db.select().from(datasets).where(eq(datasets.id, payload.datasetId)).get();
   if (!dataset)
     throw new PermanentJobError(`dataset ${payload.datasetId} does not exist`, 'not_found');
@@ -390,6 +435,20 @@ export async function clusterStoredDataset(
       'too_small',
     );
   }
+  const { id, imagesKey, sha256, classNames, featuresKey, featureKind } = dataset;
+  return {
+    done: false,
+    input: { payload, dataset: { id, imagesKey, sha256, classNames, featuresKey, featureKind } },
+  };
+}
+
+/** The store half of clustering: shards and preview written, the rows returned (plain JSON). */
+export async function computeCluster(
+  deps: { store: ObjectStore; log: Logger },
+  { payload, dataset }: ClusterInput,
+  progress: Progress = noProgress,
+): Promise<ClusteringWrite> {
+  const { store } = deps;
   progress('loading dataset', 0, 2);
   const imagesBin = await store.getBytes(dataset.imagesKey);
   if (sha256Hex(imagesBin) !== dataset.sha256) {
@@ -416,7 +475,7 @@ export async function clusterStoredDataset(
   const prefix = clusteringPrefix(dataset.id, payload.clusteringId);
   await store.deletePrefix(prefix);
   try {
-    const write = await clusterAndWrite(
+    return await clusterAndWrite(
       deps,
       dataset.id,
       payload.clusteringId,
@@ -425,15 +484,38 @@ export async function clusterStoredDataset(
       clusterParams(payload),
       progress,
     );
-    db.transaction((tx) => {
-      insertClustering(tx, write);
-      bindRun(tx);
-    });
-    return { clusteringId: payload.clusteringId };
   } catch (err) {
     await store.deletePrefix(prefix).catch(() => {});
     throw err;
   }
+}
+
+/** Record a clustering (unless already there) and bind its run, in `tx`. */
+export function applyCluster(tx: Tx, payload: ClusterPayload, write: ClusteringWrite): void {
+  if (!tx.select().from(clusterings).where(eq(clusterings.id, write.clustering.id!)).get())
+    insertClustering(tx, write);
+  bindClusteringRun(tx, payload);
+}
+
+/**
+ * Cluster an imported dataset from its stored images and features. Idempotent for a given
+ * clustering id; when the clustering belongs to a run, the run's experts are bound to the new
+ * shards in the same transaction.
+ */
+export async function clusterStoredDataset(
+  deps: DatasetDeps,
+  payload: ClusterPayload,
+  progress: Progress = noProgress,
+): Promise<{ clusteringId: string }> {
+  const { db } = deps;
+  const prepared = prepareCluster(db, payload);
+  if (prepared.done) {
+    db.transaction((tx) => bindClusteringRun(tx, payload));
+    return { clusteringId: payload.clusteringId };
+  }
+  const write = await computeCluster(deps, prepared.input, progress);
+  db.transaction((tx) => applyCluster(tx, payload, write));
+  return { clusteringId: payload.clusteringId };
 }
 
 function toClustering(row: ClusteringRow, shardRows: ShardRow[]): Clustering {

@@ -15,7 +15,7 @@ import {
 import type { ObjectStore } from '@archipelago/storage';
 import { and, asc, desc, eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.js';
+import type { Db, Tx } from '../db/database.js';
 import {
   checkpoints,
   clusterings,
@@ -80,13 +80,22 @@ const fileOf = (uri: string, key: string, sha256: string, bytes: number): Manife
   bytes,
 });
 
-/** Build, evaluate, sign and store the manifest; one transaction records it and publishes the run. */
-export async function publishEnsemble(
-  deps: PublishDeps,
+/**
+ * What publishing measures and signs, read from the database: the manifest's body (the inference
+ * defaults still to be measured), the held-out shards to measure them on, and the router.
+ */
+export interface PublishInput {
+  runId: string;
+  body: ManifestBodyV2;
+  valShards: { key: string; count: number }[];
+  router: { id: string; key: string; sha256: string };
+}
+
+/** The database half before publishing: the manifest's body of a run whose experts are done. */
+export function preparePublish(
+  db: Db,
   payload: { runId: string; routerId?: string },
-  progress: (stage: string, done: number, total: number) => void = () => {},
-): Promise<{ ensembleId: string; created: boolean }> {
-  const { db, store, log } = deps;
+): PublishInput {
   const run = db.select().from(runs).where(eq(runs.id, payload.runId)).get();
   if (!run) throw new PermanentJobError(`run ${payload.runId} does not exist`);
   const router = payload.routerId
@@ -173,44 +182,97 @@ export async function publishEnsemble(
     inference: { ...DEFAULT_INFERENCE, routing: 'top-1', rationale: '' },
     createdAt: new Date().toISOString(),
   };
+  const valShards = db
+    .select()
+    .from(shards)
+    .where(and(eq(shards.clusteringId, clustering.id), eq(shards.split, 'val')))
+    .all()
+    .map((s) => ({ key: s.key, count: s.count }));
+  return {
+    runId: run.id,
+    body,
+    valShards,
+    router: { id: router.id, key: router.key, sha256: router.sha256 },
+  };
+}
+
+/** The store half: measure the routing strategies on the held-out shards (reads only the store). */
+export async function measurePublish(
+  store: ObjectStore,
+  input: PublishInput,
+  progress: (stage: string, done: number, total: number) => void = () => {},
+): Promise<InferenceDefaults> {
   progress('measuring routing strategies', 0, CANDIDATES.length);
-  body.inference = await chooseInference(deps, body, clustering.id, progress);
-  const manifest = signManifest(body, deps.signingKey);
+  return chooseInference(store, input.body, input.valShards, progress);
+}
+
+/**
+ * Sign the manifest with the coordinator's key and store it (the key never leaves the coordinator);
+ * its id is its content's, so storing it again is harmless.
+ */
+export async function signAndStoreManifest(
+  deps: { store: ObjectStore; signingKey: SigningKey },
+  input: PublishInput,
+  inference: InferenceDefaults,
+): Promise<{ manifest: EnsembleManifest; sha256: string }> {
+  const manifest = signManifest({ ...input.body, inference }, deps.signingKey);
   const text = `${JSON.stringify(manifest, null, 2)}\n`;
-  const stored = await store.put(manifestKey(manifest.id), Buffer.from(text));
-  const created = db.transaction((tx) => {
-    const exists = tx.select().from(ensembles).where(eq(ensembles.id, manifest.id)).get();
-    if (!exists) {
-      tx.insert(ensembles)
-        .values({
-          id: manifest.id,
-          runId: run.id,
-          manifestKey: manifestKey(manifest.id),
-          manifestSha256: stored.sha256 ?? '',
-          routerKey: router.key,
-          routerSha256: router.sha256,
-          routerId: router.id,
-          signature: manifest.signature.value,
-          keyId: manifest.signature.keyId,
-          defaults: manifest.inference,
-        })
-        .run();
-    }
-    const data = {
-      ensembleId: manifest.id,
-      routing: manifest.inference.routing,
-      rationale: manifest.inference.rationale,
-    };
-    // A run waiting on its ensemble is published with it; a published run (a new router) or a
-    // finished one only records the new ensemble.
-    const current = tx.select().from(runs).where(eq(runs.id, run.id)).get()!;
-    if (canTransitionRun(current.status, EVENTS.ensemblePublished))
-      transitionRun(tx, run.id, EVENTS.ensemblePublished, { data });
-    else recordEvent(tx, EVENTS.ensemblePublished, { runId: run.id, data });
-    return !exists;
-  });
-  log.info({ run: run.id, ensemble: manifest.id }, 'ensemble published');
-  return { ensembleId: manifest.id, created };
+  const stored = await deps.store.put(manifestKey(manifest.id), Buffer.from(text));
+  return { manifest, sha256: stored.sha256 ?? '' };
+}
+
+/** Record a stored manifest in `tx` (once) and publish the run if it waits for it. */
+export function recordPublish(
+  tx: Tx,
+  input: PublishInput,
+  manifest: EnsembleManifest,
+  manifestSha256: string,
+): { ensembleId: string; created: boolean } {
+  const runId = input.runId;
+  const router = input.router;
+  const exists = tx.select().from(ensembles).where(eq(ensembles.id, manifest.id)).get();
+  if (!exists) {
+    tx.insert(ensembles)
+      .values({
+        id: manifest.id,
+        runId,
+        manifestKey: manifestKey(manifest.id),
+        manifestSha256,
+        routerKey: router.key,
+        routerSha256: router.sha256,
+        routerId: router.id,
+        signature: manifest.signature.value,
+        keyId: manifest.signature.keyId,
+        defaults: manifest.inference,
+      })
+      .run();
+  }
+  const data = {
+    ensembleId: manifest.id,
+    routing: manifest.inference.routing,
+    rationale: manifest.inference.rationale,
+  };
+  // A run waiting on its ensemble is published with it; a published run (a new router) or a
+  // finished one only records the new ensemble.
+  const current = tx.select().from(runs).where(eq(runs.id, runId)).get()!;
+  if (canTransitionRun(current.status, EVENTS.ensemblePublished))
+    transitionRun(tx, runId, EVENTS.ensemblePublished, { data });
+  else recordEvent(tx, EVENTS.ensemblePublished, { runId, data });
+  return { ensembleId: manifest.id, created: !exists };
+}
+
+/** Build, evaluate, sign and store the manifest; one transaction records it and publishes the run. */
+export async function publishEnsemble(
+  deps: PublishDeps,
+  payload: { runId: string; routerId?: string },
+  progress: (stage: string, done: number, total: number) => void = () => {},
+): Promise<{ ensembleId: string; created: boolean }> {
+  const input = preparePublish(deps.db, payload);
+  const inference = await measurePublish(deps.store, input, progress);
+  const { manifest, sha256 } = await signAndStoreManifest(deps, input, inference);
+  const result = deps.db.transaction((tx) => recordPublish(tx, input, manifest, sha256));
+  deps.log.info({ run: input.runId, ensemble: manifest.id }, 'ensemble published');
+  return result;
 }
 
 /**
@@ -219,17 +281,11 @@ export async function publishEnsemble(
  * top-2 and the full mixture; the best wins, the cheaper one within 1 %.
  */
 async function chooseInference(
-  deps: PublishDeps,
+  store: ObjectStore,
   body: ManifestBodyV2,
-  clusteringId: string,
+  valRows: { key: string; count: number }[],
   progress: (stage: string, done: number, total: number) => void,
 ): Promise<InferenceDefaults> {
-  const { db, store } = deps;
-  const valRows = db
-    .select()
-    .from(shards)
-    .where(and(eq(shards.clusteringId, clusteringId), eq(shards.split, 'val')))
-    .all();
   const parts: Float32Array[] = [];
   let n = 0;
   for (const s of valRows) {

@@ -11,7 +11,7 @@ import type { ObjectStore } from '@archipelago/storage';
 import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { ComputePool } from '../compute/compute-pool.js';
-import type { Db } from '../db/database.js';
+import type { Db, Tx } from '../db/database.js';
 import { experts, routers, runs, shards } from '../db/schema/index.js';
 import { PermanentJobError } from '../errors.js';
 import { newId } from '../ids.js';
@@ -98,12 +98,8 @@ function union(sets: ImageSet[]): Union {
   return { pixels, clusters, count, shape: [first.height, first.width, first.channels] };
 }
 
-export async function trainRouter(
-  deps: RouterTrainingDeps,
-  payload: RouterPayload,
-  progress: (stage: string, done: number, total: number) => void = () => {},
-): Promise<{ routerId: string; accuracy: RouterAccuracy; publishJobId?: string }> {
-  const { db, store, log } = deps;
+/** The database half before training: the run must exist, be live, and have every expert done. */
+export function prepareRouter(db: Db, payload: RouterPayload, steps: number): RouterFitInput {
   const run = db.select().from(runs).where(eq(runs.id, payload.runId)).get();
   if (!run) throw new PermanentJobError(`run ${payload.runId} does not exist`);
   if (run.status === 'cancelled' || run.status === 'failed')
@@ -132,48 +128,94 @@ export async function trainRouter(
     };
     pairs.push({ train: pick('train'), val: pick('val') });
   }
-  const input: RouterFitInput = {
-    runId: run.id,
-    seed: run.config.seed,
-    steps: deps.steps,
-    shards: pairs,
-  };
+  return { runId: run.id, seed: run.config.seed, steps, shards: pairs };
+}
+
+/** A trained router as stored: what {@link applyRouter} records (plain JSON). */
+export interface StoredRouter {
+  routerId: string;
+  key: string;
+  sha256: string;
+  bytes: number;
+  steps: number;
+  loss: number;
+  config: RouterFit['config'];
+  accuracy: RouterAccuracy;
+}
+
+/**
+ * The store half: fit the router (on the compute pool when there is one) and store its bytes,
+ * content-addressed and create-only like accepted expert checkpoints (what a manifest names).
+ */
+export async function computeRouter(
+  deps: { store: ObjectStore; log: Logger; compute?: ComputePool | undefined },
+  input: RouterFitInput,
+  progress: (stage: string, done: number, total: number) => void = () => {},
+): Promise<StoredRouter> {
   const fit = deps.compute
     ? await deps.compute.run('fit-router', input, { onProgress: progress })
-    : await fitRouter(store, log, input, progress);
+    : await fitRouter(deps.store, deps.log, input, progress);
   const { bytes, config, accuracy } = fit;
-  const id = newId('router');
+  const routerId = newId('router');
   const sha256 = createHash('sha256').update(bytes).digest('hex');
-  // Content-addressed and create-only, like accepted expert checkpoints: what a manifest names.
-  const key = `runs/${run.id}/router/${id}-${sha256}.safetensors`;
-  await store.put(key, bytes, { sha256, createOnly: true });
-  const publish = payload.publish !== false;
-  const publishJobId = db.transaction((tx) => {
-    tx.insert(routers)
-      .values({
-        id,
-        runId: run.id,
-        key,
-        sha256,
-        bytes: bytes.byteLength,
-        steps: fit.steps,
-        architecture: { kind: 'router', ...config },
-        accuracy,
-      })
-      .run();
-    recordEvent(tx, EVENTS.routerTrained, {
-      runId: run.id,
-      data: {
-        routerId: id,
-        steps: fit.steps,
-        loss: fit.loss,
-        accuracy: accuracy.accuracy,
-        chance: accuracy.chance,
-      },
-    });
-    return publish ? publishWithRouter(tx, run.id, id)?.id : undefined;
+  const key = `runs/${input.runId}/router/${routerId}-${sha256}.safetensors`;
+  await deps.store.put(key, bytes, { sha256, createOnly: true });
+  return {
+    routerId,
+    key,
+    sha256,
+    bytes: bytes.byteLength,
+    steps: fit.steps,
+    loss: fit.loss,
+    config,
+    accuracy,
+  };
+}
+
+/** Record a stored router in `tx` (once) and, unless told not to, queue publishing with it. */
+export function applyRouter(
+  tx: Tx,
+  payload: RouterPayload,
+  stored: StoredRouter,
+): { routerId: string; accuracy: RouterAccuracy; publishJobId?: string } {
+  const id = stored.routerId;
+  const { accuracy } = stored;
+  if (tx.select().from(routers).where(eq(routers.id, id)).get()) return { routerId: id, accuracy };
+  tx.insert(routers)
+    .values({
+      id,
+      runId: payload.runId,
+      key: stored.key,
+      sha256: stored.sha256,
+      bytes: stored.bytes,
+      steps: stored.steps,
+      architecture: { kind: 'router', ...stored.config },
+      accuracy,
+    })
+    .run();
+  recordEvent(tx, EVENTS.routerTrained, {
+    runId: payload.runId,
+    data: {
+      routerId: id,
+      steps: stored.steps,
+      loss: stored.loss,
+      accuracy: accuracy.accuracy,
+      chance: accuracy.chance,
+    },
   });
+  const publishJobId =
+    payload.publish !== false ? publishWithRouter(tx, payload.runId, id)?.id : undefined;
   return { routerId: id, accuracy, ...(publishJobId ? { publishJobId } : {}) };
+}
+
+export async function trainRouter(
+  deps: RouterTrainingDeps,
+  payload: RouterPayload,
+  progress: (stage: string, done: number, total: number) => void = () => {},
+): Promise<{ routerId: string; accuracy: RouterAccuracy; publishJobId?: string }> {
+  const input = prepareRouter(deps.db, payload, deps.steps);
+  const stored = await computeRouter(deps, input, progress);
+  return deps.db.transaction((tx) => applyRouter(tx, payload, stored));
 }
 
 /** Train and evaluate the router (reads shards from the store, never the database). */

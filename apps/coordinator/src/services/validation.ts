@@ -39,7 +39,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { and, desc, eq, ne } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { ComputePool } from '../compute/compute-pool.js';
-import type { Db } from '../db/database.js';
+import type { Db, Tx } from '../db/database.js';
 import {
   type CheckpointRow,
   checkpoints,
@@ -254,43 +254,102 @@ async function neighbours(store: ObjectStore, all: ShardRow[], own: number): Pro
     .slice(0, SPECIFICITY_NEIGHBOURS);
 }
 
+/** A validation with nothing to judge (the expert moved on): what the job returns. */
+export interface SkippedValidation {
+  accepted: boolean;
+  skipped: true;
+}
+
+/**
+ * The database half before judging: the rows judging needs, or, for a stale job (the expert moved
+ * on, e.g. a retry after the verdict was written), nothing to do.
+ */
+export function prepareValidation(
+  db: Db,
+  payload: ValidationPayload,
+): { skipped: SkippedValidation } | { input: ValidationInput } {
+  const expert = db.select().from(experts).where(eq(experts.id, payload.expertId)).get();
+  const ckpt = db.select().from(checkpoints).where(eq(checkpoints.id, payload.checkpointId)).get();
+  if (!expert || !ckpt)
+    throw new Error(`expert ${payload.expertId} or checkpoint ${payload.checkpointId} is gone`);
+  if (expert.status !== 'validating' || expert.checkpointId !== ckpt.id) {
+    return { skipped: { accepted: expert.status === 'done', skipped: true } };
+  }
+  const run = db.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
+  const trainShard = expert.trainShardId
+    ? db.select().from(shards).where(eq(shards.id, expert.trainShardId)).get()
+    : undefined;
+  return {
+    input: {
+      run,
+      expert,
+      ckpt,
+      trainShard,
+      shards: trainShard
+        ? db.select().from(shards).where(eq(shards.clusteringId, trainShard.clusteringId)).all()
+        : [],
+    },
+  };
+}
+
+/** Judge on the compute pool when there is one, else here (reads only the object store). */
+export async function computeValidation(
+  deps: { store: ObjectStore; compute?: ComputePool | undefined },
+  input: ValidationInput,
+  progress: (stage: string, done: number, total: number) => void = () => {},
+): Promise<ValidationOutcome> {
+  progress('checking the file', 0, 3);
+  const outcome = deps.compute
+    ? await deps.compute.run('judge', input, { onProgress: progress })
+    : await judgeCheckpoint(deps.store, input, progress);
+  progress('done', 3, 3);
+  return outcome;
+}
+
+/**
+ * Record a verdict in `tx`, unless the expert moved on while it was judged (a stale result):
+ * then nothing is written and the skip is returned.
+ */
+export function applyValidation(
+  tx: Tx,
+  payload: ValidationPayload,
+  outcome: ValidationOutcome,
+): { recorded: CheckpointRow } | { skipped: SkippedValidation } {
+  const expert = tx.select().from(experts).where(eq(experts.id, payload.expertId)).get();
+  const ckpt = tx.select().from(checkpoints).where(eq(checkpoints.id, payload.checkpointId)).get();
+  if (!expert || !ckpt)
+    throw new Error(`expert ${payload.expertId} or checkpoint ${payload.checkpointId} is gone`);
+  if (expert.status !== 'validating' || expert.checkpointId !== ckpt.id)
+    return { skipped: { accepted: expert.status === 'done', skipped: true } };
+  const run = tx.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
+  record(tx, run, expert, ckpt, outcome);
+  return { recorded: ckpt };
+}
+
+/** After a rejection is recorded: delete its object (only its own: nothing another names). */
+export async function afterValidation(
+  deps: { db: Db; store: ObjectStore },
+  ckpt: CheckpointRow,
+  outcome: ValidationOutcome,
+): Promise<void> {
+  if (!outcome.accepted) await deleteCheckpointObject(deps.db, deps.store, ckpt).catch(() => {});
+}
+
 /** Validate an expert's final checkpoint and record the verdict (one transaction). */
 export async function validateCheckpoint(
   deps: ValidationDeps,
   payload: ValidationPayload,
   progress: (stage: string, done: number, total: number) => void = () => {},
 ): Promise<ValidationOutcome & { skipped?: boolean }> {
-  const { db, store, log } = deps;
-  const expert = db.select().from(experts).where(eq(experts.id, payload.expertId)).get();
-  const ckpt = db.select().from(checkpoints).where(eq(checkpoints.id, payload.checkpointId)).get();
-  if (!expert || !ckpt)
-    throw new Error(`expert ${payload.expertId} or checkpoint ${payload.checkpointId} is gone`);
-  // A stale job (the expert moved on, e.g. a retry after the verdict was written): nothing to do.
-  if (expert.status !== 'validating' || expert.checkpointId !== ckpt.id) {
-    return { accepted: expert.status === 'done', skipped: true };
-  }
-  const run = db.select().from(runs).where(eq(runs.id, expert.runId)).get()!;
-  const trainShard = expert.trainShardId
-    ? db.select().from(shards).where(eq(shards.id, expert.trainShardId)).get()
-    : undefined;
-  const input: ValidationInput = {
-    run,
-    expert,
-    ckpt,
-    trainShard,
-    shards: trainShard
-      ? db.select().from(shards).where(eq(shards.clusteringId, trainShard.clusteringId)).all()
-      : [],
-  };
-  progress('checking the file', 0, 3);
-  const outcome = deps.compute
-    ? await deps.compute.run('judge', input, { onProgress: progress })
-    : await judgeCheckpoint(store, input, progress);
+  const { db, log } = deps;
+  const prepared = prepareValidation(db, payload);
+  if ('skipped' in prepared) return prepared.skipped;
+  const { expert } = prepared.input;
+  const outcome = await computeValidation(deps, prepared.input, progress);
   log.info({ expert: expert.id, cluster: expert.cluster, ...outcome }, 'checkpoint validated');
-  record(db, run, expert, ckpt, outcome);
-  // Only its own object: nothing another checkpoint still names.
-  if (!outcome.accepted) await deleteCheckpointObject(db, store, ckpt).catch(() => {});
-  progress('done', 3, 3);
+  const applied = db.transaction((tx) => applyValidation(tx, payload, outcome));
+  if ('skipped' in applied) return applied.skipped;
+  await afterValidation(deps, applied.recorded, outcome);
   return outcome;
 }
 
@@ -444,79 +503,77 @@ export async function judgeCheckpoint(
 }
 
 function record(
-  db: Db,
+  tx: Tx,
   run: RunRow,
   expert: ExpertRow,
   ckpt: CheckpointRow,
   outcome: ValidationOutcome,
 ): void {
-  db.transaction((tx) => {
-    const now = new Date();
-    if (outcome.accepted) {
-      tx.update(checkpoints)
-        .set({ validationLoss: outcome.loss ?? null })
-        .where(eq(checkpoints.id, ckpt.id))
-        .run();
-      recordEvent(tx, EVENTS.expertValidated, {
-        runId: run.id,
-        expertId: expert.id,
-        data: { checkpointId: ckpt.id, step: ckpt.step, ...verdict(outcome) },
-      });
-      transitionExpert(tx, expert.id, EVENTS.expertDone, {
-        set: {
-          validationLoss: outcome.loss ?? null,
-          validationBaseline: outcome.baseline ?? null,
-          validationError: null,
-          ...margins(outcome),
-        },
-        data: { step: ckpt.step, checkpointId: ckpt.id },
-      });
-      routeWhenExpertsDone(tx, run.id);
-      return;
-    }
-    // Rejected: the expert goes back to the pool at its last accepted non-final checkpoint.
+  const now = new Date();
+  if (outcome.accepted) {
     tx.update(checkpoints)
-      .set({
-        status: 'rejected',
-        reason: outcome.reason ?? 'rejected',
-        decidedAt: now,
-        validationLoss: outcome.loss ?? null,
-      })
+      .set({ validationLoss: outcome.loss ?? null })
       .where(eq(checkpoints.id, ckpt.id))
       .run();
-    const previous = tx
-      .select()
-      .from(checkpoints)
-      .where(
-        and(
-          eq(checkpoints.expertId, expert.id),
-          eq(checkpoints.status, 'accepted'),
-          ne(checkpoints.id, ckpt.id),
-          eq(checkpoints.final, false),
-        ),
-      )
-      .orderBy(desc(checkpoints.step))
-      .get();
-    transitionExpert(tx, expert.id, EVENTS.expertRejected, {
+    recordEvent(tx, EVENTS.expertValidated, {
+      runId: run.id,
+      expertId: expert.id,
+      data: { checkpointId: ckpt.id, step: ckpt.step, ...verdict(outcome) },
+    });
+    transitionExpert(tx, expert.id, EVENTS.expertDone, {
       set: {
-        workerId: null,
-        checkpointId: previous?.id ?? null,
-        checkpointStep: previous?.step ?? null,
-        step: previous?.step ?? 0,
         validationLoss: outcome.loss ?? null,
         validationBaseline: outcome.baseline ?? null,
-        validationError: outcome.reason ?? 'rejected',
-        imagesPerSec: null,
+        validationError: null,
         ...margins(outcome),
       },
-      data: {
-        checkpointId: ckpt.id,
-        step: ckpt.step,
-        reason: outcome.reason,
-        ...verdict(outcome),
-        resumeFrom: previous?.step ?? 0,
-      },
+      data: { step: ckpt.step, checkpointId: ckpt.id },
     });
+    routeWhenExpertsDone(tx, run.id);
+    return;
+  }
+  // Rejected: the expert goes back to the pool at its last accepted non-final checkpoint.
+  tx.update(checkpoints)
+    .set({
+      status: 'rejected',
+      reason: outcome.reason ?? 'rejected',
+      decidedAt: now,
+      validationLoss: outcome.loss ?? null,
+    })
+    .where(eq(checkpoints.id, ckpt.id))
+    .run();
+  const previous = tx
+    .select()
+    .from(checkpoints)
+    .where(
+      and(
+        eq(checkpoints.expertId, expert.id),
+        eq(checkpoints.status, 'accepted'),
+        ne(checkpoints.id, ckpt.id),
+        eq(checkpoints.final, false),
+      ),
+    )
+    .orderBy(desc(checkpoints.step))
+    .get();
+  transitionExpert(tx, expert.id, EVENTS.expertRejected, {
+    set: {
+      workerId: null,
+      checkpointId: previous?.id ?? null,
+      checkpointStep: previous?.step ?? null,
+      step: previous?.step ?? 0,
+      validationLoss: outcome.loss ?? null,
+      validationBaseline: outcome.baseline ?? null,
+      validationError: outcome.reason ?? 'rejected',
+      imagesPerSec: null,
+      ...margins(outcome),
+    },
+    data: {
+      checkpointId: ckpt.id,
+      step: ckpt.step,
+      reason: outcome.reason,
+      ...verdict(outcome),
+      resumeFrom: previous?.step ?? 0,
+    },
   });
 }
 

@@ -1,0 +1,291 @@
+/**
+ * `coordinator jobs` as a processor with only Redis and the object store (issue 13 point 7): real
+ * processes on loopback, an S3 server (s3rver) and Redis under a key prefix of this test. The
+ * coordinator (`serve`, `--no-local-jobs` by environment) prepares jobs and applies results; the
+ * job processes each have an empty data directory of their own and never open a database.
+ *
+ * - a job process killed (SIGKILL) in the middle of an import: once its lock in Redis expires the
+ *   coordinator re-queues the job as a new, counted attempt, and a second job process finishes it;
+ * - results for a stale attempt, and a duplicate of the applied one, are ignored.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import S3rver from 's3rver';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JOB_RESULTS_QUEUE } from '../../src/redis.js';
+
+const BIN = path.resolve(import.meta.dirname, '../../dist/bin.js');
+const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await Promise.resolve()
+      .then(fn)
+      .catch(() => undefined);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+class Proc {
+  output = '';
+  readonly exited: Promise<unknown>;
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    const collect = (chunk: Buffer) => {
+      this.output += chunk.toString('utf8');
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    this.exited = new Promise((resolve) => child.on('exit', resolve));
+  }
+  get running() {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+  /** `host:pid`, as a processor names itself on the job rows it computed. */
+  get owner() {
+    return `${hostname()}:${this.child.pid}`;
+  }
+}
+
+interface JobRowView {
+  id: string;
+  name: string;
+  status: string;
+  attempts: number;
+  claimed_by: string | null;
+  result: string | null;
+}
+
+describe('coordinator jobs on its own empty data directory (Redis + S3 only)', () => {
+  let dir: string;
+  let s3: S3rver;
+  let env: Record<string, string>;
+  let url: string;
+  let coordinator: Proc;
+  let db: Database.Database;
+  const procs: Proc[] = [];
+  const prefix = `test-remote-jobs-${process.pid}-${Date.now()}`;
+
+  const spawnBin = (name: string, args: string[], extra: Record<string, string> = {}) => {
+    const p = new Proc(
+      name,
+      spawn(process.execPath, [BIN, ...args], {
+        env: { ...process.env, ...env, ...extra },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    procs.push(p);
+    return p;
+  };
+  const jobProcess = async (name: string) => {
+    const data = path.join(dir, name);
+    await mkdir(data);
+    const p = spawnBin(name, ['jobs', '--data-dir', data, '--no-sampling'], {
+      ARCHIPELAGO_LOG_LEVEL: 'info',
+    });
+    await until(`${name} to be ready`, () => {
+      if (!p.running) throw new Error(`${name} exited:\n${p.output}`);
+      return /job processor ready/.test(p.output);
+    }).catch((err) => {
+      throw new Error(`${(err as Error).message}\n${p.output}`);
+    });
+    return { p, data };
+  };
+  const api = async <T>(method: string, route: string, body?: unknown) => {
+    const res = await fetch(`${url}${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${ADMIN_KEY}`,
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json()) as T };
+  };
+  const row = (id: string) =>
+    db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRowView | undefined;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'arch-remote-jobs-'));
+    s3 = new S3rver({
+      port: 0,
+      address: '127.0.0.1',
+      silent: true,
+      directory: path.join(dir, 's3'),
+      configureBuckets: [{ name: 'arch' }],
+    });
+    const { port: s3Port } = await s3.run();
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    env = {
+      ARCHIPELAGO_ADMIN_KEY: ADMIN_KEY,
+      ARCHIPELAGO_LOG_LEVEL: 'warn',
+      ARCHIPELAGO_HOST: '127.0.0.1',
+      ARCHIPELAGO_REDIS_URL: REDIS_URL,
+      ARCHIPELAGO_REDIS_PREFIX: prefix,
+      ARCHIPELAGO_LOCAL_JOBS: 'false',
+      // A processor that dies loses its lock 2 s after its last renewal; the coordinator then
+      // re-queues its job.
+      ARCHIPELAGO_JOB_STALE_MS: '2000',
+      ARCHIPELAGO_S3_BUCKET: 'arch',
+      ARCHIPELAGO_S3_ENDPOINT: `http://127.0.0.1:${s3Port}`,
+      ARCHIPELAGO_S3_REGION: 'us-east-1',
+      ARCHIPELAGO_S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    };
+    coordinator = spawnBin('coordinator', [
+      'serve',
+      '--port',
+      String(port),
+      '--data-dir',
+      path.join(dir, 'coordinator'),
+    ]);
+    await until('the coordinator to answer', async () => {
+      if (!coordinator.running) throw new Error(`coordinator exited:\n${coordinator.output}`);
+      return (await fetch(`${url}/readyz`)).ok;
+    }).catch((err) => {
+      throw new Error(`${(err as Error).message}\n${coordinator.output}`);
+    });
+    db = new Database(path.join(dir, 'coordinator', 'coordinator.sqlite'), { readonly: true });
+  }, 60_000);
+
+  afterAll(async () => {
+    db?.close();
+    for (const p of procs) if (p.running) p.child.kill('SIGTERM');
+    await Promise.race([Promise.all(procs.map((p) => p.exited)), sleep(15_000)]);
+    for (const p of procs) if (p.running) p.child.kill('SIGKILL');
+    await s3?.close();
+    const redis = new Redis(REDIS_URL);
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+    await rm(dir, { recursive: true, force: true });
+  }, 30_000);
+
+  it('a job whose processor is killed mid-job is re-queued as a counted attempt and finished by another; stale and duplicate results are ignored', async () => {
+    const first = await jobProcess('jobs-1');
+    const imp = await api<{ job: { id: string } }>('POST', '/api/v1/datasets', {
+      name: 'mnist-8',
+      source: { kind: 'builtin', name: 'mnist' },
+      resolution: 8,
+      cluster: { k: 2 },
+    });
+    expect(imp.status).toBe(202);
+    const jobId = imp.body.job.id;
+    // The first processor reports that it started computing: the row names it.
+    await until('the first processor to take the import', () => {
+      const r = row(jobId);
+      return r?.status === 'running' && r.claimed_by === first.p.owner;
+    });
+    expect(row(jobId)!.attempts).toBe(1);
+    first.p.child.kill('SIGKILL');
+    await first.p.exited;
+
+    const second = await jobProcess('jobs-2');
+    const done = await until(
+      'the import to finish on the second processor',
+      () => {
+        const r = row(jobId);
+        if (r?.status === 'failed') throw new Error(`import failed: ${r.result}`);
+        return r?.status === 'succeeded' ? r : null;
+      },
+      90_000,
+    ).catch((err) => {
+      throw new Error(
+        `${(err as Error).message}\n${JSON.stringify(row(jobId))}\n${coordinator.output}\n${second.p.output}`,
+      );
+    });
+    // Re-queued as attempt 2 (attempt 1 counted when the dead processor's copy was claimed).
+    expect(done.attempts).toBe(2);
+    expect(done.claimed_by).toBe(second.p.owner);
+    expect(coordinator.output).toMatch(/re-queued a job whose process stopped/);
+    const result = JSON.parse(done.result!) as { datasetId: string; clusteringId: string };
+    const ds = await api<{ count: number; clusterings: { id: string; shards: unknown[] }[] }>(
+      'GET',
+      `/api/v1/datasets/${result.datasetId}`,
+    );
+    expect(ds.status).toBe(200);
+    expect(ds.body.count).toBeGreaterThan(0);
+    expect(ds.body.clusterings.map((c) => c.id)).toEqual([result.clusteringId]);
+    expect(ds.body.clusterings[0]!.shards).toHaveLength(4);
+
+    // A result for the dead processor's attempt, and a duplicate of the applied one: both are
+    // taken off the results queue and ignored.
+    const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const results = new Queue(JOB_RESULTS_QUEUE, { connection, prefix });
+    try {
+      const forged = (attempt: number) => ({
+        id: jobId,
+        attempt,
+        name: 'import-dataset',
+        processor: 'forged:1',
+        ok: true,
+        output: { dataset: { id: 'dataset_forged' } },
+      });
+      await results.add('import-dataset', forged(1), {
+        jobId: `${jobId}-1`,
+        removeOnComplete: true,
+      });
+      await results.add('import-dataset', forged(2), {
+        jobId: `${jobId}-2`,
+        removeOnComplete: true,
+      });
+      await until('both results to be consumed', async () => {
+        const states = await Promise.all([
+          results.getJobState(`${jobId}-1`),
+          results.getJobState(`${jobId}-2`),
+        ]);
+        return states.every((s) => s === 'unknown');
+      });
+      await until(
+        'the coordinator to log both as ignored',
+        () => (coordinator.output.match(/ignored a stale job result/g) ?? []).length >= 2,
+      );
+    } finally {
+      await results.close();
+      connection.disconnect();
+    }
+    const after = row(jobId)!;
+    expect(after).toMatchObject({ status: 'succeeded', attempts: 2, claimed_by: second.p.owner });
+    expect(JSON.parse(after.result!)).toEqual(result);
+    const datasets = db.prepare('SELECT id FROM datasets').all() as { id: string }[];
+    expect(datasets.map((d) => d.id)).toEqual([result.datasetId]);
+
+    // The job processes never created a database (nor anything else) in their data directories.
+    for (const { data } of [first, second]) {
+      expect(existsSync(path.join(data, 'coordinator.sqlite'))).toBe(false);
+      expect(await readdir(data)).toEqual([]);
+    }
+  }, 150_000);
+});
