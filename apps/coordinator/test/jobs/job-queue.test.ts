@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Db, openDatabase } from '../../src/db/database.js';
 import { events, jobs } from '../../src/db/schema/index.js';
 import { type JobHandler, JobQueue, PermanentJobError } from '../../src/jobs/job-queue.js';
+import type { JobPhases } from '../../src/jobs/phases.js';
 
 describe('JobQueue (in-process)', () => {
   let dir: string;
@@ -224,6 +225,58 @@ describe('JobQueue through BullMQ (real Redis)', () => {
       attempts: 1,
     });
     expect(ran).toEqual(['worker']);
+  });
+
+  it('three phases: prepared here, computed by the processor, applied here with the job in one transaction', async () => {
+    const computedBy: string[] = [];
+    const phases = (who: string): JobPhases => ({
+      prepare: (_ctx, payload) =>
+        payload.done ? { result: { skipped: true } } : { input: { n: payload.n, prepared: who } },
+      compute: async (_ctx, input) => {
+        computedBy.push(who);
+        return { doubled: (input.n as number) * 2, preparedBy: input.prepared };
+      },
+      apply: (ctx, output) => {
+        ctx.commit((tx) => {
+          tx.insert(events)
+            .values({ type: 'job.applied', data: { jobId: ctx.jobId } })
+            .run();
+          return { ...output, applied: true };
+        });
+      },
+    });
+    const web = new JobQueue({
+      db,
+      log,
+      redis,
+      process: false,
+      handlers: { 'import-dataset': phases('web') },
+    });
+    const worker = new JobQueue({
+      db,
+      log,
+      redis,
+      handlers: { 'import-dataset': phases('worker') },
+    });
+    queues.push(web, worker);
+    await web.start();
+    await worker.start();
+    const row = web.enqueue('import-dataset', { n: 7 });
+    expect(await web.waitFor(row.id)).toMatchObject({
+      status: 'succeeded',
+      attempts: 1,
+      result: { doubled: 14, preparedBy: 'web', applied: true },
+    });
+    expect(computedBy).toEqual(['worker']);
+    const applied = db.select().from(events).where(eq(events.type, 'job.applied')).all();
+    expect(applied.map((e) => (e.data as { jobId: string }).jobId)).toEqual([row.id]);
+    // Nothing to compute: done in prepare, no processor involved.
+    const skip = web.enqueue('import-dataset', { done: true });
+    expect(await web.waitFor(skip.id)).toMatchObject({
+      status: 'succeeded',
+      result: { skipped: true },
+    });
+    expect(computedBy).toEqual(['worker']);
   });
 
   it('retries through Redis and fails for good after the last attempt', async () => {
