@@ -358,7 +358,21 @@ export class WorkerHub {
   }
 }
 
-/** One worker's socket: hello first, then requests handled strictly in order. */
+/** A small text frame's `type`, or null (onFrame parses and validates every frame itself). */
+function frameType(data: Buffer): string | null {
+  if (data.length > 4096) return null;
+  try {
+    const type = (JSON.parse(data.toString('utf8')) as { type?: unknown } | null)?.type;
+    return typeof type === 'string' ? type : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * One worker's socket: hello first, then requests handled strictly in order, except that a
+ * heartbeat may overtake a checkpoint begin or commit waiting on the object store.
+ */
 class WorkerConnection {
   private workerId: string | null = null;
   /** The token this connection said hello with (null before hello). */
@@ -368,6 +382,10 @@ class WorkerConnection {
   private protocol = 1;
   private badFrames = 0;
   private chain: Promise<void> = Promise.resolve();
+  /** Frames in {@link chain}: the one being handled and those waiting behind it. */
+  private queued = 0;
+  /** Of those, the frames that are not a checkpoint begin or commit. */
+  private queuedOther = 0;
   /** Closes a connection that opens and never says hello (it would hold a socket for free). */
   private helloTimer: NodeJS.Timeout | null;
   /** Pings the peer; one that did not answer the previous ping is dropped. */
@@ -382,7 +400,24 @@ class WorkerConnection {
   ) {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       const arrived = performance.now();
-      this.chain = this.chain.then(() => this.onFrame(data, isBinary, arrived));
+      const type = isBinary ? null : frameType(data);
+      // A heartbeat overtakes checkpoint begins and commits waiting on the object store (and
+      // nothing else): a slow or stalled store must not starve the renewals of the lease being
+      // committed, which would expire under its own commit (found by the chaos run,
+      // apps/worker/test/chaos/).
+      if (type === 'heartbeat' && this.queued > 0 && this.queuedOther === 0) {
+        void this.onFrame(data, isBinary, arrived);
+        return;
+      }
+      const other = type !== 'checkpoint.begin' && type !== 'checkpoint.commit';
+      this.queued++;
+      if (other) this.queuedOther++;
+      this.chain = this.chain
+        .then(() => this.onFrame(data, isBinary, arrived))
+        .finally(() => {
+          this.queued--;
+          if (other) this.queuedOther--;
+        });
     });
     const timeoutMs = hub.options.config.helloTimeoutMs ?? 10_000;
     this.helloTimer = setTimeout(() => {
