@@ -5,12 +5,11 @@
  * on a real Connection. The proxy resets connections, answers 503, stalls and closes after the
  * store answered, cuts a body halfway, or closes the upload under the worker, for the first PUTs;
  * every test checks what the coordinator accepted, that the stored bytes hash right, and how many
- * PUTs and begins it took. No timing is asserted.
+ * PUTs and begins it took. No timing is asserted. The proxy is ./fault-proxy.ts (the chaos run's too).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -26,97 +25,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Backoff } from '../src/backoff.js';
 import { CheckpointUpload } from '../src/checkpoint-upload.js';
 import { Connection } from '../src/connection.js';
-import { CoordinatorProcess, freePort, sleep } from './harness.js';
+import { FaultProxy } from './fault-proxy.js';
+import { CoordinatorProcess, freePort } from './harness.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-/**
- * What the proxy does to one PUT: `reset` the client's connection before anything reaches the
- * store; answer `503` itself; forward it and `stall` (hold the store's answer, then close the
- * client's connection without one); `cut` (forward half the body, then break both connections);
- * `pass` it through.
- */
-type Fault = 'reset' | '503' | 'stall' | 'cut' | 'pass';
-
-class FaultProxy {
-  target = 0;
-  /** Faults for the next PUTs, in order; then every PUT passes. */
-  faults: Fault[] = [];
-  /** Every PUT's fault, and the store's status for those that reached it and were answered. */
-  puts: { fault: Fault; store: number | null }[] = [];
-  /** Runs before the next PUT is handled (once). */
-  beforePut: (() => Promise<void>) | null = null;
-  private server: Server;
-
-  constructor() {
-    this.server = createServer((req, res) => {
-      void this.handle(req, res);
-    });
-  }
-
-  async listen(): Promise<string> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    const { port } = this.server.address() as { port: number };
-    return `http://127.0.0.1:${port}`;
-  }
-
-  close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((r) => this.server.close(() => r()));
-  }
-
-  reset(faults: Fault[]): void {
-    this.faults = faults;
-    this.puts = [];
-  }
-
-  private async handle(req: IncomingMessage, res: import('node:http').ServerResponse) {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks);
-    const fault: Fault = req.method === 'PUT' ? (this.faults.shift() ?? 'pass') : 'pass';
-    const record = req.method === 'PUT' ? { fault, store: null as number | null } : null;
-    if (record) this.puts.push(record);
-    if (record && this.beforePut) {
-      const hook = this.beforePut;
-      this.beforePut = null;
-      await hook();
-    }
-    if (fault === 'reset') return req.socket.resetAndDestroy();
-    if (fault === '503') {
-      res.writeHead(503, { 'retry-after': '0', 'content-type': 'text/plain' });
-      return res.end('store unavailable');
-    }
-    const upstream = request({
-      host: '127.0.0.1',
-      port: this.target,
-      method: req.method,
-      path: req.url,
-      headers: req.headers,
-    });
-    upstream.on('error', () => {});
-    if (fault === 'cut') {
-      upstream.flushHeaders();
-      upstream.write(body.subarray(0, body.length >> 1));
-      // Let the half reach the store, then break both sides.
-      await sleep(50);
-      upstream.destroy();
-      return req.socket.resetAndDestroy();
-    }
-    upstream.end(body);
-    upstream.on('response', async (answer) => {
-      const back: Buffer[] = [];
-      for await (const c of answer) back.push(c as Buffer);
-      if (record) record.store = answer.statusCode ?? null;
-      if (fault === 'stall') {
-        await sleep(100);
-        return req.socket.destroy();
-      }
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      res.end(Buffer.concat(back));
-    });
-  }
-}
 
 describe('checkpoint uploads through a faulty store', () => {
   let dir: string;
