@@ -70,6 +70,23 @@ async function walk(dir: string, rel: string, out: string[], seen: Set<string>):
 }
 
 /**
+ * The files {@link readImageFolder} reads under `dir`: relative POSIX paths of every non-ignored
+ * file, in its sorted walk order (whatever their type: reading checks that). Copying these files
+ * to another folder at the same relative paths gives a folder that reads the same.
+ *
+ * @throws {DatasetImportError} `empty_folder` when `dir` is not a folder; `corrupt_image` for a
+ *   broken link.
+ */
+export async function listImageFolder(dir: string): Promise<string[]> {
+  const rootStat = await stat(dir).catch(() => null);
+  if (!rootStat?.isDirectory())
+    throw new DatasetImportError('empty_folder', `${dir} does not exist or is not a folder`);
+  const files: string[] = [];
+  await walk(dir, '', files, new Set([`${rootStat.dev}:${rootStat.ino}`]));
+  return files;
+}
+
+/**
  * Read every PNG/JPEG under `dir` (recursively) into one {@link ImageSet}, resized to
  * `resolution` with `channels` channels. Alpha is flattened onto black; EXIF orientation is
  * applied; 16-bit images are reduced to 8 bits.
@@ -90,11 +107,7 @@ export async function readImageFolder(dir: string, options: ImageFolderOptions):
   if (fit !== 'cover' && fit !== 'contain')
     throw new RangeError(`fit must be 'cover' or 'contain', got ${String(fit)}`);
 
-  const rootStat = await stat(dir).catch(() => null);
-  if (!rootStat?.isDirectory())
-    throw new DatasetImportError('empty_folder', `${dir} does not exist or is not a folder`);
-  const files: string[] = [];
-  await walk(dir, '', files, new Set([`${rootStat.dev}:${rootStat.ino}`]));
+  const files = await listImageFolder(dir);
 
   for (const file of files) {
     const ext = path.extname(file).toLowerCase();

@@ -16,7 +16,7 @@ export function registerJobsCommands(program: Command): void {
   program
     .command('jobs')
     .description(
-      "compute jobs (dataset import and clustering, checkpoint validation, router training, publishing) and sampling requests from Redis; needs only Redis and the object store (S3 settings, or --data-dir for a local store), never the coordinator's database, so it can run on any machine; the coordinator prepares each job, applies its result and signs manifests. Imports of a folder or an embeddings file on the coordinator's disk are computed by the coordinator itself",
+      "compute jobs (dataset import and clustering, checkpoint validation, router training, publishing) and sampling requests from Redis; needs only Redis and the object store (S3 settings, or --data-dir for a local store), never the coordinator's database, so it can run on any machine; the coordinator prepares each job, applies its result and signs manifests. A folder or embeddings file an import names on the coordinator's disk is staged in the object store for it",
     )
     .addOption(dataDirOption())
     .addOption(configOption('redisUrl', '--redis-url <url>', 'the Redis the coordinator uses'))
@@ -62,16 +62,18 @@ export function registerJobsCommands(program: Command): void {
           lockMs: config.jobStaleMs,
           isPermanent: isPermanentJobError,
         });
-        const sampling = new SamplingService({
-          store,
-          log,
-          redis,
-          local: opts.sampling,
-          maxQueued: config.maxQueuedSamples,
-          ...(compute ? { compute } : {}),
-        });
+        const sampling = opts.sampling
+          ? new SamplingService({
+              store,
+              log,
+              redis,
+              local: true,
+              maxQueued: config.maxQueuedSamples,
+              ...(compute ? { compute } : {}),
+            })
+          : null;
         await processor.start();
-        await sampling.start();
+        await sampling?.start();
         log.info(
           {
             redis: config.redisUrl,
@@ -85,7 +87,7 @@ export function registerJobsCommands(program: Command): void {
         const signal = await untilSignal();
         log.info({ signal }, 'job processor stopping; running jobs finish first');
         await processor.stop();
-        await sampling.close();
+        await sampling?.close();
         await compute?.close();
         await store.close();
       },

@@ -439,8 +439,9 @@ export class JobQueue {
     try {
       if (!handler && !this.bull)
         throw new PermanentJobError(`no processor registered for job ${claimed.name}`);
+      const remote = this.bull !== null && !local;
       const prepared = handler?.prepare
-        ? await handler.prepare({ ...ctx, row: claimed }, claimed.payload)
+        ? await handler.prepare({ ...ctx, row: claimed, remote }, claimed.payload)
         : { input: claimed.payload };
       if ('result' in prepared) {
         flushProgress();
@@ -451,7 +452,7 @@ export class JobQueue {
         jobLog.info('job succeeded (nothing to compute)');
         return;
       }
-      if (this.bull && !local && !handler?.local?.(claimed.payload)) {
+      if (this.bull && remote) {
         await this.bull.add({ id, attempt, name: claimed.name, input: prepared.input });
         jobLog.debug('job handed to the processors');
         return;

@@ -48,9 +48,13 @@ export interface ApplyContext {
 }
 
 export interface JobPhases {
-  /** On the coordinator: the job's input from its payload and the database (default: the payload). */
+  /**
+   * On the coordinator: the job's input from its payload and the database (default: the payload).
+   * `remote`: the input goes to a processor that may be on another machine (Redis mode), so
+   * nothing in it may name a file on this one.
+   */
   prepare?(
-    ctx: JobContext & { row: JobRow },
+    ctx: JobContext & { row: JobRow; remote: boolean },
     payload: Record<string, unknown>,
   ): Promise<Prepared> | Prepared;
   compute: JobCompute;
@@ -59,8 +63,6 @@ export interface JobPhases {
    * as the job's result). Work after the commit (deleting an object) may follow.
    */
   apply?(ctx: ApplyContext, output: Record<string, unknown>): Promise<void> | void;
-  /** True when this payload's compute needs the coordinator's own disk: it is never sent away. */
-  local?(payload: Record<string, unknown>): boolean;
 }
 
 /** A processor: three phases, or just a compute (its input is the payload, its output the result). */

@@ -1,13 +1,16 @@
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   buildShards,
   clusterDataset,
   computeFeatures,
+  DatasetImportError,
   decodeShard,
   encodeNpy,
   encodeShard,
   type ImageSet,
+  listImageFolder,
   loadBuiltinDataset,
   parseNpy,
   readEmbeddings,
@@ -233,11 +236,133 @@ export interface ImportResult {
   clusteringId?: string;
 }
 
-/** What an import's compute needs: everything is in the request (sources: docs/architecture.md "The job pipeline"). */
+/**
+ * What an import's compute needs: the request, and, when it reads the coordinator's disk (a folder,
+ * an embeddings file) and runs elsewhere, those files staged in the object store
+ * (docs/architecture.md "The job pipeline").
+ */
 export interface ImportInput {
   body: ImportDatasetBody;
   datasetId: string;
   clusteringId?: string;
+  staged?: StagedImport;
+}
+
+/** Files of an import copied into the store: `files[i]` (a folder's relative path) at `<prefix>files/<i>`. */
+export interface StagedImport {
+  prefix: string;
+  files?: string[];
+  /** The embeddings file's name; its bytes are at `<prefix>embeddings.npy`. */
+  embeddings?: string;
+}
+
+/** Where an import's staged files go (deleted once the import is recorded). */
+export const importStagingPrefix = (datasetId: string) => `staging/imports/${datasetId}/`;
+
+/** Files staged at once. */
+const STAGE_CONCURRENCY = 8;
+
+/**
+ * Copy what an import reads from the coordinator's disk into the object store, so that a job
+ * processor on another machine can compute it: every file of the folder that reading it would
+ * read (`listImageFolder`, in the same order), and the embeddings file.
+ */
+export async function stageImport(
+  store: ObjectStore,
+  body: ImportDatasetBody,
+  datasetId: string,
+): Promise<StagedImport | undefined> {
+  if (!importReadsCoordinatorDisk(body)) return undefined;
+  const prefix = importStagingPrefix(datasetId);
+  await store.deletePrefix(prefix);
+  const staged: StagedImport = { prefix };
+  if (body.source.kind === 'folder') {
+    const dir = body.source.path;
+    const files = await listImageFolder(dir);
+    for (let start = 0; start < files.length; start += STAGE_CONCURRENCY) {
+      await Promise.all(
+        files.slice(start, start + STAGE_CONCURRENCY).map(async (file, j) => {
+          let bytes: Buffer;
+          try {
+            bytes = await readFile(path.join(dir, file));
+          } catch (err) {
+            throw new DatasetImportError(
+              'corrupt_image',
+              `${file}: cannot read file (${(err as Error).message})`,
+              file,
+              { cause: err },
+            );
+          }
+          await store.put(`${prefix}files/${start + j}`, bytes);
+        }),
+      );
+    }
+    staged.files = files;
+  }
+  if (body.embeddingsPath) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(body.embeddingsPath);
+    } catch (err) {
+      throw new PermanentJobError(
+        `cannot read embeddings file ${body.embeddingsPath}: ${(err as Error).message}`,
+        'embeddings_not_found',
+      );
+    }
+    await store.put(`${prefix}embeddings.npy`, bytes);
+    staged.embeddings = path.basename(body.embeddingsPath);
+  }
+  return staged;
+}
+
+/** A relative path of a staged folder that stays inside it. */
+function safeRelative(file: string): string {
+  const parts = file.split('/');
+  if (file.startsWith('/') || parts.some((p) => p === '' || p === '.' || p === '..'))
+    throw new PermanentJobError(
+      `staged file name ${JSON.stringify(file)} is not a plain relative path`,
+    );
+  return parts.join(path.sep);
+}
+
+/**
+ * The staged files back on this machine's disk, in a temporary folder: the body to import them
+ * with (its folder and embeddings paths there) and a cleanup.
+ */
+async function unstageImport(
+  store: ObjectStore,
+  body: ImportDatasetBody,
+  staged: StagedImport,
+): Promise<{ body: ImportDatasetBody; cleanup: () => Promise<void> }> {
+  const root = await mkdtemp(path.join(tmpdir(), 'archipelago-import-'));
+  const cleanup = () => rm(root, { recursive: true, force: true });
+  try {
+    let local: ImportDatasetBody = body;
+    if (staged.files && body.source.kind === 'folder') {
+      const dir = path.join(root, 'folder');
+      const files = staged.files;
+      for (let start = 0; start < files.length; start += STAGE_CONCURRENCY) {
+        await Promise.all(
+          files.slice(start, start + STAGE_CONCURRENCY).map(async (file, j) => {
+            const target = path.join(dir, safeRelative(file));
+            await mkdir(path.dirname(target), { recursive: true });
+            await writeFile(target, await store.getBytes(`${staged.prefix}files/${start + j}`));
+          }),
+        );
+      }
+      await mkdir(dir, { recursive: true });
+      local = { ...local, source: { ...body.source, path: dir } };
+    }
+    if (staged.embeddings) {
+      const file = path.join(root, safeRelative(path.basename(staged.embeddings)));
+      await writeFile(file, await store.getBytes(`${staged.prefix}embeddings.npy`));
+      local = { ...local, embeddingsPath: file };
+    }
+    return { body: local, cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
 }
 
 /** What an import wrote to the store, as the rows {@link applyImport} inserts (plain JSON). */
@@ -274,10 +399,19 @@ export async function computeImport(
   const { store } = deps;
   const { body, datasetId } = input;
   const started = performance.now();
-  const images = await loadImages(body, progress);
-  const embeddings = body.embeddingsPath
-    ? await loadEmbeddings(body.embeddingsPath, images.count)
-    : undefined;
+  // Staged files are read from a local copy; the dataset records the original source.
+  const local = input.staged ? await unstageImport(store, body, input.staged) : undefined;
+  let images: ImageSet;
+  let embeddings: Awaited<ReturnType<typeof loadEmbeddings>> | undefined;
+  try {
+    const read = local?.body ?? body;
+    images = await loadImages(read, progress);
+    embeddings = read.embeddingsPath
+      ? await loadEmbeddings(read.embeddingsPath, images.count)
+      : undefined;
+  } finally {
+    await local?.cleanup();
+  }
   progress('computing features', 0, 1);
   const features = await computeFeatures(images, {
     seed: FEATURE_SEED,

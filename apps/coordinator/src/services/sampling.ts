@@ -15,6 +15,7 @@ import { encodePng, type ImageSet, renderGrid, upscaleFor } from '@archipelago/d
 import { SAMPLE_LIMITS, type SampleRequest } from '@archipelago/protocol';
 import type { ObjectStore } from '@archipelago/storage';
 import { Queue, QueueEvents, QueueEventsProducer, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ComputePool } from '../compute/compute-pool.js';
 import {
@@ -144,6 +145,7 @@ export class SamplingService {
   private events: QueueEvents | null = null;
   private cancels: QueueEventsProducer | null = null;
   private worker: Worker | null = null;
+  private readonly connections: Redis[] = [];
 
   constructor(private readonly options: SamplingOptions) {}
 
@@ -229,10 +231,10 @@ export class SamplingService {
     const { redis, local } = this.options;
     if (!redis) return;
     const prefix = redis.prefix ?? 'archipelago';
-    this.queue = new Queue(SAMPLING_QUEUE, { connection: redisConnection(redis), prefix });
-    this.events = new QueueEvents(SAMPLING_QUEUE, { connection: redisConnection(redis), prefix });
+    this.queue = new Queue(SAMPLING_QUEUE, { connection: this.connection(), prefix });
+    this.events = new QueueEvents(SAMPLING_QUEUE, { connection: this.connection(), prefix });
     this.cancels = new QueueEventsProducer(SAMPLING_QUEUE, {
-      connection: redisConnection(redis),
+      connection: this.connection(),
       prefix,
     });
     // A requester whose client went away asks whichever sampler runs its job to stop it.
@@ -258,7 +260,7 @@ export class SamplingService {
         return { ...out, pixels: Buffer.from(out.pixels).toString('base64') } satisfies WireOutput;
       },
       {
-        connection: redisConnection(redis),
+        connection: this.connection(),
         prefix: redis.prefix ?? 'archipelago',
         concurrency: 1,
         lockDuration: 120_000,
@@ -409,11 +411,22 @@ export class SamplingService {
     })();
   }
 
+  /**
+   * A Redis connection of this service's own: BullMQ leaves a connection it was given open, so
+   * close() disconnects them (else they hold a process that is shutting down).
+   */
+  private connection(): Redis {
+    const c = redisConnection(this.options.redis!);
+    this.connections.push(c);
+    return c;
+  }
+
   async close(): Promise<void> {
     await this.worker?.close();
     await this.events?.close();
     await this.cancels?.close();
     await this.queue?.close();
+    for (const c of this.connections.splice(0)) c.disconnect();
     await this.running;
     for (const e of this.cache.values()) void e.then((x) => x.dispose()).catch(() => {});
     this.cache.clear();

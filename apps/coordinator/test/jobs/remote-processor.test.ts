@@ -10,16 +10,19 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
+import { encodeNpy } from '@archipelago/data';
+import { createObjectStore } from '@archipelago/storage';
 import Database from 'better-sqlite3';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOB_RESULTS_QUEUE } from '../../src/redis.js';
+import { makeImageFolder } from '../helpers.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../dist/bin.js');
 const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
@@ -93,6 +96,7 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
   let url: string;
   let coordinator: Proc;
   let db: Database.Database;
+  let s3Endpoint: string;
   const procs: Proc[] = [];
   const prefix = `test-remote-jobs-${process.pid}-${Date.now()}`;
 
@@ -145,6 +149,7 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
       configureBuckets: [{ name: 'arch' }],
     });
     const { port: s3Port } = await s3.run();
+    s3Endpoint = `http://127.0.0.1:${s3Port}`;
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     env = {
@@ -158,7 +163,7 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
       // re-queues its job.
       ARCHIPELAGO_JOB_STALE_MS: '2000',
       ARCHIPELAGO_S3_BUCKET: 'arch',
-      ARCHIPELAGO_S3_ENDPOINT: `http://127.0.0.1:${s3Port}`,
+      ARCHIPELAGO_S3_ENDPOINT: s3Endpoint,
       ARCHIPELAGO_S3_REGION: 'us-east-1',
       ARCHIPELAGO_S3_FORCE_PATH_STYLE: 'true',
       AWS_ACCESS_KEY_ID: 'S3RVER',
@@ -288,4 +293,82 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
       expect(await readdir(data)).toEqual([]);
     }
   }, 150_000);
+  it('a folder and an embeddings file on the coordinator are staged in the store and imported by a job process', async () => {
+    // No job process at first: the coordinator prepares the import (stages the files) and the
+    // job waits in Redis.
+    for (const p of procs.filter((q) => q !== coordinator && q.running)) {
+      p.child.kill('SIGTERM');
+      await p.exited;
+    }
+    const upload = path.join(dir, 'upload');
+    const folder = await makeImageFolder(upload, 2, 6);
+    const rows = 12;
+    const data = new Float32Array(rows * 4);
+    // Embeddings that split the images by index parity, against the pixel classes.
+    for (let i = 0; i < rows; i++) data.set(i % 2 ? [1, 0, 0, 0] : [0, 0, 0, 1], i * 4);
+    const embeddings = path.join(upload, 'emb.npy');
+    await writeFile(embeddings, encodeNpy(data, [rows, 4]));
+    const imp = await api<{ job: { id: string } }>('POST', '/api/v1/datasets', {
+      name: 'uploaded',
+      source: { kind: 'folder', path: folder },
+      embeddingsPath: embeddings,
+      resolution: 8,
+      cluster: { k: 2 },
+    });
+    expect(imp.status).toBe(202);
+    const jobId = imp.body.job.id;
+    const store = createObjectStore({
+      kind: 's3',
+      bucket: 'arch',
+      endpoint: s3Endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    });
+    const staged = async () => {
+      const keys: string[] = [];
+      for await (const o of store.list('staging/')) keys.push(o.key);
+      return keys;
+    };
+    try {
+      // 12 images and the embeddings file.
+      expect(
+        await until('the files to be staged', async () => (await staged()).length === 13),
+      ).toBe(true);
+      // The originals are gone: whoever computes the import can only read the staged copy.
+      await rm(upload, { recursive: true });
+      const third = await jobProcess('jobs-3');
+      const done = await until('the folder import', () => {
+        const r = row(jobId);
+        if (r?.status === 'failed') throw new Error(`import failed: ${JSON.stringify(r)}`);
+        return r?.status === 'succeeded' ? r : null;
+      }).catch((err) => {
+        throw new Error(
+          `${(err as Error).message}\n${JSON.stringify(row(jobId))}\n${coordinator.output}\n${third.p.output}`,
+        );
+      });
+      expect(done).toMatchObject({ attempts: 1, claimed_by: third.p.owner });
+      const { datasetId } = JSON.parse(done.result!) as { datasetId: string };
+      const ds = await api<{
+        count: number;
+        classNames: string[];
+        featureKind: string;
+        source: { kind: string; path: string };
+        clusterings: { sizes: number[] }[];
+      }>('GET', `/api/v1/datasets/${datasetId}`);
+      expect(ds.body).toMatchObject({
+        count: 12,
+        classNames: ['class-0', 'class-1'],
+        featureKind: 'embeddings',
+        // The dataset records where the images came from, not the staged copy.
+        source: { kind: 'folder', path: folder },
+      });
+      expect(ds.body.clusterings[0]!.sizes.sort()).toEqual([6, 6]);
+      // The staged copy is deleted once the import is recorded (just after its commit).
+      await until('the staged copy to be deleted', async () => (await staged()).length === 0);
+      expect(await readdir(third.data)).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
 });

@@ -1,0 +1,207 @@
+/**
+ * A whole run whose every job is computed by a `coordinator jobs` process that has only Redis and
+ * the object store (an S3 server, s3rver) and its own empty data directory (issue 13 point 7):
+ * the coordinator (`--no-local-jobs` by environment) prepares each job, applies its result and
+ * signs the manifest; real worker processes train the experts. Import (no clustering), the run's
+ * clustering, two validations, the router and the publication: each job row names the job
+ * process as the one that computed it, and the job process never creates a database.
+ *
+ * Lives with the worker's tests because it runs worker processes (this package's build); the
+ * coordinator's own test of a processor killed mid-job is apps/coordinator/test/jobs/.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Ensemble, EnsembleManifestV2 } from '@archipelago/protocol';
+import Database from 'better-sqlite3';
+import S3rver from 's3rver';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  COORDINATOR_BIN,
+  CoordinatorProcess,
+  freePort,
+  Proc,
+  startWorker,
+  until,
+} from './harness.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+describe('a run whose jobs are all computed on a job process with only Redis and S3', () => {
+  let dir: string;
+  let s3: S3rver;
+  let coord: CoordinatorProcess;
+  let jobs: Proc;
+  let jobsDir: string;
+  const procs: Proc[] = [];
+  const prefix = `test-remote-run-${process.pid}-${Date.now()}`;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'arch-remote-run-'));
+    s3 = new S3rver({
+      port: 0,
+      address: '127.0.0.1',
+      silent: true,
+      directory: path.join(dir, 's3'),
+      configureBuckets: [{ name: 'arch' }],
+    });
+    const { port } = await s3.run();
+    const env = {
+      ARCHIPELAGO_REDIS_URL: REDIS_URL,
+      ARCHIPELAGO_REDIS_PREFIX: prefix,
+      ARCHIPELAGO_LOCAL_JOBS: 'false',
+      ARCHIPELAGO_ROUTER_STEPS: '20',
+      ARCHIPELAGO_S3_BUCKET: 'arch',
+      ARCHIPELAGO_S3_ENDPOINT: `http://127.0.0.1:${port}`,
+      ARCHIPELAGO_S3_REGION: 'us-east-1',
+      ARCHIPELAGO_S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    };
+    coord = new CoordinatorProcess(await freePort(), path.join(dir, 'coordinator'));
+    await coord.start(env);
+    jobsDir = path.join(dir, 'jobs');
+    await mkdir(jobsDir);
+    jobs = new Proc(
+      'jobs',
+      spawn(process.execPath, [COORDINATOR_BIN, 'jobs', '--data-dir', jobsDir, '--no-sampling'], {
+        env: { ...process.env, ...env, ARCHIPELAGO_LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    procs.push(jobs);
+    await until('the job process', async () => /job processor ready/.test(jobs.output), 60_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const p of procs) if (p.running) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => p.exit(15_000).catch(() => p.kill('SIGKILL'))));
+    await coord?.stop();
+    await s3?.close();
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('imports, clusters, validates, trains the router and publishes a manifest that verifies', async () => {
+    const logs = () => `\n${coord.proc?.output}\n${procs.map((p) => p.output).join('\n')}`;
+    const imp = await coord.api<{ job: { id: string } }>('POST', '/api/v1/datasets', {
+      name: 'mnist-8',
+      source: { kind: 'builtin', name: 'mnist' },
+      resolution: 8,
+    });
+    expect(imp.status).toBe(202);
+    const imported = await until(
+      'the import job',
+      async () => {
+        const j = await coord.api<{ status: string; result?: { datasetId: string } }>(
+          'GET',
+          `/api/v1/jobs/${imp.body.job.id}`,
+        );
+        if (j.body.status === 'failed') throw new Error(`import failed: ${JSON.stringify(j.body)}`);
+        return j.body.status === 'succeeded' ? j.body : null;
+      },
+      120_000,
+      200,
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}${logs()}`);
+    });
+    // No clustering yet: the run queues a cluster-dataset job of its own.
+    const run = await coord.createRun({
+      datasetId: imported.result!.datasetId,
+      experts: 2,
+      objectives: 'ddpm:1,fm:1',
+      model: 'tiny',
+      stepsPerExpert: 20,
+      checkpointInterval: 10,
+      batchSize: 16,
+    });
+    // Its experts can be leased once the job process has clustered the dataset.
+    await until(
+      'the run to be clustered',
+      async () => {
+        const r = await coord.run(run.id);
+        if (r.status === 'failed') throw new Error(`run failed: ${r.error}`);
+        return r.status === 'training' ? r : null;
+      },
+      120_000,
+      200,
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}${logs()}`);
+    });
+    const token = await coord.token('remote jobs test');
+    for (const objective of ['ddpm', 'fm'] as const)
+      procs.push(
+        startWorker(objective, {
+          coordinator: coord.url,
+          token: token.token,
+          objective,
+          workDir: path.join(dir, `w-${objective}`),
+        }),
+      );
+    await until(
+      'the run to be published',
+      async () => {
+        const r = await coord.run(run.id);
+        if (r.status === 'failed') throw new Error(`run failed: ${r.error}`);
+        return r.status === 'published' ? r : null;
+      },
+      240_000,
+      250,
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}${logs()}`);
+    });
+
+    const { body: ensembles } = await coord.api<{ ensembles: Ensemble[] }>(
+      'GET',
+      `/api/v1/runs/${run.id}/ensembles`,
+    );
+    expect(ensembles.ensembles).toHaveLength(1);
+    const ens = ensembles.ensembles[0]!;
+    const { body: verify } = await coord.api<{ ok: boolean }>(
+      'GET',
+      `/api/v1/ensembles/${ens.id}/verify`,
+    );
+    expect(verify.ok).toBe(true);
+    const { body: manifest } = await coord.api<EnsembleManifestV2>(
+      'GET',
+      `/api/v1/ensembles/${ens.id}/manifest.json`,
+    );
+    expect(manifest.experts).toHaveLength(2);
+    // The inference defaults the job process measured, signed by the coordinator.
+    expect(manifest.inference.rationale).toMatch(/held-out velocity MSE/);
+
+    // Every job was computed by the job process: its `host:pid` is on each row.
+    const db = new Database(path.join(dir, 'coordinator', 'coordinator.sqlite'), {
+      readonly: true,
+    });
+    try {
+      const rows = db
+        .prepare('SELECT name, status, attempts, claimed_by FROM jobs ORDER BY created_at')
+        .all() as { name: string; status: string; attempts: number; claimed_by: string }[];
+      expect(rows.map((r) => r.name).sort()).toEqual(
+        [
+          'cluster-dataset',
+          'import-dataset',
+          'publish-ensemble',
+          'train-router',
+          'validate-checkpoint',
+          'validate-checkpoint',
+        ].sort(),
+      );
+      const owner = `${hostname()}:${jobs.child.pid}`;
+      for (const r of rows)
+        expect(r, JSON.stringify(rows)).toMatchObject({
+          status: 'succeeded',
+          claimed_by: owner,
+        });
+    } finally {
+      db.close();
+    }
+    expect(jobs.output).toMatch(/job succeeded/);
+    expect(coord.proc!.output).not.toMatch(/job started/);
+    // Nothing in the job process's data directory: no database, no local store, no keys.
+    expect(existsSync(path.join(jobsDir, 'coordinator.sqlite'))).toBe(false);
+    expect(await readdir(jobsDir)).toEqual([]);
+  }, 300_000);
+});
