@@ -453,7 +453,12 @@ export class JobQueue {
         return;
       }
       if (this.bull && remote) {
-        await this.bull.add({ id, attempt, name: claimed.name, input: prepared.input });
+        try {
+          await this.bull.add({ id, attempt, name: claimed.name, input: prepared.input });
+        } catch (err) {
+          this.unclaim(claimed, jobLog, err);
+          return;
+        }
         jobLog.debug('job handed to the processors');
         return;
       }
@@ -483,6 +488,29 @@ export class JobQueue {
       // A finished job may have queued follow-ups (lifecycle/pipeline.ts).
       if (!this.stopped) this.dispatchQueued();
     }
+  }
+
+  /**
+   * Redis refused the attempt (it is down, say): no processor can have it, so it is given back
+   * uncounted (a Redis that is down does not use up a job's attempts) and tried again later. Had
+   * the add reached Redis after all, the next claim makes the same attempt number, whose BullMQ id
+   * is the one already there.
+   */
+  private unclaim(row: JobRow, jobLog: Logger, err: unknown): void {
+    const delay = this.options.retryDelayMs ?? 1000;
+    const back = this.options.db
+      .update(jobs)
+      .set({
+        status: 'queued',
+        attempts: sql`${jobs.attempts} - 1`,
+        claimedBy: null,
+        runAfter: new Date(Date.now() + delay),
+      })
+      .where(and(eq(jobs.id, row.id), eq(jobs.status, 'running'), eq(jobs.attempts, row.attempts)))
+      .returning({ id: jobs.id })
+      .get();
+    jobLog.warn({ err }, 'could not hand the job to Redis; will try again');
+    if (back) this.later(row.id, delay);
   }
 
   /**
