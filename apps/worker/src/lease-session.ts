@@ -255,6 +255,7 @@ export class LeaseSession {
       checkpoint: (final) => this.checkpoint(final),
       betweenSteps: async () => {
         if (this.upload.due) await this.upload.flush();
+        await this.waitOfflineAtCheckpoint();
       },
     });
     // The final checkpoint was accepted: the coordinator completed the lease with it, so an
@@ -267,6 +268,24 @@ export class LeaseSession {
       if (done) return done;
     }
     return this.stop();
+  }
+
+  /**
+   * Offline with the checkpoint of this very step waiting: steps trained on could not be made
+   * durable before the coordinator is back, and would be lost with the lease if the outage
+   * outlasted it (the chaos run, apps/worker/test/chaos/, lost three intervals so), so training
+   * waits here for the connection: at most one checkpoint interval is at stake.
+   */
+  private async waitOfflineAtCheckpoint(): Promise<void> {
+    const pending = this.upload.pending;
+    if (this.ctx.conn.ready || !pending || pending.ck.final || pending.ck.step !== this.step)
+      return;
+    const signal = AbortSignal.any([this.lostController.signal, this.ctx.shutdown]);
+    this.ctx.log.info(
+      `offline: training waits at step ${pending.ck.step} until its checkpoint can be uploaded`,
+    );
+    await this.ctx.conn.waitReady(signal).catch(() => {});
+    if (this.upload.due && !this.interrupted()) await this.upload.flush();
   }
 
   private showProgress(note?: string): void {
