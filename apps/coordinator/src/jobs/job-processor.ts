@@ -123,7 +123,9 @@ export class JobProcessor {
     const base = { id, attempt, name, processor: this.owner };
     let result: JobResultMessage;
     jobLog.info('job started');
-    ctx.progress('started', 0, 1);
+    // At once: the row names this processor (and is heartbeated) before the first report.
+    pending = { id, attempt, processor: this.owner, stage: 'started', done: 0, total: 1 };
+    send();
     try {
       const compute = this.options.computes[name as JobName];
       if (!compute) throw new PermanentJobError(`no processor registered for job ${name}`);
