@@ -218,65 +218,69 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
     await first.p.exited;
 
     const second = await jobProcess('jobs-2');
-    const done = await until(
-      'the import to finish on the second processor',
-      () => {
-        const r = row(jobId);
-        if (r?.status === 'failed') throw new Error(`import failed: ${r.result}`);
-        return r?.status === 'succeeded' ? r : null;
-      },
-      90_000,
-    ).catch((err) => {
-      throw new Error(
-        `${(err as Error).message}\n${JSON.stringify(row(jobId))}\n${coordinator.output}\n${second.p.output}`,
-      );
-    });
-    // Re-queued as attempt 2 (attempt 1 counted when the dead processor's copy was claimed).
-    expect(done.attempts).toBe(2);
-    expect(done.claimed_by).toBe(second.p.owner);
-    expect(coordinator.output).toMatch(/re-queued a job whose process stopped/);
-    const result = JSON.parse(done.result!) as { datasetId: string; clusteringId: string };
-    const ds = await api<{ count: number; clusterings: { id: string; shards: unknown[] }[] }>(
-      'GET',
-      `/api/v1/datasets/${result.datasetId}`,
-    );
-    expect(ds.status).toBe(200);
-    expect(ds.body.count).toBeGreaterThan(0);
-    expect(ds.body.clusterings.map((c) => c.id)).toEqual([result.clusteringId]);
-    expect(ds.body.clusterings[0]!.shards).toHaveLength(4);
-
-    // A result for the dead processor's attempt, and a duplicate of the applied one: both are
-    // taken off the results queue and ignored.
     const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
     const results = new Queue(JOB_RESULTS_QUEUE, { connection, prefix });
+    const forged = (attempt: number) => ({
+      id: jobId,
+      attempt,
+      name: 'import-dataset',
+      processor: 'forged:1',
+      ok: true,
+      output: { dataset: { id: 'dataset_forged' } },
+    });
+    const consumed = (bullId: string) =>
+      until(`result ${bullId} to be consumed`, async () => {
+        return (await results.getJobState(bullId)) === 'unknown';
+      });
+    const ignored = () => (coordinator.output.match(/ignored a stale job result/g) ?? []).length;
+    let done: JobRowView;
+    let result: { datasetId: string; clusteringId: string };
     try {
-      const forged = (attempt: number) => ({
-        id: jobId,
-        attempt,
-        name: 'import-dataset',
-        processor: 'forged:1',
-        ok: true,
-        output: { dataset: { id: 'dataset_forged' } },
+      // Attempt 2 runs on the second processor; a result for the dead processor's attempt 1
+      // arrives meanwhile: it is ignored, and attempt 2 goes on.
+      await until('the second processor to take attempt 2', () => {
+        const r = row(jobId);
+        return r?.status === 'running' && r.attempts === 2 && r.claimed_by === second.p.owner;
       });
       await results.add('import-dataset', forged(1), {
         jobId: `${jobId}-1`,
         removeOnComplete: true,
       });
+      await consumed(`${jobId}-1`);
+      await until('the coordinator to log it as ignored', () => ignored() >= 1);
+      done = await until(
+        'the import to finish on the second processor',
+        () => {
+          const r = row(jobId);
+          if (r?.status === 'failed') throw new Error(`import failed: ${r.result}`);
+          return r?.status === 'succeeded' ? r : null;
+        },
+        90_000,
+      ).catch((err) => {
+        throw new Error(
+          `${(err as Error).message}\n${JSON.stringify(row(jobId))}\n${coordinator.output}\n${second.p.output}`,
+        );
+      });
+      // Re-queued as attempt 2 (attempt 1 counted when the dead processor's copy was claimed).
+      expect(done.attempts).toBe(2);
+      expect(done.claimed_by).toBe(second.p.owner);
+      expect(coordinator.output).toMatch(/re-queued a job whose process stopped/);
+      result = JSON.parse(done.result!) as { datasetId: string; clusteringId: string };
+      const ds = await api<{ count: number; clusterings: { id: string; shards: unknown[] }[] }>(
+        'GET',
+        `/api/v1/datasets/${result.datasetId}`,
+      );
+      expect(ds.status).toBe(200);
+      expect(ds.body.count).toBeGreaterThan(0);
+      expect(ds.body.clusterings.map((c) => c.id)).toEqual([result.clusteringId]);
+      expect(ds.body.clusterings[0]!.shards).toHaveLength(4);
+      // A duplicate of the applied attempt's result: ignored too, never applied twice.
       await results.add('import-dataset', forged(2), {
         jobId: `${jobId}-2`,
         removeOnComplete: true,
       });
-      await until('both results to be consumed', async () => {
-        const states = await Promise.all([
-          results.getJobState(`${jobId}-1`),
-          results.getJobState(`${jobId}-2`),
-        ]);
-        return states.every((s) => s === 'unknown');
-      });
-      await until(
-        'the coordinator to log both as ignored',
-        () => (coordinator.output.match(/ignored a stale job result/g) ?? []).length >= 2,
-      );
+      await consumed(`${jobId}-2`);
+      await until('the coordinator to log it as ignored', () => ignored() >= 2);
     } finally {
       await results.close();
       connection.disconnect();
