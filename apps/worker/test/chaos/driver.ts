@@ -5,8 +5,9 @@
  * Real parts only: an s3rver behind a fault-injecting proxy (../fault-proxy.ts) as the
  * coordinator's S3 store, its own redis-server (BullMQ configuration), a coordinator process
  * (`serve`), a run of `experts` experts on 8x8 MNIST and `workers` worker processes. While they
- * train, faults are injected on a seeded random schedule, each once training has moved on (a new
- * accepted checkpoint) since the last one, never on a timer alone:
+ * train, faults are injected on a seeded random schedule, each once training has moved on since
+ * the last one (a new accepted checkpoint, or a checkpoint interval of steps over the experts),
+ * never on a timer alone:
  *
  * - `worker-kill`: SIGKILL a worker holding a lease; a fresh process takes its place.
  * - `worker-stop`: SIGSTOP a worker holding a lease until the coordinator expired that lease, then
@@ -32,12 +33,16 @@
  *   reported past the step the expert's next lease resumed from. Each must be at most one
  *   checkpoint interval per fault injected between that lease's last durable point (its grant, or
  *   the acceptance of the checkpoint it was resumed from, whichever is later) and its end; a lease
- *   that lost steps with no fault in that window is a violation too.
+ *   that lost steps with no fault in that window is a violation too. The figure is the steps to
+ *   redo as the coordinator sees them: a worker granted the same expert again continues from the
+ *   steps it kept (it says so in its log), so fewer may be trained twice; steps trained after the
+ *   last heartbeat the coordinator wrote are not seen (at most a heartbeat's worth).
  *
  * The report is JSON lines: one per fault (`{"type":"fault",...}`) and a summary line.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -155,7 +160,7 @@ class RedisProcess {
   }
   async start(): Promise<void> {
     const child = spawn(
-      '/usr/bin/redis-server',
+      existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : 'redis-server',
       ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -283,6 +288,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         "select count(*) n from checkpoints c join experts e on e.id = c.expert_id where e.run_id = ? and c.status in ('accepted', 'superseded')",
         runId,
       )[0]!.n;
+    /** Steps trained as the coordinator sees them (heartbeats), over the run's experts. */
+    const progress = () =>
+      query<{ n: number }>(
+        'select coalesce(sum(step), 0) n from experts where run_id = ?',
+        runId,
+      )[0]!.n;
     const trainingLeft = () =>
       query<{ n: number }>(
         "select count(*) n from experts where run_id = ? and status in ('pending', 'leased', 'training')",
@@ -321,14 +332,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }
 
     let seen = acceptedCount();
+    let trained = progress();
     for (const kind of plan) {
-      // Wait for training to move on since the last fault (or for it to be over).
+      // Wait for training to move on since the last fault (a checkpoint accepted, or a checkpoint
+      // interval's worth of steps over the experts), or for it to be over.
       const moved = await until(
         'training to move on',
         async () => {
           if (trainingLeft() === 0) return 'over';
-          const n = acceptedCount();
-          if (n <= seen) return null;
+          if (acceptedCount() <= seen && progress() < trained + interval) return null;
           if (kind.startsWith('worker') && leased().length === 0) return null;
           return 'moved';
         },
@@ -425,6 +437,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         }
       }
       seen = acceptedCount();
+      trained = progress();
       const rec: FaultRecord = {
         type: 'fault',
         n: faults.length + 1,
