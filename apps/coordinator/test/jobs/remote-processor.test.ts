@@ -6,7 +6,9 @@
  *
  * - a job process killed (SIGKILL) in the middle of an import: once its lock in Redis expires the
  *   coordinator re-queues the job as a new, counted attempt, and a second job process finishes it;
- * - results for a stale attempt, and a duplicate of the applied one, are ignored.
+ * - results for a stale attempt, and a duplicate of the applied one, are ignored;
+ * - a folder and an embeddings file on the coordinator are staged in the store for the processor;
+ * - a result posted while the coordinator is down waits in Redis and is applied when it is back.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -136,6 +138,22 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
     });
     return { status: res.status, body: (await res.json()) as T };
   };
+  let port: number;
+  const startCoordinator = async () => {
+    coordinator = spawnBin('coordinator', [
+      'serve',
+      '--port',
+      String(port),
+      '--data-dir',
+      path.join(dir, 'coordinator'),
+    ]);
+    await until('the coordinator to answer', async () => {
+      if (!coordinator.running) throw new Error(`coordinator exited:\n${coordinator.output}`);
+      return (await fetch(`${url}/readyz`)).ok;
+    }).catch((err) => {
+      throw new Error(`${(err as Error).message}\n${coordinator.output}`);
+    });
+  };
   const row = (id: string) =>
     db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRowView | undefined;
 
@@ -150,7 +168,7 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
     });
     const { port: s3Port } = await s3.run();
     s3Endpoint = `http://127.0.0.1:${s3Port}`;
-    const port = await freePort();
+    port = await freePort();
     url = `http://127.0.0.1:${port}`;
     env = {
       ARCHIPELAGO_ADMIN_KEY: ADMIN_KEY,
@@ -169,19 +187,7 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
       AWS_ACCESS_KEY_ID: 'S3RVER',
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
     };
-    coordinator = spawnBin('coordinator', [
-      'serve',
-      '--port',
-      String(port),
-      '--data-dir',
-      path.join(dir, 'coordinator'),
-    ]);
-    await until('the coordinator to answer', async () => {
-      if (!coordinator.running) throw new Error(`coordinator exited:\n${coordinator.output}`);
-      return (await fetch(`${url}/readyz`)).ok;
-    }).catch((err) => {
-      throw new Error(`${(err as Error).message}\n${coordinator.output}`);
-    });
+    await startCoordinator();
     db = new Database(path.join(dir, 'coordinator', 'coordinator.sqlite'), { readonly: true });
   }, 60_000);
 
@@ -375,4 +381,45 @@ describe('coordinator jobs on its own empty data directory (Redis + S3 only)', (
       await store.close();
     }
   }, 120_000);
+  it('a result posted while the coordinator is down waits in Redis and is applied once it is back, without a new attempt', async () => {
+    const processor =
+      procs.find((p) => p !== coordinator && p.running) ?? (await jobProcess('jobs-4')).p;
+    const imp = await api<{ job: { id: string } }>('POST', '/api/v1/datasets', {
+      name: 'mnist-8-again',
+      source: { kind: 'builtin', name: 'mnist' },
+      resolution: 8,
+      cluster: { k: 2 },
+    });
+    expect(imp.status).toBe(202);
+    const jobId = imp.body.job.id;
+    await until('the processor to take the import', () => {
+      const r = row(jobId);
+      return r?.status === 'running' && r.claimed_by === processor.owner;
+    });
+    coordinator.child.kill('SIGKILL');
+    await coordinator.exited;
+    // The processor finishes and posts its result with no coordinator to take it.
+    await until(
+      'the processor to finish the import',
+      () => new RegExp(`"job":"${jobId}"[^\n]*"msg":"job succeeded"`).test(processor.output),
+      90_000,
+    );
+    expect(row(jobId)).toMatchObject({ status: 'running', attempts: 1 });
+    await startCoordinator();
+    const done = await until('the result to be applied', () => {
+      const r = row(jobId);
+      return r?.status === 'succeeded' ? r : null;
+    }).catch((err) => {
+      throw new Error(
+        `${(err as Error).message}\n${JSON.stringify(row(jobId))}\n${coordinator.output}`,
+      );
+    });
+    // Applied as attempt 1: the waiting result was a sign of life, so nothing was re-queued.
+    expect(done).toMatchObject({ attempts: 1, claimed_by: processor.owner });
+    expect(coordinator.output).not.toMatch(/re-queued a job whose process stopped/);
+    const { datasetId } = JSON.parse(done.result!) as { datasetId: string };
+    expect(
+      (await api<{ count: number }>('GET', `/api/v1/datasets/${datasetId}`)).body.count,
+    ).toBeGreaterThan(0);
+  }, 150_000);
 });
