@@ -44,8 +44,26 @@ export interface EventFields {
   data?: Record<string, unknown>;
 }
 
+let stateGeneration = 0;
+
+/**
+ * A counter bumped by every state change this process writes (each writes an event row, so
+ * {@link recordEvent} bumps it; the few writes without one call {@link stateChanged}). What is
+ * cached from the database in memory (the heartbeat path's lease rows, services/lease-renewals.ts)
+ * is valid while it stands still; writes by other processes are seen through `PRAGMA data_version`.
+ */
+export function stateGenerationNow(): number {
+  return stateGeneration;
+}
+
+/** Say that a lease's or an expert's state changed without an event row. */
+export function stateChanged(): void {
+  stateGeneration++;
+}
+
 /** Append one row to the event log, inside the caller's transaction (the only event insert). */
 export function recordEvent(tx: Db | Tx, type: EventType, fields: EventFields = {}): void {
+  stateGeneration++;
   tx.insert(events)
     .values({
       type,

@@ -1,7 +1,8 @@
 /**
  * The heartbeat path at wire speed (docs/architecture.md "Leases"): a heartbeat is checked
- * against the lease's row (one prepared select), acknowledged at once, and its renewal and
- * progress kept in memory until the next flush writes every pending one in a single transaction.
+ * against the lease's row (one prepared select the first time, then a copy kept in memory while
+ * no state changes), acknowledged at once, and its renewal and progress kept in memory until the
+ * next flush writes every pending one in a single transaction.
  *
  * What holds:
  * - An ack promises `expiresAt = now + TTL`; a flush writes exactly that promise (never later:
@@ -13,6 +14,12 @@
  * - A crash loses at most one flush interval of renewals and progress: the stored deadlines are
  *   then earlier than the promised ones, so a restarted coordinator may end a lease early, never
  *   keep one alive that should have expired.
+ * - The lease rows a heartbeat is checked against are cached only while nothing changes state:
+ *   every state change this process writes bumps a generation counter (lifecycle/events.ts; every
+ *   one writes an event row), which empties the cache, and so does a commit by another process
+ *   (the hub's `PRAGMA data_version` poll, {@link invalidate}). A flush updates the cached
+ *   deadlines to what it wrote. So a heartbeat is refused exactly when a read of the row would
+ *   refuse it, another process's revocation being seen within one poll (250 ms).
  * - State changes are not batched: the first heartbeat of a lease (leased -> training, with its
  *   event row) is written at once by {@link heartbeat}; every other transition goes through its
  *   own transaction elsewhere, as before.
@@ -34,6 +41,7 @@
  */
 import type Sqlite from 'better-sqlite3';
 import type { Db } from '../db/database.js';
+import { stateGenerationNow } from '../lifecycle/events.js';
 import { heartbeat as heartbeatNow, LeaseError } from './leases.js';
 
 export interface HeartbeatMessage {
@@ -81,6 +89,9 @@ interface LeaseCheck {
   step: number;
 }
 
+/** Cached lease rows at most; past it the cache starts again (misses are never cached). */
+const MAX_CACHED = 100_000;
+
 /** Renewals (and, separately, sightings) written per transaction by a due flush. */
 export const CHUNK = 256;
 
@@ -105,6 +116,9 @@ export class LeaseRenewals {
   /** Entries (renewals plus sightings) the due flush under way has still to write. */
   private drainLeft = 0;
   private lastChunkAt = 0;
+  /** Lease rows as last read or written, valid while the state generation is {@link cachedAt}. */
+  private cache = new Map<string, LeaseCheck>();
+  private cachedAt = stateGenerationNow();
   private readonly check: Sqlite.Statement<[string], LeaseCheck>;
   private readonly write: (pending: PendingRenewal[], seen: [string, number][]) => void;
 
@@ -141,8 +155,14 @@ export class LeaseRenewals {
     this.write = c.transaction((pending: PendingRenewal[], seenAt: [string, number][]) => {
       for (const p of pending) {
         // An ended lease (released, expired, revoked, completed meanwhile) keeps its row as is.
-        if (renew.run(p.expiresAt, p.step, p.leaseId).changes > 0)
+        if (renew.run(p.expiresAt, p.step, p.leaseId).changes > 0) {
           progress.run(p.step, p.loss, p.imagesPerSec, p.at, p.at, p.expertId);
+          const cached = this.cache.get(p.leaseId);
+          if (cached) {
+            cached.expiresAt = Math.max(cached.expiresAt, p.expiresAt);
+            cached.step = p.step;
+          }
+        }
         if (p.point) point.run(...p.point, p.point[0]);
       }
       for (const [workerId, at] of seenAt) seen.run(at, workerId);
@@ -164,7 +184,7 @@ export class LeaseRenewals {
    * as {@link heartbeatNow} does (unknown_lease, lease_expired, invalid_message).
    */
   heartbeat(workerId: string, hb: HeartbeatMessage): Date {
-    const row = this.check.get(hb.leaseId);
+    const row = this.leaseRow(hb.leaseId);
     if (!row || row.workerId !== workerId)
       throw new LeaseError('unknown_lease', `lease ${hb.leaseId} is not held by this worker`);
     if (row.status !== 'active')
@@ -215,6 +235,26 @@ export class LeaseRenewals {
       });
     }
     return new Date(expiresAt);
+  }
+
+  /** Forget every cached lease row (another process committed to the database). */
+  invalidate(): void {
+    this.cache.clear();
+  }
+
+  /** The lease's row joined with its expert's: from the cache while no state has changed. */
+  private leaseRow(leaseId: string): LeaseCheck | undefined {
+    const generation = stateGenerationNow();
+    if (generation !== this.cachedAt || this.cache.size >= MAX_CACHED) {
+      this.cache.clear();
+      this.cachedAt = generation;
+    }
+    let row = this.cache.get(leaseId);
+    if (!row) {
+      row = this.check.get(leaseId);
+      if (row) this.cache.set(leaseId, row);
+    }
+    return row;
   }
 
   /** A frame from this worker arrived now: its `last_seen_at`, written at the next flush. */

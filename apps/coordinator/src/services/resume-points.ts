@@ -29,7 +29,7 @@ import {
   shards,
 } from '../db/schema/index.js';
 import { networkFromCheckpoint } from '../ensembles/network-from-checkpoint.js';
-import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { EVENTS, recordEvent, stateChanged } from '../lifecycle/events.js';
 import { deleteCheckpointObject } from './checkpoint-objects.js';
 import { expectedArchitecture, heldOutLoss, objectiveConfigOf } from './validation.js';
 
@@ -223,6 +223,7 @@ function moveBack(db: Db, expert: ExpertRow, lease: LeaseRow, to: CheckpointRow 
       .where(eq(experts.id, expert.id))
       .run();
     tx.update(leases).set({ startStep: step, lastStep: step }).where(eq(leases.id, lease.id)).run();
+    stateChanged();
   });
   Object.assign(expert, { checkpointId: to?.id ?? null, checkpointStep: to?.step ?? null, step });
   Object.assign(lease, { startStep: step, lastStep: step });

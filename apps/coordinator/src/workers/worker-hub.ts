@@ -296,6 +296,8 @@ export class WorkerHub {
       const version = this.dataVersionStatement.get() as number;
       if (version === this.dataVersion) return;
       this.dataVersion = version;
+      // Lease rows another process changed (a CLI cancel or revocation) are read afresh.
+      this.renewals.invalidate();
       const connected = new Set<string>();
       for (const c of this.connections.values()) if (c.tokenId) connected.add(c.tokenId);
       if (connected.size === 0) return;

@@ -133,6 +133,36 @@ describe('heartbeats written in batches', () => {
     other.close();
   });
 
+  it('a lease row cached by the heartbeat path is read afresh once another process commits', async () => {
+    h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 60_000, heartbeatFlushMs: 10_000 });
+    const { config } = h.server.coordinator;
+    await h.makeRun(1, 'fm', 10_000, 5);
+    const { c } = await h.connect('fm');
+    const g = (await c.request({ type: 'lease.request' })) as LeaseGrant;
+    await beat(c, g.leaseId, 1);
+    // Cached now: these are answered from memory.
+    expect(await beat(c, g.leaseId, 2)).toMatchObject({ type: 'heartbeat.ack' });
+    expect(await beat(c, g.leaseId, 3)).toMatchObject({ type: 'heartbeat.ack' });
+    // Another process (a CLI, say) ends the lease in the same database file.
+    const other = openDatabase({ file: path.join(config.dataDir, 'coordinator.sqlite') });
+    try {
+      other.update(leases).set({ status: 'revoked' }).where(eq(leases.id, g.leaseId)).run();
+    } finally {
+      other.$client.close();
+    }
+    // Within one revocation poll (250 ms) the hub sees the commit and the heartbeat is refused.
+    let step = 4;
+    let answer: Record<string, unknown> = {};
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      answer = (await beat(c, g.leaseId, step++)) as unknown as Record<string, unknown>;
+      if (answer.type === 'error') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(answer).toMatchObject({ type: 'error', code: 'lease_expired', message: /revoked/ });
+    c.close();
+  });
+
   it('expiry is decided on the acknowledged renewals, however long the flush interval', async () => {
     // Lease TTL 3 s, flushes every 10 s: only the sweep's own flush keeps the stored deadline up.
     h = await startHarness({ heartbeatMs: 300, leaseTtlMs: 3000, heartbeatFlushMs: 10_000 });
