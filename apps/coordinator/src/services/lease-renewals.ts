@@ -8,9 +8,12 @@
  * - An ack promises `expiresAt = now + TTL`; a flush writes exactly that promise (never later:
  *   `max` with the stored deadline only keeps a later one already there), and only onto a lease
  *   that is still active, so a flush never revives or extends a lease past what its acks said.
- * - Whoever decides expiry or reads a lease's deadline in this process flushes first (the sweep,
- *   every other worker message): expiry is decided on the acknowledged renewal times, within one
- *   sweep of the TTL, as before.
+ * - Expiry is decided on the acknowledged renewal times, within one sweep of the TTL, as before:
+ *   the sweep ends a lease only when neither its stored deadline nor the one acknowledged and not
+ *   yet written ({@link promised}) is in the future, so it need not flush (a whole flush at every
+ *   sweep blocked the loop for tens of milliseconds under load). Whoever else reads a lease's
+ *   deadline or an expert's step for a decision in this process flushes first (every other worker
+ *   message).
  * - A crash loses at most one flush interval of renewals and progress: the stored deadlines are
  *   then earlier than the promised ones, so a restarted coordinator may end a lease early, never
  *   keep one alive that should have expired.
@@ -235,6 +238,11 @@ export class LeaseRenewals {
       });
     }
     return new Date(expiresAt);
+  }
+
+  /** The deadline acknowledged for this lease and not yet written (ms), if any. */
+  promised(leaseId: string): number | undefined {
+    return this.pending.get(leaseId)?.expiresAt;
   }
 
   /** Forget every cached lease row (another process committed to the database). */

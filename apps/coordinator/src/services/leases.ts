@@ -420,13 +420,19 @@ export function releaseLease(db: Db, workerId: string, leaseId: string, reason: 
 }
 
 /** Expire every active lease past its deadline; returns them (to notify connected workers). */
-export function expireLeases(db: Db, now = new Date()): LeaseRow[] {
+export function expireLeases(
+  db: Db,
+  now = new Date(),
+  /** A deadline acknowledged but not yet written (services/lease-renewals.ts), if any. */
+  promised: (leaseId: string) => number | undefined = () => undefined,
+): LeaseRow[] {
   return db.transaction((tx) => {
     const due = tx
       .select()
       .from(leases)
       .where(and(eq(leases.status, 'active'), lt(leases.expiresAt, now)))
-      .all();
+      .all()
+      .filter((lease) => (promised(lease.id) ?? 0) < now.getTime());
     for (const lease of due)
       endLease(
         tx,

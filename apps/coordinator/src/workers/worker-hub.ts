@@ -317,10 +317,9 @@ export class WorkerHub {
 
   private sweep(): void {
     if (this.stopped) return;
-    // Expiry is decided on the acknowledged renewals: written first.
-    this.flushRenewals();
+    // Expiry is decided on the acknowledged renewals: those not yet written count too.
     try {
-      const expired = expireLeases(this.db);
+      const expired = expireLeases(this.db, new Date(), (id) => this.renewals.promised(id));
       this.metrics.leaseEnds.inc('expired', expired.length);
       for (const lease of expired) {
         this.options.log.info({ lease: lease.id, worker: lease.workerId }, 'lease expired');
@@ -360,16 +359,7 @@ export class WorkerHub {
   }
 }
 
-/** A small text frame's `type`, or null (onFrame parses and validates every frame itself). */
-function frameType(data: Buffer): string | null {
-  if (data.length > 4096) return null;
-  try {
-    const type = (JSON.parse(data.toString('utf8')) as { type?: unknown } | null)?.type;
-    return typeof type === 'string' ? type : null;
-  } catch {
-    return null;
-  }
-}
+type ParsedFrame = ReturnType<typeof parseFrame<'worker'>>;
 
 /**
  * One worker's socket: hello first, then requests handled strictly in order, except that a
@@ -402,20 +392,22 @@ class WorkerConnection {
   ) {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       const arrived = performance.now();
-      const type = isBinary ? null : frameType(data);
+      // Parsed once, on arrival: its type decides whether it may overtake (below).
+      const parsed = isBinary ? null : parseFrame(data, 'worker', MAX_FRAME_BYTES);
+      const type = parsed?.ok ? parsed.message.type : null;
       // A heartbeat overtakes checkpoint begins and commits waiting on the object store (and
       // nothing else): a slow or stalled store must not starve the renewals of the lease being
       // committed, which would expire under its own commit (found by the chaos run,
       // apps/worker/test/chaos/).
       if (type === 'heartbeat' && this.queued > 0 && this.queuedOther === 0) {
-        void this.onFrame(data, isBinary, arrived);
+        void this.onFrame(parsed, arrived);
         return;
       }
       const other = type !== 'checkpoint.begin' && type !== 'checkpoint.commit';
       this.queued++;
       if (other) this.queuedOther++;
       this.chain = this.chain
-        .then(() => this.onFrame(data, isBinary, arrived))
+        .then(() => this.onFrame(parsed, arrived))
         .finally(() => {
           this.queued--;
           if (other) this.queuedOther--;
@@ -493,14 +485,14 @@ class WorkerConnection {
       .run();
   }
 
-  private async onFrame(data: Buffer, isBinary: boolean, arrived: number): Promise<void> {
+  /** Handle a frame parsed on arrival (null: a binary frame). */
+  private async onFrame(parsed: ParsedFrame | null, arrived: number): Promise<void> {
     const { log } = this.hub.options;
-    if (isBinary)
+    if (!parsed)
       return this.bad(
         'invalid_message',
         'binary frames are not part of the protocol; send JSON text',
       );
-    const parsed = parseFrame(data, 'worker', MAX_FRAME_BYTES);
     if (!parsed.ok) {
       if (parsed.code === 'frame_too_large') {
         this.hub.metrics.invalidFrames.inc('too_large');
