@@ -441,60 +441,39 @@ async function side(name, url, token, common, soakCheck, probe = () => ({})) {
     leased: LEASED,
   });
   note(`${name}: ${c.connected} connected, ${c.leased} leased in ${round(c.seconds, 1)} s`);
-  probe(true);
-  const m = await measured(() => load.ask({ cmd: 'drive', seconds: SECONDS, intervalMs: 0 }));
-  const r = m.result;
-  const record = {
-    bench: `heartbeats.${name}`,
-    connections: c.connected,
-    leased: c.leased,
-    seconds: round(r.seconds, 2),
-    heartbeats: r.acks,
-    refused: r.refused,
-    ...(r.refused > 0 ? { refusedCodes: r.codes } : {}),
-    heartbeatsPerSec: round(r.acks / r.seconds, 0),
-    p50Ms: round(r.p50Ms, 2),
-    p99Ms: round(r.p99Ms, 2),
-    maxMs: round(r.maxMs, 2),
-    serverCpu: round(m.serverCpu, 2),
-    loadCpu: round(r.loadCpu, 2),
-    serverRssMB: round(m.rssMB, 0),
-    serverRssPeakMB: round(m.rssPeakMB, 0),
-    loopDelayP99Ms: round(m.loopDelayP99Ms, 1),
-    ...probe(),
-    ...common,
-  };
-  process.stdout.write(`${JSON.stringify(record)}\n`);
-  let paced;
-  if (PACED_MS > 0) {
+  /** One measured phase: `intervalMs` 0 is the closed loop, else each lease once per interval. */
+  const phase = async (bench, intervalMs) => {
     probe(true);
-    const pm = await measured(() =>
-      load.ask({ cmd: 'drive', seconds: SECONDS, intervalMs: PACED_MS }),
-    );
-    const pr = pm.result;
-    paced = {
-      bench: `heartbeats.${name}.paced`,
+    const m = await measured(() => load.ask({ cmd: 'drive', seconds: SECONDS, intervalMs }));
+    const r = m.result;
+    const record = {
+      bench,
       connections: c.connected,
       leased: c.leased,
-      intervalMs: PACED_MS,
-      offeredPerSec: round((c.leased * 1000) / PACED_MS, 0),
-      seconds: round(pr.seconds, 2),
-      heartbeats: pr.acks,
-      refused: pr.refused,
-      ...(pr.refused > 0 ? { refusedCodes: pr.codes } : {}),
-      heartbeatsPerSec: round(pr.acks / pr.seconds, 0),
-      p50Ms: round(pr.p50Ms, 2),
-      p99Ms: round(pr.p99Ms, 2),
-      maxMs: round(pr.maxMs, 2),
-      serverCpu: round(pm.serverCpu, 2),
-      loadCpu: round(pr.loadCpu, 2),
-      serverRssMB: round(pm.rssMB, 0),
-      loopDelayP99Ms: round(pm.loopDelayP99Ms, 1),
+      ...(intervalMs > 0
+        ? { intervalMs, offeredPerSec: round((c.leased * 1000) / intervalMs, 0) }
+        : {}),
+      seconds: round(r.seconds, 2),
+      heartbeats: r.acks,
+      refused: r.refused,
+      ...(r.refused > 0 ? { refusedCodes: r.codes } : {}),
+      heartbeatsPerSec: round(r.acks / r.seconds, 0),
+      p50Ms: round(r.p50Ms, 2),
+      p99Ms: round(r.p99Ms, 2),
+      maxMs: round(r.maxMs, 2),
+      serverCpu: round(m.serverCpu, 2),
+      loadCpu: round(r.loadCpu, 2),
+      serverRssMB: round(m.rssMB, 0),
+      serverRssPeakMB: round(m.rssPeakMB, 0),
+      loopDelayP99Ms: round(m.loopDelayP99Ms, 1),
       ...probe(),
       ...common,
     };
-    process.stdout.write(`${JSON.stringify(paced)}\n`);
-  }
+    process.stdout.write(`${JSON.stringify(record)}\n`);
+    return record;
+  };
+  const record = await phase(`heartbeats.${name}`, 0);
+  const paced = PACED_MS > 0 ? await phase(`heartbeats.${name}.paced`, PACED_MS) : undefined;
   let soak;
   if (SOAK_SECONDS > 0 && soakCheck) soak = await soakRun(name, load, c, common, soakCheck, probe);
   await load.ask({ cmd: 'close' }).catch(() => {});

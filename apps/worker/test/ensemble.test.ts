@@ -17,7 +17,7 @@ import type {
   Run,
   SampleResponse,
 } from '@archipelago/protocol';
-import S3rver from 's3rver';
+import type S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ADMIN_KEY,
@@ -25,6 +25,7 @@ import {
   CoordinatorProcess,
   freePort,
   Proc,
+  startS3,
   startWorker,
   until,
 } from './harness.js';
@@ -351,14 +352,8 @@ describe('ensemble end to end with Redis (BullMQ job and sampler processes) and 
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'arch-ens-redis-'));
-    s3 = new S3rver({
-      port: 0,
-      address: '127.0.0.1',
-      silent: true,
-      directory: path.join(dir, 's3'),
-      configureBuckets: [{ name: 'arch' }],
-    });
-    const { port } = await s3.run();
+    const store = await startS3(path.join(dir, 's3'));
+    s3 = store.s3;
     coord = new CoordinatorProcess(await freePort(), path.join(dir, 'data'));
     const env = {
       ...BASE_ENV,
@@ -366,12 +361,7 @@ describe('ensemble end to end with Redis (BullMQ job and sampler processes) and 
       // A fresh key prefix: nothing of another run or test on this Redis interferes.
       ARCHIPELAGO_REDIS_PREFIX: `test-${path.basename(dir)}`,
       ARCHIPELAGO_LOCAL_JOBS: 'false',
-      ARCHIPELAGO_S3_BUCKET: 'arch',
-      ARCHIPELAGO_S3_ENDPOINT: `http://127.0.0.1:${port}`,
-      ARCHIPELAGO_S3_REGION: 'us-east-1',
-      ARCHIPELAGO_S3_FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      ...store.env(),
     };
     await coord.start(env);
     const spawnProc = (label: string, args: string[]) =>

@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Run } from '@archipelago/protocol';
+import S3rver from 's3rver';
 
 /**
  * The acceptance bar of these tests' runs: they train experts for a few dozen steps, far short of
@@ -47,6 +48,40 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/**
+ * An s3rver on a free loopback port with one bucket, and the coordinator settings that point at
+ * it (`endpoint` replaces its URL, a fault proxy in front of it, say).
+ */
+export async function startS3(
+  directory: string,
+  bucket = 'arch',
+): Promise<{
+  s3: S3rver;
+  port: number;
+  env(endpoint?: string): Record<string, string>;
+}> {
+  const s3 = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    silent: true,
+    directory,
+    configureBuckets: [{ name: bucket }],
+  });
+  const { port } = await s3.run();
+  return {
+    s3,
+    port,
+    env: (endpoint = `http://127.0.0.1:${port}`) => ({
+      ARCHIPELAGO_S3_BUCKET: bucket,
+      ARCHIPELAGO_S3_ENDPOINT: endpoint,
+      ARCHIPELAGO_S3_REGION: 'us-east-1',
+      ARCHIPELAGO_S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    }),
+  };
 }
 
 export class Proc {

@@ -16,13 +16,14 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Ensemble, EnsembleManifestV2 } from '@archipelago/protocol';
 import Database from 'better-sqlite3';
-import S3rver from 's3rver';
+import type S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   COORDINATOR_BIN,
   CoordinatorProcess,
   freePort,
   Proc,
+  startS3,
   startWorker,
   until,
 } from './harness.js';
@@ -40,25 +41,14 @@ describe('a run whose jobs are all computed on a job process with only Redis and
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'arch-remote-run-'));
-    s3 = new S3rver({
-      port: 0,
-      address: '127.0.0.1',
-      silent: true,
-      directory: path.join(dir, 's3'),
-      configureBuckets: [{ name: 'arch' }],
-    });
-    const { port } = await s3.run();
+    const store = await startS3(path.join(dir, 's3'));
+    s3 = store.s3;
     const env = {
       ARCHIPELAGO_REDIS_URL: REDIS_URL,
       ARCHIPELAGO_REDIS_PREFIX: prefix,
       ARCHIPELAGO_LOCAL_JOBS: 'false',
       ARCHIPELAGO_ROUTER_STEPS: '20',
-      ARCHIPELAGO_S3_BUCKET: 'arch',
-      ARCHIPELAGO_S3_ENDPOINT: `http://127.0.0.1:${port}`,
-      ARCHIPELAGO_S3_REGION: 'us-east-1',
-      ARCHIPELAGO_S3_FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      ...store.env(),
     };
     coord = new CoordinatorProcess(await freePort(), path.join(dir, 'coordinator'));
     await coord.start(env);

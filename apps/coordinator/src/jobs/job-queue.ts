@@ -472,15 +472,7 @@ export class JobQueue {
         jobLog.warn(err.message);
         return;
       }
-      const permanent =
-        err instanceof PermanentJobError || (this.options.isPermanent?.(err) ?? false);
-      this.failAttempt(
-        claimed,
-        err instanceof Error ? err.message : String(err),
-        permanent,
-        jobLog,
-        err,
-      );
+      this.failAttemptWith(claimed, err, jobLog);
     } finally {
       clearInterval(heartbeat);
       this.holding.delete(id);
@@ -553,15 +545,7 @@ export class JobQueue {
         jobLog.warn({ err }, 'job succeeded; work after its commit failed');
         return;
       }
-      const permanent =
-        err instanceof PermanentJobError || (this.options.isPermanent?.(err) ?? false);
-      this.failAttempt(
-        row,
-        err instanceof Error ? err.message : String(err),
-        permanent,
-        jobLog,
-        err,
-      );
+      this.failAttemptWith(row, err, jobLog);
     }
   }
 
@@ -601,6 +585,13 @@ export class JobQueue {
   }
 
   /** A failed attempt: retried after its backoff, or failed for good (only if still current). */
+  /** {@link failAttempt} for a thrown error: permanent by its class (isPermanent). */
+  private failAttemptWith(row: JobRow, err: unknown, jobLog: Logger): void {
+    const permanent =
+      err instanceof PermanentJobError || (this.options.isPermanent?.(err) ?? false);
+    this.failAttempt(row, err instanceof Error ? err.message : String(err), permanent, jobLog, err);
+  }
+
   private failAttempt(
     row: JobRow,
     message: string,

@@ -46,13 +46,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import S3rver from 's3rver';
 import { FaultProxy } from '../fault-proxy.js';
 import {
   COORDINATOR_BIN,
   CoordinatorProcess,
   freePort,
   Proc,
+  startS3,
   startWorker,
   until,
 } from '../harness.js';
@@ -199,14 +199,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   };
 
   await mkdir(o.dir, { recursive: true });
-  const s3 = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory: path.join(o.dir, 's3'),
-    configureBuckets: [{ name: 'chaos' }],
-  });
-  const { port: s3Port } = await s3.run();
+  const { s3, port: s3Port } = await startS3(path.join(o.dir, 's3'), 'chaos');
   const proxy = new FaultProxy();
   proxy.target = s3Port;
   const proxyUrl = await proxy.listen();
