@@ -14,7 +14,7 @@ import { decodeShard } from '@archipelago/data';
 import { heldOutObjective, type ObjectiveConfig, resolveObjective } from '@archipelago/diffusion';
 import { CheckpointError, specOfMeta } from '@archipelago/models';
 import { canonicalJson } from '@archipelago/protocol';
-import type { ObjectStore } from '@archipelago/storage';
+import { ObjectNotFoundError, type ObjectStore } from '@archipelago/storage';
 import { and, asc, eq } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import {
@@ -108,7 +108,11 @@ async function checkResumePoint(
   try {
     bytes = await store.getBytes(c.key);
   } catch (err) {
-    return `missing_object: ${c.key} cannot be read: ${(err as Error).message}`;
+    // Only an object that is not there is a verdict; a store that fails or stalls says nothing
+    // about the checkpoint (thrown: the grant is given back and asked for again). Found by the
+    // chaos run: a store's 500 here rejected, and deleted, an accepted checkpoint.
+    if (err instanceof ObjectNotFoundError) return `missing_object: ${c.key} does not exist`;
+    throw err;
   }
   const sha = createHash('sha256').update(bytes).digest('hex');
   if (sha !== c.sha256)

@@ -34,7 +34,7 @@ import {
   type TrainableNetwork,
 } from '@archipelago/models';
 import { canonicalJson } from '@archipelago/protocol';
-import type { ObjectStore } from '@archipelago/storage';
+import { ObjectNotFoundError, type ObjectStore } from '@archipelago/storage';
 import * as tf from '@tensorflow/tfjs-core';
 import { and, desc, eq, ne } from 'drizzle-orm';
 import type { Logger } from 'pino';
@@ -361,18 +361,24 @@ export async function judgeCheckpoint(
 ): Promise<ValidationOutcome> {
   // Its size and header first, no tensor data read: the whole file is only read once it can be a
   // checkpoint of this run's architecture (services/checkpoint-objects.ts).
-  const refused = await checkStoredCheckpoint(store, run, expert, ckpt).catch(
-    (err: unknown) =>
-      `missing_object: the checkpoint object ${ckpt.key} cannot be read: ${(err as Error).message}`,
-  );
+  // Only an object that is not there is a verdict; a store that fails or stalls says nothing about
+  // the checkpoint: thrown, so the job's attempt fails and is retried (services/resume-points.ts
+  // made the same mistake, and the chaos run saw an accepted checkpoint rejected and deleted for a
+  // store's 500).
+  const refused = await checkStoredCheckpoint(store, run, expert, ckpt).catch((err: unknown) => {
+    if (err instanceof ObjectNotFoundError)
+      return `missing_object: the checkpoint object ${ckpt.key} does not exist`;
+    throw err;
+  });
   if (refused) return { accepted: false, reason: refused };
   let bytes: Uint8Array;
   try {
     bytes = await store.getBytes(ckpt.key);
   } catch (err) {
+    if (!(err instanceof ObjectNotFoundError)) throw err;
     return {
       accepted: false,
-      reason: `the checkpoint object ${ckpt.key} cannot be read: ${(err as Error).message}`,
+      reason: `missing_object: the checkpoint object ${ckpt.key} vanished`,
     };
   }
   const sha = createHash('sha256').update(bytes).digest('hex');

@@ -674,10 +674,35 @@ class WorkerConnection {
             reason: `no pending expert for objective ${this.objective}`,
           });
         }
+        let grant: Awaited<ReturnType<typeof buildGrant>>;
+        try {
+          grant = await buildGrant(this.hub.options, leased.lease, leased.expert, this.protocol);
+        } catch (err) {
+          // The object store failed while the grant was prepared (checking the resume point,
+          // presigning): the lease is given back at once, nothing about the expert is decided,
+          // and the worker asks again.
+          this.hub.options.log.warn(
+            { err, lease: leased.lease.id, expert: leased.expert.id },
+            'could not prepare a lease grant; lease given back',
+          );
+          try {
+            releaseLease(
+              db,
+              workerId,
+              leased.lease.id,
+              `the coordinator could not prepare the grant: ${(err as Error).message}`,
+            );
+          } catch {
+            // Ended meanwhile (revoked, cancelled): nothing to give back.
+          }
+          return this.send({
+            type: 'lease.none',
+            retryAfterMs: config.heartbeatMs,
+            reason: 'the object store did not answer while the lease was prepared; ask again',
+          });
+        }
         this.hub.metrics.leaseGrants.inc(leased.regrant ? 'regrant' : 'first');
-        return this.send(
-          await buildGrant(this.hub.options, leased.lease, leased.expert, this.protocol),
-        );
+        return this.send(grant);
       }
       case 'heartbeat': {
         // A token revoked elsewhere (CLI, another coordinator process) is noticed here.

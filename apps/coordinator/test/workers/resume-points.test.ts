@@ -76,6 +76,44 @@ describe('resume points', () => {
     await expect(h.server.coordinator.store.getBytes(row.key)).rejects.toThrow();
   });
 
+  it('a store failing during the resume check decides nothing: the grant is given back, the checkpoint kept, the next request resumes from it', async () => {
+    const run = await h.makeRun(1, 'fm', 20, 5);
+    const { c } = await h.connect('fm');
+    const g = (await c.request({ type: 'lease.request' })) as LeaseGrant;
+    const id = await commit(c, g, 5, await h.checkpoint(g, 5, 0.01));
+    const row = db().select().from(checkpoints).where(eq(checkpoints.id, id)).get()!;
+    c.send({ type: 'lease.release', leaseId: g.leaseId, reason: 'bye' });
+    await c.next(500).catch(() => undefined);
+    c.close();
+    // The store answers 500 for this object once (an S3 outage, say).
+    const { store } = h.server.coordinator;
+    const getBytes = store.getBytes.bind(store);
+    let failed = 0;
+    store.getBytes = async (key, range) => {
+      if (key === row.key && failed === 0) {
+        failed++;
+        throw new Error('InternalError: We encountered an internal error. Please try again.');
+      }
+      return getBytes(key, range);
+    };
+    const { c: next } = await h.connect('fm');
+    expect(await next.request({ type: 'lease.request' })).toMatchObject({
+      type: 'lease.none',
+      reason: /object store/,
+    });
+    expect(failed).toBe(1);
+    const kept = db().select().from(checkpoints).where(eq(checkpoints.id, id)).get()!;
+    expect(kept.status).toBe('accepted');
+    expect(rejections()).toEqual([]);
+    expect(sha(await getBytes(row.key))).toBe(row.sha256);
+    expect(await expertOf(run)).toMatchObject({ status: 'pending', checkpointStep: 5 });
+    // Asked again, the grant resumes from the checkpoint, now checked.
+    const grant = (await next.request({ type: 'lease.request' })) as LeaseGrant;
+    expect(grant.type, JSON.stringify(grant)).toBe('lease.grant');
+    expect(grant.resumeFrom?.step).toBe(5);
+    next.close();
+  });
+
   it('a checked resume point is kept; a later one that is finite but far worse falls back to it', async () => {
     const run = await h.makeRun(1, 'fm', 20, 5);
     const { c } = await h.connect('fm');
