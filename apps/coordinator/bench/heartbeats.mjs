@@ -454,15 +454,7 @@ async function side(name, url, token, common, soakCheck, probe = () => ({})) {
         ? { intervalMs, offeredPerSec: round((c.leased * 1000) / intervalMs, 0) }
         : {}),
       seconds: round(r.seconds, 2),
-      heartbeats: r.acks,
-      refused: r.refused,
-      ...(r.refused > 0 ? { refusedCodes: r.codes } : {}),
-      heartbeatsPerSec: round(r.acks / r.seconds, 0),
-      p50Ms: round(r.p50Ms, 2),
-      p99Ms: round(r.p99Ms, 2),
-      maxMs: round(r.maxMs, 2),
-      serverCpu: round(m.serverCpu, 2),
-      loadCpu: round(r.loadCpu, 2),
+      ...driveFigures(r, m, 2),
       serverRssMB: round(m.rssMB, 0),
       serverRssPeakMB: round(m.rssPeakMB, 0),
       loopDelayP99Ms: round(m.loopDelayP99Ms, 1),
@@ -478,6 +470,21 @@ async function side(name, url, token, common, soakCheck, probe = () => ({})) {
   if (SOAK_SECONDS > 0 && soakCheck) soak = await soakRun(name, load, c, common, soakCheck, probe);
   await load.ask({ cmd: 'close' }).catch(() => {});
   return { record, paced, soak };
+}
+
+/** A drive's acks, refusals, rate, latency and both sides' CPU (to `cpuDigits`), for a record. */
+function driveFigures(r, m, cpuDigits) {
+  return {
+    heartbeats: r.acks,
+    refused: r.refused,
+    ...(r.refused > 0 ? { refusedCodes: r.codes } : {}),
+    heartbeatsPerSec: round(r.acks / r.seconds, 0),
+    p50Ms: round(r.p50Ms, 2),
+    p99Ms: round(r.p99Ms, 2),
+    maxMs: round(r.maxMs, 2),
+    serverCpu: round(m.serverCpu, cpuDigits),
+    loadCpu: round(r.loadCpu, cpuDigits),
+  };
 }
 
 /** The same connections at the workers' own pace for SOAK_SECONDS, RSS sampled every second. */
@@ -499,15 +506,7 @@ async function soakRun(name, load, c, common, soakCheck, probe) {
     leased: c.leased,
     intervalMs: INTERVAL_MS,
     seconds: round(r.seconds, 1),
-    heartbeats: r.acks,
-    refused: r.refused,
-    ...(r.refused > 0 ? { refusedCodes: r.codes } : {}),
-    heartbeatsPerSec: round(r.acks / r.seconds, 0),
-    p50Ms: round(r.p50Ms, 2),
-    p99Ms: round(r.p99Ms, 2),
-    maxMs: round(r.maxMs, 2),
-    serverCpu: round(m.serverCpu, 3),
-    loadCpu: round(r.loadCpu, 3),
+    ...driveFigures(r, m, 3),
     loopDelayP99Ms: round(m.loopDelayP99Ms, 1),
     ...probe(),
     rssSettledMB: round(settled ?? 0, 0),

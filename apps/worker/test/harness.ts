@@ -208,6 +208,23 @@ export class CoordinatorProcess {
   }
 
   /** Import the built-in MNIST at 8x8, clustered into `k` shards; returns the dataset id. */
+  /** Wait for an import job to succeed (thrown when it fails); the job row. */
+  importDone(jobId: string): Promise<{ status: string; result?: { datasetId: string } }> {
+    return until(
+      'the import job',
+      async () => {
+        const j = await this.api<{ status: string; result?: { datasetId: string } }>(
+          'GET',
+          `/api/v1/jobs/${jobId}`,
+        );
+        if (j.body.status === 'failed') throw new Error(`import failed: ${JSON.stringify(j.body)}`);
+        return j.body.status === 'succeeded' ? j.body : null;
+      },
+      120_000,
+      200,
+    );
+  }
+
   async importMnist(k: number): Promise<string> {
     const imp = await this.api<{ job: { id: string } }>('POST', '/api/v1/datasets', {
       name: 'mnist-8',
@@ -216,19 +233,7 @@ export class CoordinatorProcess {
       cluster: { k },
     });
     if (imp.status !== 202 && imp.status !== 201) throw new Error(`import: ${JSON.stringify(imp)}`);
-    const job = await until(
-      'the import job',
-      async () => {
-        const j = await this.api<{ status: string; result?: { datasetId: string } }>(
-          'GET',
-          `/api/v1/jobs/${imp.body.job.id}`,
-        );
-        if (j.body.status === 'failed') throw new Error(`import failed: ${JSON.stringify(j.body)}`);
-        return j.body.status === 'succeeded' ? j.body : null;
-      },
-      120_000,
-      200,
-    );
+    const job = await this.importDone(imp.body.job.id);
     return job.result!.datasetId;
   }
 

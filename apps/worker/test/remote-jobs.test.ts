@@ -81,19 +81,7 @@ describe('a run whose jobs are all computed on a job process with only Redis and
       resolution: 8,
     });
     expect(imp.status).toBe(202);
-    const imported = await until(
-      'the import job',
-      async () => {
-        const j = await coord.api<{ status: string; result?: { datasetId: string } }>(
-          'GET',
-          `/api/v1/jobs/${imp.body.job.id}`,
-        );
-        if (j.body.status === 'failed') throw new Error(`import failed: ${JSON.stringify(j.body)}`);
-        return j.body.status === 'succeeded' ? j.body : null;
-      },
-      120_000,
-      200,
-    ).catch((err) => {
+    const imported = await coord.importDone(imp.body.job.id).catch((err) => {
       throw new Error(`${(err as Error).message}${logs()}`);
     });
     // No clustering yet: the run queues a cluster-dataset job of its own.
