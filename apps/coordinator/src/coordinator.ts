@@ -4,6 +4,7 @@ import { createObjectStore, type ObjectStore } from '@archipelago/storage';
 import { type Logger, pino } from 'pino';
 import { ComputePool } from './compute/compute-pool.js';
 import type { CoordinatorConfig } from './config.js';
+import { startCheckpointer } from './db/checkpointer.js';
 import { type Db, openDatabase } from './db/database.js';
 import { loadOrCreateSigningKey, type SigningKey } from './ensembles/signing-key.js';
 import { createJobHandlers, isPermanentJobError } from './jobs/handlers.js';
@@ -63,9 +64,15 @@ export async function openCoordinator(
 ): Promise<Coordinator> {
   const log = options.log ?? pino({ level: config.logLevel });
   const backend = await initBackend();
+  const dbFile = path.join(config.dataDir, 'coordinator.sqlite');
   const db = openDatabase({
-    file: path.join(config.dataDir, 'coordinator.sqlite'),
+    file: dbFile,
     ...(config.migrationsDir ? { migrationsDir: config.migrationsDir } : {}),
+  });
+  // WAL checkpoints on a thread of their own, not inside a commit on the loop (db/checkpointer.ts).
+  const checkpointer = startCheckpointer(db.$client, dbFile, {
+    onFailure: (err) =>
+      log.warn({ err }, 'WAL checkpoint thread failed; the database checkpoints on commit again'),
   });
   const store = openStore(config);
   const adminKey = loadAdminKey(config.dataDir, config.adminKey);
@@ -121,6 +128,7 @@ export async function openCoordinator(
       await jobs.stop();
       await compute?.close();
       await store.close();
+      await checkpointer.stop();
       db.$client.close();
     },
   };

@@ -33,13 +33,16 @@
  *   (services/run-metrics.ts).
  * - Flushes are due every `flushMs`, checked on each heartbeat as well as by the hub's timer: a
  *   loop saturated with socket reads runs its timers late (up to seconds), and the crash window
- *   must not grow with it. A due flush is written in chunks of at most {@link CHUNK} renewals and
- *   sightings, each its own transaction, the next one after the loop has read its sockets (the
- *   hub's setImmediate) or on a heartbeat at least {@link CHUNK_GAP_MS} later, so that acks keep
- *   flowing in between. A chunk holds a renewal with its progress and curve point, so a crash
- *   between chunks leaves each lease either written up to its last ack or as of the previous
- *   flush: at most one interval lost plus the chunks' own time (about 5 ms per chunk under load),
- *   never a deadline past an ack. {@link flush} (the sweep, every other message, a graceful
+ *   must not grow with it. A due flush is written in chunks, each its own transaction holding at
+ *   most {@link CHUNK} renewals and sightings and stopping once it has written for
+ *   {@link CHUNK_BUDGET_MS} (the cost of a row depends on the machine and on how many pages the
+ *   rows touch, so the chunk is bounded by time, not only by count): the loop is never held for
+ *   more than about one budget (plus a commit) by a due flush. The next chunk comes after the loop
+ *   has read its sockets (the hub's setImmediate) or on a heartbeat at least
+ *   {@link CHUNK_GAP_MS} later, so that acks keep flowing in between. A chunk holds a renewal with
+ *   its progress and curve point, so a crash between chunks leaves each lease either written up
+ *   to its last ack or as of the previous flush: at most one interval lost plus the chunks' own
+ *   time, never a deadline past an ack. {@link flush} (the sweep, every other message, a graceful
  *   stop) writes everything left at once.
  */
 import type Sqlite from 'better-sqlite3';
@@ -92,6 +95,12 @@ interface LeaseCheck {
   step: number;
 }
 
+/** What a chunk took from the pending maps (put back if its transaction fails). */
+interface Taken {
+  pending: [string, PendingRenewal][];
+  seen: [string, number][];
+}
+
 /** Cached lease rows at most; past it the cache starts again (misses are never cached). */
 const MAX_CACHED = 100_000;
 
@@ -101,16 +110,11 @@ export const CHUNK = 256;
 /** The least time between two chunks of a due flush. */
 export const CHUNK_GAP_MS = 5;
 
-/** Up to `n` entries taken from the front of a map (the oldest first), removed from it. */
-function take<K, V>(map: Map<K, V>, n: number): [K, V][] {
-  const out: [K, V][] = [];
-  for (const entry of map) {
-    if (out.length >= n) break;
-    out.push(entry);
-  }
-  for (const [k] of out) map.delete(k);
-  return out;
-}
+/** A chunk of a due flush stops writing rows once it has written for this long (ms). */
+export const CHUNK_BUDGET_MS = 2;
+
+/** Rows written between two looks at the clock while a chunk writes. */
+const ROWS_PER_CLOCK = 16;
 
 export class LeaseRenewals {
   private pending = new Map<string, PendingRenewal>();
@@ -124,6 +128,8 @@ export class LeaseRenewals {
   private cachedAt = stateGenerationNow();
   private readonly check: Sqlite.Statement<[string], LeaseCheck>;
   private readonly write: (pending: PendingRenewal[], seen: [string, number][]) => void;
+  /** A chunk: the oldest renewals, then sightings, taken from the front while the budget lasts. */
+  private readonly writeChunk: (taken: Taken, deadline: number) => void;
 
   constructor(
     private readonly db: Db,
@@ -155,20 +161,40 @@ export class LeaseRenewals {
     const seen = c.prepare(
       'update workers set last_seen_at = max(coalesce(last_seen_at, 0), ?) where id = ?',
     );
-    this.write = c.transaction((pending: PendingRenewal[], seenAt: [string, number][]) => {
-      for (const p of pending) {
-        // An ended lease (released, expired, revoked, completed meanwhile) keeps its row as is.
-        if (renew.run(p.expiresAt, p.step, p.leaseId).changes > 0) {
-          progress.run(p.step, p.loss, p.imagesPerSec, p.at, p.at, p.expertId);
-          const cached = this.cache.get(p.leaseId);
-          if (cached) {
-            cached.expiresAt = Math.max(cached.expiresAt, p.expiresAt);
-            cached.step = p.step;
-          }
+    const renewal = (p: PendingRenewal): void => {
+      // An ended lease (released, expired, revoked, completed meanwhile) keeps its row as is.
+      if (renew.run(p.expiresAt, p.step, p.leaseId).changes > 0) {
+        progress.run(p.step, p.loss, p.imagesPerSec, p.at, p.at, p.expertId);
+        const cached = this.cache.get(p.leaseId);
+        if (cached) {
+          cached.expiresAt = Math.max(cached.expiresAt, p.expiresAt);
+          cached.step = p.step;
         }
-        if (p.point) point.run(...p.point, p.point[0]);
       }
+      if (p.point) point.run(...p.point, p.point[0]);
+    };
+    this.write = c.transaction((pending: PendingRenewal[], seenAt: [string, number][]) => {
+      for (const p of pending) renewal(p);
       for (const [workerId, at] of seenAt) seen.run(at, workerId);
+    });
+    this.writeChunk = c.transaction((taken: Taken, deadline: number) => {
+      let rows = 0;
+      const spent = () =>
+        rows >= CHUNK || (rows % ROWS_PER_CLOCK === 0 && performance.now() >= deadline);
+      for (const entry of this.pending) {
+        if (rows > 0 && spent()) return;
+        this.pending.delete(entry[0]);
+        taken.pending.push(entry);
+        renewal(entry[1]);
+        rows++;
+      }
+      for (const entry of this.seen) {
+        if (rows > 0 && spent()) return;
+        this.seen.delete(entry[0]);
+        taken.seen.push(entry);
+        seen.run(entry[1], entry[0]);
+        rows++;
+      }
     });
   }
 
@@ -277,8 +303,9 @@ export class LeaseRenewals {
 
   /**
    * The due flush's next chunk: a flush is due when the last one started `flushMs` ago; it then
-   * writes what was pending at that moment, oldest first, {@link CHUNK} renewals and sightings at
-   * a time, one transaction each, at least {@link CHUNK_GAP_MS} apart. Called on every heartbeat
+   * writes what was pending at that moment, oldest first (renewals, then sightings), in chunks of
+   * at most {@link CHUNK} rows and {@link CHUNK_BUDGET_MS} of writing, one transaction each, at
+   * least {@link CHUNK_GAP_MS} apart. Called on every heartbeat
    * and by the hub's timer (which a loop busy reading sockets runs late): under load the crash
    * window stays one interval. `next`: write the next chunk of a flush under way without waiting
    * for the gap (the hub's continuation after the loop has read its sockets). The number written.
@@ -291,17 +318,17 @@ export class LeaseRenewals {
       if (this.drainLeft === 0) return 0;
     } else if (!next && now - this.lastChunkAt < CHUNK_GAP_MS) return 0;
     this.lastChunkAt = now;
-    const pending = take(this.pending, CHUNK);
-    const seen = take(this.seen, CHUNK);
-    const n = pending.length + seen.length;
-    this.drainLeft = n === 0 ? 0 : this.drainLeft - n;
+    const taken: Taken = { pending: [], seen: [] };
     try {
-      this.writeOrKeep(pending, seen);
+      this.writeChunk(taken, performance.now() + CHUNK_BUDGET_MS);
     } catch (err) {
       // Kept for the next due flush, an interval later, not retried at every heartbeat.
+      this.keep(taken.pending, taken.seen);
       this.drainLeft = 0;
       throw err;
     }
+    const n = taken.pending.length + taken.seen.length;
+    this.drainLeft = n === 0 ? 0 : this.drainLeft - n;
     return n;
   }
 
@@ -330,14 +357,19 @@ export class LeaseRenewals {
         seen,
       );
     } catch (err) {
-      for (const [id, p] of pending) {
-        const newer = this.pending.get(id);
-        if (!newer) this.pending.set(id, p);
-        // A newer renewal wins, but an unwritten point stays unless a newer one replaced it.
-        else newer.point ??= p.point;
-      }
-      for (const [id, at] of seen) if (!this.seen.has(id)) this.seen.set(id, at);
+      this.keep(pending, seen);
       throw err;
     }
+  }
+
+  /** Put back what a failed write took, newer ones winning. */
+  private keep(pending: [string, PendingRenewal][], seen: [string, number][]): void {
+    for (const [id, p] of pending) {
+      const newer = this.pending.get(id);
+      if (!newer) this.pending.set(id, p);
+      // A newer renewal wins, but an unwritten point stays unless a newer one replaced it.
+      else newer.point ??= p.point;
+    }
+    for (const [id, at] of seen) if (!this.seen.has(id)) this.seen.set(id, at);
   }
 }

@@ -433,13 +433,21 @@ export function expireLeases(
       .where(and(eq(leases.status, 'active'), lt(leases.expiresAt, now)))
       .all()
       .filter((lease) => (promised(lease.id) ?? 0) < now.getTime());
-    for (const lease of due)
+    for (const lease of due) {
+      // The deadline its last ack promised, when that was not written yet: the lease's record
+      // says when it really ran out, whenever the next flush would have come.
+      const acked = promised(lease.id);
+      if (acked !== undefined && acked > lease.expiresAt.getTime()) {
+        lease.expiresAt = new Date(acked);
+        tx.update(leases).set({ expiresAt: lease.expiresAt }).where(eq(leases.id, lease.id)).run();
+      }
       endLease(
         tx,
         lease,
         'expired',
         `no heartbeat since ${new Date(lease.expiresAt.getTime()).toISOString()}`,
       );
+    }
     return due;
   });
 }

@@ -133,6 +133,56 @@ describe('heartbeats written in batches', () => {
     other.close();
   });
 
+  it('a due flush written in chunks that fails puts back what it took, and the next one writes exactly the acks', async () => {
+    h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 60_000, heartbeatFlushMs: 10_000 });
+    const { db, hub } = h.server.coordinator;
+    await h.makeRun(3, 'fm', 50, 5);
+    const held: { c: TestClient; g: LeaseGrant }[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { c } = await h.connect('fm');
+      const g = (await c.request({ type: 'lease.request' })) as LeaseGrant;
+      await beat(c, g.leaseId, 1);
+      held.push({ c, g });
+    }
+    const acked = new Map<string, number>();
+    for (const { c, g } of held) {
+      const ack = (await beat(c, g.leaseId, 6)) as HeartbeatAck;
+      acked.set(g.leaseId, new Date(ack.expiresAt).getTime());
+    }
+    expect(hub.renewals.backlog).toBeGreaterThanOrEqual(3);
+    // The last lease's row refuses updates: the chunk fails after writing the others.
+    const last = held[2]!.g.leaseId;
+    db.$client.exec(
+      `create trigger refuse_renewal before update on leases when new.id = '${last}'
+       begin select raise(abort, 'refused by the test'); end`,
+    );
+    const backlog = hub.renewals.backlog;
+    expect(() => hub.renewals.flushIfDue(Date.now() + 20_000)).toThrow(/refused by the test/);
+    // Rolled back: nothing written, everything still pending.
+    expect(hub.renewals.backlog).toBe(backlog);
+    for (const { g } of held) {
+      const row = db.select().from(leases).where(eq(leases.id, g.leaseId)).get()!;
+      expect(row.lastStep).toBe(1);
+    }
+    db.$client.exec('drop trigger refuse_renewal');
+    // The next due flush writes each lease's acknowledged deadline and step, once.
+    let written = 0;
+    for (let i = 0; i < 10 && hub.renewals.backlog > 0; i++)
+      written +=
+        hub.renewals.flushIfDue(Date.now() + 40_000 * (i + 1), true) ||
+        hub.renewals.flushIfDue(Date.now() + 40_000 * (i + 1));
+    expect(written).toBe(backlog);
+    expect(hub.renewals.backlog).toBe(0);
+    for (const { g } of held) {
+      const row = db.select().from(leases).where(eq(leases.id, g.leaseId)).get()!;
+      expect(row.lastStep).toBe(6);
+      expect(row.expiresAt.getTime()).toBe(acked.get(g.leaseId));
+      const expert = db.select().from(experts).where(eq(experts.id, g.expert.id)).get()!;
+      expect(expert.step).toBe(6);
+    }
+    for (const { c } of held) c.close();
+  });
+
   it('a lease row cached by the heartbeat path is read afresh once another process commits', async () => {
     h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 60_000, heartbeatFlushMs: 10_000 });
     const { config } = h.server.coordinator;
