@@ -25,6 +25,7 @@ import {
   type SamplerName,
 } from '@archipelago/protocol';
 import * as tf from '@tensorflow/tfjs-core';
+import { classConditionalProbabilities } from './class-routing.js';
 import { checkFile } from './manifest.js';
 import { networkFromCheckpoint } from './network-from-checkpoint.js';
 
@@ -146,16 +147,13 @@ export class LoadedEnsemble {
     // it). A class no cluster holds leaves the router's weights as they are.
     const priors = classes === null ? null : classes.map((c) => this.classPrior(c));
     const router: Router = (x, t) => {
-      const probs = tf.tidy(() => {
-        const p = tf.softmax(routerNet.apply(x, tf.mul(t, 999) as tf.Tensor1D) as tf.Tensor2D);
-        if (!priors) return p;
-        const rows = p.shape[0];
-        const table = new Float32Array(rows * K);
-        for (let r = 0; r < rows; r++)
-          table.set(priors[r % B] ?? new Array<number>(K).fill(1), r * K);
-        const w = tf.mul(p, tf.tensor2d(table, [rows, K]));
-        return tf.div(w, tf.maximum(tf.sum(w, 1, true), 1e-12));
-      }) as tf.Tensor2D;
+      // In log space (ensembles/class-routing.ts): a product of probabilities underflows.
+      const probs = tf.tidy(() =>
+        classConditionalProbabilities(
+          routerNet.apply(x, tf.mul(t, 999) as tf.Tensor1D) as tf.Tensor2D,
+          priors,
+        ),
+      );
       const rows = probs.shape[0];
       const { selected, weights } = selectExperts(probs.dataSync(), rows, K, strategy);
       for (let r = 0; r < rows; r++) {
