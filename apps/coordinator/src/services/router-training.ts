@@ -252,7 +252,10 @@ export async function fitRouter(
     const size = h * w * c;
     const rng = createRng(deriveSeed(input.seed, 'router-batches'));
     let loss = 0;
-    for (let step = 0; step < input.steps; step++) {
+    // One expert (a monolith): a one-way softmax answers it whatever the weights, so there is
+    // nothing to learn; the untrained router is stored all the same, keeping the manifest's form.
+    const steps = K === 1 ? 0 : input.steps;
+    for (let step = 0; step < steps; step++) {
       trainer.learningRate = LEARNING_RATE * Math.min(1, (step + 1) / WARMUP);
       const x = new Float32Array(BATCH * size);
       const y = new Int32Array(BATCH);
@@ -266,11 +269,11 @@ export async function fitRouter(
       // Let the event loop breathe between steps (on the main thread with computeThreads 0).
       await new Promise((resolve) => setImmediate(resolve));
       loss = 0.95 * loss + 0.05 * r.loss;
-      progress('training the router', step + 1, input.steps);
+      progress('training the router', step + 1, steps);
       if ((step + 1) % 100 === 0)
         log.info({ run: input.runId, step: step + 1, loss }, 'router training');
     }
-    progress('evaluating', input.steps, input.steps);
+    progress('evaluating', steps, steps);
     const evalX = new Float32Array(val.count * EVAL_REPEATS * size);
     const evalY = new Int32Array(val.count * EVAL_REPEATS);
     for (let r = 0; r < EVAL_REPEATS; r++) {

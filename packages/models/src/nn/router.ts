@@ -40,7 +40,10 @@ export interface RouterConfig {
   depth: number;
   heads: number;
   mlpRatio: number;
-  /** K, the number of clusters (experts); at least 2. */
+  /**
+   * K, the number of clusters (experts); at least 1. With K = 1 (a monolith) the router's softmax
+   * is the constant 1 whatever its weights: a trivial router that keeps the manifest format.
+   */
   numClusters: number;
 }
 
@@ -58,8 +61,8 @@ const ROUTER_KEYS = [
 /** Validate a {@link RouterConfig}; throws on unknown keys (listing the valid ones) or bad values. */
 export function validateRouterConfig(config: RouterConfig): void {
   checkConfig('RouterConfig', config, ROUTER_KEYS);
-  if (!Number.isInteger(config.numClusters) || config.numClusters < 2) {
-    throw new Error(`RouterConfig: numClusters must be an integer >= 2, got ${config.numClusters}`);
+  if (!Number.isInteger(config.numClusters) || config.numClusters < 1) {
+    throw new Error(`RouterConfig: numClusters must be an integer >= 1, got ${config.numClusters}`);
   }
 }
 

@@ -57,7 +57,11 @@ export function createLoss(task: TaskSpec, network: TrainableNetwork): LossFn {
     return tf.tidy(() => {
       const logits = network.apply(batch.x, batch.tau); //                          [B, K]
       const K = logits.shape[1] as number;
-      const oneHot = tf.cast(tf.oneHot(classes as tf.Tensor1D, K), 'float32'); //  [B, K]
+      // Compared with a range rather than tf.oneHot, which refuses K = 1 (a monolith's router).
+      const oneHot = tf.cast(
+        tf.equal(tf.reshape(tf.cast(classes, 'int32'), [-1, 1]), tf.range(0, K, 1, 'int32')),
+        'float32',
+      ); //                                                                         [B, K]
       const logp = tf.logSoftmax(logits); //                                        [B, K]
       return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, logp), 1))) as tf.Scalar; //     []
     });

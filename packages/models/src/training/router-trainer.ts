@@ -149,10 +149,11 @@ export class RouterTrainer {
         const [predicted, logp] = tf.tidy(() => {
           const x = tf.slice(batch.x, start, n);
           const logits = this.engine.network.apply(x, tf.slice(batch.tau, start, n)); // [n, K]
-          const onehot = tf.oneHot(
-            tf.slice(batch.classes!, start, n) as tf.Tensor1D,
-            this.numClusters,
-          );
+          // Compared with a range rather than tf.oneHot, which refuses K = 1 (a monolith).
+          const onehot = tf.equal(
+            tf.reshape(tf.cast(tf.slice(batch.classes!, start, n), 'int32'), [-1, 1]),
+            tf.range(0, this.numClusters, 1, 'int32'),
+          ); //                                                                     [n, K]
           const picked = tf.sum(tf.mul(tf.logSoftmax(logits), tf.cast(onehot, 'float32')), 1); // [n]
           return [tf.argMax(logits, 1).dataSync(), picked.dataSync()];
         });

@@ -33,12 +33,23 @@ describe('RouterNet', () => {
     expect(r.params.get('cls_token')!.shape).toEqual([1, 1, 32]);
     expect(r.params.get('head.weight')!.shape).toEqual([32, 3]);
     expect(r.config).toEqual(CONFIG);
-    expect(() => new RouterNet({ ...CONFIG, numClusters: 1 })).toThrow(
-      /numClusters must be an integer >= 2/,
+    expect(() => new RouterNet({ ...CONFIG, numClusters: 0 })).toThrow(
+      /numClusters must be an integer >= 1/,
     );
     expect(() => new RouterNet({ ...CONFIG, numClasses: 3 } as unknown as RouterConfig)).toThrow(
       /unknown key\(s\) numClasses; valid: imageSize, .*numClusters/,
     );
+    r.dispose();
+  });
+
+  it('with one cluster (a monolith) answers it with probability 1 for any input', () => {
+    const r = new RouterNet({ ...CONFIG, numClusters: 1 }, 3);
+    tf.tidy(() => {
+      const x = tf.randomNormal([3, 8, 8, 1], 0, 1, 'float32', 2);
+      const p = tf.softmax(r.apply(x, tf.tensor1d([0, 500, 999])));
+      expect(p.shape).toEqual([3, 1]);
+      expect(Array.from(p.dataSync())).toEqual([1, 1, 1]);
+    });
     r.dispose();
   });
 

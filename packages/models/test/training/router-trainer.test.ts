@@ -120,3 +120,39 @@ describe('RouterTrainer: an MLP classifier on the 2-D mixture', () => {
     }
   });
 });
+
+describe('RouterTrainer with one cluster (a monolith)', () => {
+  it('trains and evaluates: every sample is routed to the one expert, at zero loss', async () => {
+    const trainer = await RouterTrainer.create({
+      network: {
+        kind: 'router',
+        config: {
+          imageSize: 8,
+          channels: 1,
+          patchSize: 2,
+          hidden: 16,
+          depth: 1,
+          heads: 2,
+          mlpRatio: 2,
+          numClusters: 1,
+        },
+      },
+      optimizer: { learningRate: LR },
+      seed: 2,
+    });
+    try {
+      const x = {
+        data: new Float32Array(16 * 64).map((_, i) => Math.sin(i)),
+        shape: [16, 8, 8, 1],
+      };
+      const step = await trainer.step(x, new Int32Array(16));
+      expect(step.loss).toBeCloseTo(0, 6);
+      const ev = trainer.evaluate(x, new Int32Array(16), 3, 4);
+      expect(ev.counts.reduce((a, b) => a + b, 0)).toBe(16);
+      for (const [i, a] of ev.accuracy.entries()) if (ev.counts[i]! > 0) expect(a).toBe(1);
+      expect(ev.loss).toBeCloseTo(0, 6);
+    } finally {
+      await trainer.dispose();
+    }
+  });
+});
