@@ -164,7 +164,9 @@ describe('hostile workers cannot hoard or brick experts', () => {
 describe('a hostile final checkpoint with a copied fingerprint', () => {
   let h: Harness;
   beforeEach(async () => {
-    h = await startHarness();
+    // Leases that outlast the test on a loaded machine: nothing here is about expiry, and the
+    // bystander's lease must not expire (and its expert be re-leased) while the attack runs.
+    h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 600_000 });
   });
   afterEach(async () => h.close());
 

@@ -20,7 +20,8 @@ import type { TestClient } from './socket-client.js';
 describe('optimiser states beside checkpoints', () => {
   let h: Harness;
   beforeEach(async () => {
-    h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 10_000 });
+    // A lease that outlasts the test on a loaded machine: nothing here is about expiry.
+    h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 600_000 });
   });
   afterEach(async () => {
     await h.close();

@@ -229,14 +229,28 @@ describe('worker protocol over real sockets', () => {
   it('an expired lease returns the expert to the pool; the next worker resumes from the last accepted checkpoint', async () => {
     // Its own coordinator with a short lease TTL (closed by afterEach in place of the default one).
     const normal = h;
-    await start({ heartbeatMs: 100, leaseTtlMs: 400 });
+    await start({ heartbeatMs: 500, leaseTtlMs: 2000 });
     await normal.close();
     const run = await makeRun(1, 'fm', 20, 5);
     const { c: first } = await connect('fm');
     const g1 = (await first.request({ type: 'lease.request' })) as LeaseGrant;
     expect(g1.expert.runId).toBe(run.id);
     const body = await h.checkpoint(g1, 5);
+    // Renewed before each step of the upload, so it lands however slow the machine is; then
+    // silence.
+    const renew = async (step: number) =>
+      expect(
+        await first.request({
+          type: 'heartbeat',
+          leaseId: g1.leaseId,
+          step,
+          loss: 1,
+          imagesPerSec: 1,
+        }),
+      ).toMatchObject({ type: 'heartbeat.ack' });
+    await renew(4);
     const up = await upload(first, g1.leaseId, 5, body);
+    await renew(5);
     expect(
       await first.request({
         type: 'checkpoint.commit',
@@ -244,8 +258,8 @@ describe('worker protocol over real sockets', () => {
         checkpointId: up.url.checkpointId,
       }),
     ).toMatchObject({ type: 'checkpoint.accepted' });
-    // No more heartbeats: the lease (TTL 400 ms) expires; the worker hears lease.revoke.
-    expect(await first.next(5000)).toMatchObject({ type: 'lease.revoke', leaseId: g1.leaseId });
+    // No more heartbeats: the lease (TTL 2 s) expires; the worker hears lease.revoke.
+    expect(await first.next(15_000)).toMatchObject({ type: 'lease.revoke', leaseId: g1.leaseId });
     expect(
       await first.request({
         type: 'heartbeat',
