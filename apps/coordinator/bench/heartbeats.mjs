@@ -33,6 +33,7 @@ const FLAGS = {
   'soak-seconds': 'BENCH_HB_SOAK_SECONDS',
   'interval-ms': 'BENCH_HB_INTERVAL_MS',
   'paced-ms': 'BENCH_HB_PACED_MS',
+  'idle-poll-ms': 'BENCH_HB_IDLE_POLL_MS',
 };
 let noRaw = process.env.BENCH_HB_NO_RAW === '1';
 if (process.argv[2] !== '--load') {
@@ -89,6 +90,13 @@ const PACED_MS = String(process.env.BENCH_HB_PACED_MS ?? '500,100')
   .split(',')
   .map(Number)
   .filter((ms) => ms > 0);
+/**
+ * While each phase runs, every connection without a lease asks for one once per IDLE_POLL_MS
+ * (0: they only say hello), as a real idle worker does at `lease.none`'s `retryAfterMs` (the
+ * heartbeat interval, 5 s by default): 8,976 idle workers at 5 s add about 1,800 requests/s. The
+ * runs' experts are all leased, so the coordinator answers `lease.none`.
+ */
+const IDLE_POLL_MS = Number(process.env.BENCH_HB_IDLE_POLL_MS ?? 5000);
 const ADMIN_KEY = 'bench-admin-key-0123456789abcdef';
 /** Experts per run: the most a run may have. */
 const PER_RUN = 256;
@@ -194,6 +202,48 @@ async function loadGenerator() {
     const until = performance.now() + seconds * 1000;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
+    const idle = IDLE_POLL_MS > 0 ? sockets.slice(leased.length) : [];
+    const idleLatencies = [];
+    const idleAnswers = {};
+    // Each idle socket: ask, wait for the answer, ask again an interval after the last ask; at the
+    // end of the phase one still waiting for an answer gets it first (no stale answer is left for
+    // the next phase).
+    const stops = [];
+    const polling = idle.map(
+      (ws) =>
+        new Promise((resolve) => {
+          let sentAt = 0;
+          let inFlight = false;
+          let stopped = false;
+          let timer = null;
+          const finish = () => {
+            clearTimeout(timer);
+            ws.off('message', onAnswer);
+            resolve();
+          };
+          const ask = () => {
+            if (stopped) return finish();
+            inFlight = true;
+            sentAt = performance.now();
+            ws.send('{"type":"lease.request"}');
+          };
+          const onAnswer = (data) => {
+            const done = performance.now();
+            inFlight = false;
+            idleLatencies.push(done - sentAt);
+            const type = JSON.parse(String(data)).type;
+            idleAnswers[type] = (idleAnswers[type] ?? 0) + 1;
+            if (stopped) return finish();
+            timer = setTimeout(ask, Math.max(0, IDLE_POLL_MS - (done - sentAt)));
+          };
+          ws.on('message', onAnswer);
+          timer = setTimeout(ask, Math.random() * IDLE_POLL_MS);
+          stops.push(() => {
+            stopped = true;
+            if (!inFlight) finish();
+          });
+        }),
+    );
     await Promise.all(
       leased.map(
         (l) =>
@@ -237,11 +287,19 @@ async function loadGenerator() {
     );
     const wall = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
+    for (const stop of stops) stop();
+    await Promise.all(polling);
     latencies.sort((a, b) => a - b);
+    idleLatencies.sort((a, b) => a - b);
     return {
       acks,
       refused,
       codes,
+      idle: {
+        requests: idleLatencies.length,
+        answers: idleAnswers,
+        p99Ms: quantile(idleLatencies, 0.99),
+      },
       seconds: wall,
       p50Ms: quantile(latencies, 0.5),
       p99Ms: quantile(latencies, 0.99),
@@ -493,6 +551,13 @@ function driveFigures(r, m, cpuDigits) {
     maxMs: round(r.maxMs, 2),
     serverCpu: round(m.serverCpu, cpuDigits),
     loadCpu: round(r.loadCpu, cpuDigits),
+    ...(r.idle.requests > 0
+      ? {
+          idleRequestsPerSec: round(r.idle.requests / r.seconds, 0),
+          idleP99Ms: round(r.idle.p99Ms, 2),
+          idleAnswers: r.idle.answers,
+        }
+      : {}),
   };
 }
 

@@ -18,9 +18,10 @@ import type { Db } from '../db/database.js';
 import { type LeaseRow, workers, workerTokens } from '../db/schema/index.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import { newId } from '../ids.js';
-import { EVENTS, recordEvent } from '../lifecycle/events.js';
+import { EVENTS, recordEvent, stateGenerationNow } from '../lifecycle/events.js';
 import { HubMetrics } from '../metrics.js';
 import { collectCheckpoints } from '../services/checkpoint-gc.js';
+import { IdleRequests } from '../services/idle-requests.js';
 import { LeaseRenewals } from '../services/lease-renewals.js';
 import {
   beginCheckpoint,
@@ -124,6 +125,8 @@ export class WorkerHub {
   private readonly revokedTokens = new Set<string>();
   /** Heartbeats acknowledged and not yet written (services/lease-renewals.ts). */
   readonly renewals: LeaseRenewals;
+  /** Lease requests with nothing to lease, answered from memory (services/idle-requests.ts). */
+  readonly idle: IdleRequests;
   /** Set once the coordinator shuts down: late socket events must not touch the database. */
   stopped = false;
   /** Frames, grants, lease ends and checkpoint verdicts, served at /metrics (metrics.ts). */
@@ -136,6 +139,7 @@ export class WorkerHub {
       options.config.heartbeatFlushMs ?? DEFAULT_FLUSH_MS,
     );
     this.dataVersionStatement = options.db.$client.prepare('PRAGMA data_version').pluck();
+    this.idle = new IdleRequests(options.db, (id) => this.renewals.promised(id));
   }
 
   get db(): Db {
@@ -296,8 +300,10 @@ export class WorkerHub {
       const version = this.dataVersionStatement.get() as number;
       if (version === this.dataVersion) return;
       this.dataVersion = version;
-      // Lease rows another process changed (a CLI cancel or revocation) are read afresh.
+      // Lease rows another process changed (a CLI cancel or revocation) are read afresh, and
+      // what it changed may have made work to lease.
       this.renewals.invalidate();
+      this.idle.invalidate();
       const connected = new Set<string>();
       for (const c of this.connections.values()) if (c.tokenId) connected.add(c.tokenId);
       if (connected.size === 0) return;
@@ -649,8 +655,11 @@ class WorkerConnection {
     const { db, config } = this.hub.options;
     const workerId = this.workerId!;
     this.hub.renewals.sawWorker(workerId);
+    // An idle worker's request while nothing is pending: answered from memory, no read at all.
+    const nothing =
+      msg.type === 'lease.request' && this.hub.idle.nothingFor(workerId, this.objective);
     // Every other message reads leases and experts for a decision: on the acknowledged renewals.
-    if (msg.type !== 'heartbeat') this.hub.flushRenewals();
+    if (msg.type !== 'heartbeat' && !nothing) this.hub.flushRenewals();
     switch (msg.type) {
       case 'hello':
         return this.sendError(
@@ -660,6 +669,14 @@ class WorkerConnection {
           'hello',
         );
       case 'lease.request': {
+        const none = () =>
+          this.send({
+            type: 'lease.none',
+            retryAfterMs: config.heartbeatMs,
+            reason: `no pending expert for objective ${this.objective}`,
+          });
+        if (nothing) return none();
+        const generation = stateGenerationNow();
         const leased = tryLease(
           db,
           workerId,
@@ -668,11 +685,8 @@ class WorkerConnection {
           config.maxLeasesPerToken,
         );
         if (!leased) {
-          return this.send({
-            type: 'lease.none',
-            retryAfterMs: config.heartbeatMs,
-            reason: `no pending expert for objective ${this.objective}`,
-          });
+          this.hub.idle.remember(this.objective, generation);
+          return none();
         }
         let grant: Awaited<ReturnType<typeof buildGrant>>;
         try {
