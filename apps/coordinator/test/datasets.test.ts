@@ -113,6 +113,64 @@ describe('dataset import and clustering', () => {
     expect(c2.shards.map((s: { sha256: string }) => s.sha256)).toEqual(
       c!.shards.map((s) => s.sha256),
     );
+    expect(c!.assignment).toBe('semantic');
+
+    // Random shards of the same data, K and seed: the semantic sizes, stored as random, and each
+    // shard's class mix close to the whole dataset's (total variation distance).
+    const rand = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/datasets/${ds.id}/clusterings`,
+      headers: auth,
+      payload: { k: 3, seed: 1, valFraction: 0.05, assignment: 'random' },
+    });
+    expect(rand.statusCode, rand.body).toBe(202);
+    const job3 = await waitForJob(t.app, rand.json().job.id);
+    expect(job3.status, job3.error ?? '').toBe('succeeded');
+    const c3 = (await t.app.inject({ method: 'GET', url: `/api/v1/datasets/${ds.id}` }))
+      .json()
+      .clusterings.find((x: { id: string }) => x.id === job3.result!.clusteringId);
+    expect(c3.assignment).toBe('random');
+    expect(c3.sizes).toEqual(c!.sizes);
+    const tv = (clustering: typeof c) => {
+      const whole = new Map<string, number>();
+      const per = new Map<number, Map<string, number>>();
+      for (const sh of clustering!.shards) {
+        const h = per.get(sh.cluster) ?? new Map<string, number>();
+        for (const [name, count] of Object.entries(sh.classCounts)) {
+          h.set(name, (h.get(name) ?? 0) + count);
+          whole.set(name, (whole.get(name) ?? 0) + count);
+        }
+        per.set(sh.cluster, h);
+      }
+      let total = 0;
+      for (const [cluster, h] of per) {
+        const size = clustering!.sizes[cluster]!;
+        let d = 0;
+        for (const [name, count] of whole) d += Math.abs((h.get(name) ?? 0) / size - count / 1e4);
+        total += (size / 1e4) * (d / 2);
+      }
+      return total;
+    };
+    expect(tv(c3)).toBeLessThan(0.05);
+    expect(tv(c)).toBeGreaterThan(0.3);
+  });
+
+  it('refuses an assignment it does not know, with a stable code naming the field', async () => {
+    for (const assignment of ['kmeans', 'RANDOM', 1, null, { kind: 'random' }]) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/datasets',
+        headers: auth,
+        payload: {
+          name: 'x',
+          source: { kind: 'builtin', name: 'mnist' },
+          cluster: { k: 2, assignment },
+        },
+      });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json().error.code).toBe('validation_error');
+      expect(res.json().error.message).toContain('assignment');
+    }
   });
 
   it('imports a folder of PNG and JPEG images with labels from sub-folders, resized to the resolution', async () => {

@@ -87,6 +87,44 @@ describe('runs', () => {
     expect(after.experts.reduce((a, e) => a + (e.size ?? 0) + (e.valSize ?? 0), 0)).toBe(32);
   });
 
+  it('random shards: a run asking for them gets its own clustering of the semantic sizes', async () => {
+    const semantic = dataset.clusterings[0]!;
+    const res = await create({ experts: 4, assignment: 'random' });
+    expect(res.statusCode, res.body).toBe(201);
+    const run = res.json() as Run;
+    // The semantic clustering with that K and seed is not reused for random shards.
+    expect(run.status).toBe('clustering');
+    const jobRow = t.coordinator.db.query.jobs
+      .findFirst({ where: (j, { eq: e }) => e(j.runId, run.id) })
+      .sync();
+    expect(jobRow!.payload).toMatchObject({ k: 4, assignment: 'random' });
+    const job = await waitForJob(t.app, jobRow!.id);
+    expect(job.status, job.error ?? '').toBe('succeeded');
+    const ds = (
+      await t.app.inject({ method: 'GET', url: `/api/v1/datasets/${dataset.id}` })
+    ).json() as Dataset;
+    const random = ds.clusterings.find((c) => c.id === job.result!.clusteringId)!;
+    expect(random.assignment).toBe('random');
+    expect(random.sizes).toEqual(semantic.sizes);
+    // A second random run reuses it; a random run cannot be put on the semantic clustering.
+    const again = (await create({ experts: 4, assignment: 'random' })).json() as Run;
+    expect(again.status).toBe('training');
+    expect(again.clusteringId).toBe(random.id);
+    const mismatch = await create({
+      experts: 4,
+      assignment: 'random',
+      clusteringId: semantic.id,
+    });
+    expect(mismatch.statusCode).toBe(400);
+    expect(mismatch.json().error.code).toBe('clustering_mismatch');
+    for (const assignment of ['kmeans', '', 7, null, ['random']]) {
+      const bad = await create({ experts: 4, assignment });
+      expect(bad.statusCode, bad.body).toBe(400);
+      expect(bad.json().error.code).toBe('validation_error');
+      expect(bad.json().error.message).toContain('assignment');
+    }
+  });
+
   it('rejects objective mixes that do not fit, naming the problem', async () => {
     const sum = await create({ experts: 4, objectives: 'ddpm:2,fm:6' });
     expect(sum.statusCode).toBe(400);

@@ -127,4 +127,20 @@ describe('baseline runs with real processes', () => {
     for (const s of samples.routing.steps) expect(s.rows).toEqual([4]);
     expect(samples.routing.meanExpertsPerSample).toBe(1);
   });
+
+  it('a run on random shards of the semantic sizes trains, publishes saying so, and samples', async () => {
+    const run = await trainAndPublish('random', { experts: 2, assignment: 'random' });
+    const { body: dataset } = await coord.api<Dataset>('GET', `/api/v1/datasets/${datasetId}`);
+    const semantic = dataset.clusterings.find((c) => c.k === 2 && c.assignment === 'semantic')!;
+    const random = dataset.clusterings.find((c) => c.id === run.clusteringId)!;
+    expect(random.assignment).toBe('random');
+    expect(random.sizes).toEqual(semantic.sizes);
+
+    const { ens, manifest, samples } = await published(run);
+    expect(manifest.experts).toHaveLength(2);
+    expect(manifest.dataset.assignment).toBe('random');
+    expect(manifest.dataset.sizes).toEqual(semantic.sizes);
+    expect(ens.routerAccuracy.accuracy).toHaveLength(10);
+    for (const s of samples.routing.steps) expect(s.rows.reduce((a, b) => a + b, 0)).toBe(4);
+  });
 });

@@ -13,10 +13,21 @@
 import { deriveSeed } from '@archipelago/random';
 import { DatasetImportError } from './errors.js';
 import { kmeans } from './kmeans.js';
+import { randomPartition } from './random-partition.js';
+
+/**
+ * How images are assigned to the K shards: by the two-level k-means (`semantic`), or at random
+ * with exactly the sizes the semantic clustering of the same data, K and seed gives (`random`,
+ * the baseline of docs/method.md §8).
+ */
+export const CLUSTER_ASSIGNMENTS = ['semantic', 'random'] as const;
+export type ClusterAssignment = (typeof CLUSTER_ASSIGNMENTS)[number];
 
 export interface ClusterOptions {
   /** Number of coarse clusters (shards), K. */
   k: number;
+  /** Default `semantic`. */
+  assignment?: ClusterAssignment;
   /** Fine centroids (default `min(1024, floor(n / 10))`, at least k, at most n). */
   fineK?: number;
   seed: number;
@@ -38,20 +49,23 @@ export interface ClusterOptions {
 
 export interface ClusterResult {
   k: number;
+  assignment: ClusterAssignment;
   fineK: number;
   /** `[n]` coarse cluster (shard) of each point, in [0, k). */
   assignments: Int32Array;
-  /** `[n]` fine centroid of each point, in [0, fineK). */
+  /**
+   * `[n]` fine centroid of each point, in [0, fineK), and `[fineK]` the coarse cluster of each
+   * fine centroid: those of the semantic clustering (with `random`, the one that set the sizes).
+   */
   fineAssignments: Int32Array;
-  /** `[fineK]` coarse cluster of each fine centroid. */
   fineToCoarse: Int32Array;
   /** `[k]` points per coarse cluster; all > 0 when n >= fineK. */
   sizes: Int32Array;
-  /** Sum over points of the squared distance to their coarse cluster's centroid. */
+  /** Sum over points of the squared distance to their shard's centroid (of `assignments`). */
   inertia: number;
   /** Sum over points of the squared distance to their fine centroid. */
   fineInertia: number;
-  /** `[k, d]` mean of each coarse cluster's points. */
+  /** `[k, d]` mean of each shard's points (of `assignments`). */
   coarseCentroids: Float32Array;
   /** `[fineK, d]` fine centroids. */
   fineCentroids: Float32Array;
@@ -62,7 +76,9 @@ export interface ClusterResult {
 /**
  * Two-level k-means partition of `[n, d]` features into k clusters.
  *
- * Deterministic for a seed (on a given TensorFlow.js backend). Requires an active backend.
+ * Deterministic for a seed (on a given TensorFlow.js backend). Requires an active backend. With
+ * `assignment: 'random'` the semantic clustering still runs, for its sizes; the points are then
+ * dealt to shards of those sizes by {@link randomPartition} with a seed derived from `seed`.
  *
  * @throws {DatasetImportError} `too_small` when n < k.
  */
@@ -75,6 +91,11 @@ export async function clusterDataset(
   const start = performance.now();
   const { k } = options;
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be an integer >= 1, got ${k}`);
+  const assignment = options.assignment ?? 'semantic';
+  if (!CLUSTER_ASSIGNMENTS.includes(assignment))
+    throw new RangeError(
+      `unknown assignment ${JSON.stringify(assignment)}; valid: ${CLUSTER_ASSIGNMENTS.join(', ')}`,
+    );
   if (n < k)
     throw new DatasetImportError(
       'too_small',
@@ -119,7 +140,13 @@ export async function clusterDataset(
   });
   const coarseMs = performance.now() - start - fineMs;
 
-  const assignments = Int32Array.from(fine.assignments, (f) => fineToCoarse[f]);
+  const semantic = Int32Array.from(fine.assignments, (f) => fineToCoarse[f]);
+  let assignments: Int32Array = semantic;
+  if (assignment === 'random') {
+    const semanticSizes = new Int32Array(k);
+    for (const c of semantic) semanticSizes[c]++;
+    assignments = randomPartition(semanticSizes, deriveSeed(options.seed, 'random-assignment'));
+  }
   const sizes = new Int32Array(k);
   const sums = new Float64Array(k * d);
   for (let i = 0; i < n; i++) {
@@ -142,6 +169,7 @@ export async function clusterDataset(
   options.onProgress?.({ stage: 'done', iteration: 1, maxIter: 1 });
   return {
     k,
+    assignment,
     fineK,
     assignments,
     fineAssignments: fine.assignments,

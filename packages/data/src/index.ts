@@ -11,6 +11,7 @@ export * from './kmeans.js';
 export * from './mnist-full.js';
 export * from './npy.js';
 export * from './pca.js';
+export * from './random-partition.js';
 export * from './resize.js';
 export * from './shard-format.js';
 export * from './shards.js';

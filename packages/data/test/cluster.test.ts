@@ -89,6 +89,58 @@ describe('clusterDataset', () => {
     expect([...result.sizes]).toEqual([300, 300, 300]);
   });
 
+  it('random assignment: the semantic sizes, a seeded partition, and the class mix of the whole', {
+    timeout: 60_000,
+  }, async () => {
+    const set = await loadBuiltinDataset('mnist', { resolution: 8 });
+    const { features, n, d } = await computeFeatures(set, { pcaComponents: 16, seed: 1 });
+    const k = 4;
+    const semantic = await clusterDataset(features, n, d, { k, seed: 3 });
+    const random = await clusterDataset(features, n, d, { k, seed: 3, assignment: 'random' });
+    expect(semantic.assignment).toBe('semantic');
+    expect(random.assignment).toBe('random');
+    expect([...random.sizes]).toEqual([...semantic.sizes]);
+    const again = await clusterDataset(features, n, d, { k, seed: 3, assignment: 'random' });
+    expect(Array.from(again.assignments)).toEqual(Array.from(random.assignments));
+    // The class mix: total variation distance of each shard's class histogram from the dataset's,
+    // weighted by shard size.
+    const mix = (assignments: Int32Array) => {
+      const classes = set.classNames.length;
+      const whole = new Array<number>(classes).fill(0);
+      const per = Array.from({ length: k }, () => new Array<number>(classes).fill(0));
+      for (let i = 0; i < n; i++) {
+        whole[set.labels[i]!]! += 1;
+        per[assignments[i]!]![set.labels[i]!]! += 1;
+      }
+      let tv = 0;
+      for (const h of per) {
+        const size = h.reduce((a, b) => a + b, 0);
+        let dist = 0;
+        for (let c = 0; c < classes; c++) dist += Math.abs(h[c]! / size - whole[c]! / n) / 2;
+        tv += (size / n) * dist;
+      }
+      return tv;
+    };
+    const tvSemantic = mix(semantic.assignments);
+    const tvRandom = mix(random.assignments);
+    console.info(JSON.stringify({ sizes: [...semantic.sizes], tvSemantic, tvRandom }));
+    // Shards of ~2,500 images at random: sampling noise alone, a few hundredths.
+    expect(tvRandom).toBeLessThan(0.05);
+    expect(tvSemantic).toBeGreaterThan(0.3);
+    // Random shards are spread over the whole feature space: far higher inertia.
+    expect(random.inertia).toBeGreaterThan(1.2 * semantic.inertia);
+  });
+
+  it('refuses an unknown assignment, listing the valid ones', async () => {
+    await expect(
+      clusterDataset(new Float32Array(8), 8, 1, {
+        k: 2,
+        seed: 1,
+        assignment: 'shuffled' as 'random',
+      }),
+    ).rejects.toThrow(/unknown assignment "shuffled"; valid: semantic, random/);
+  });
+
   it('rejects fewer points than clusters', async () => {
     const err = await clusterDataset(new Float32Array(4), 4, 1, { k: 8, seed: 1 }).catch(
       (e: unknown) => e,

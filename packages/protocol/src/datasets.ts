@@ -31,10 +31,24 @@ export const DatasetSource = Type.Union(
 );
 export type DatasetSource = Static<typeof DatasetSource>;
 
+/**
+ * How images are assigned to the K shards (docs/method.md §8): `semantic`, by the two-level
+ * k-means; `random`, at random with exactly the sizes the semantic clustering of the same data,
+ * K and seed gives (the baseline that isolates the assignment).
+ */
+export const CLUSTER_ASSIGNMENTS = ['semantic', 'random'] as const;
+export const ClusterAssignment = Type.Enum(CLUSTER_ASSIGNMENTS, {
+  default: 'semantic',
+  description:
+    '`semantic`: two-level k-means; `random`: random shards of the sizes `semantic` gives (a baseline).',
+});
+export type ClusterAssignment = Static<typeof ClusterAssignment>;
+
 /** Parameters of the two-level k-means of docs/method.md §8. */
 export const ClusterBody = Type.Object(
   {
     k: Type.Integer({ minimum: 1, maximum: 256, description: 'Coarse clusters = experts.' }),
+    assignment: Type.Optional(ClusterAssignment),
     fineK: Type.Optional(
       Type.Integer({
         minimum: 1,
@@ -100,6 +114,7 @@ export const Clustering = Type.Object(
     id: Id,
     datasetId: Id,
     k: Type.Integer(),
+    assignment: Type.Enum(CLUSTER_ASSIGNMENTS),
     fineK: Type.Integer(),
     seed: Type.Integer(),
     valFraction: Type.Number(),

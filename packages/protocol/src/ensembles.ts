@@ -13,6 +13,7 @@
  */
 import { type Static, type TSchema, Type } from 'typebox';
 import { Timestamp } from './common.js';
+import { CLUSTER_ASSIGNMENTS } from './datasets.js';
 import { FmTimeSampling, ModelPreset, Objective, Schedule } from './models.js';
 import { type ObjectiveSpec, ObjectiveSpec as ObjectiveSpecSchema } from './objective-spec.js';
 import { AcceptancePolicy } from './runs.js';
@@ -175,6 +176,8 @@ const manifestBody = (schema: string, experts: TSchema, title: string) =>
           channels: Type.Integer(),
           classNames: Type.Array(Type.String()),
           clusteringId: Type.String(),
+          /** How images were assigned to shards; absent: `semantic` (docs/manifest-format.md). */
+          assignment: Type.Optional(Type.Enum(CLUSTER_ASSIGNMENTS)),
           sizes: Type.Array(Type.Integer()),
           /**
            * `[K][numClasses]` training images of each class in each cluster: p(c | k), which

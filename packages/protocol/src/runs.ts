@@ -1,5 +1,6 @@
 import { type Static, type TSchema, Type } from 'typebox';
 import { Id, Timestamp } from './common.js';
+import { ClusterAssignment } from './datasets.js';
 import {
   ExpertObjective,
   FM_TIME_SAMPLINGS,
@@ -113,6 +114,7 @@ export const CreateRunBody = Type.Object(
     learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.0003 })),
     seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 0 })),
     clusteringId: Type.Optional(Id),
+    assignment: Type.Optional(ClusterAssignment),
     fineK: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })),
     valFraction: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5 })),
     initFmFromDdpm: Type.Optional(

@@ -1,4 +1,9 @@
-import { BUILTIN_DATASET_NAMES, ClusterBody, ImportDatasetBody } from '@archipelago/protocol';
+import {
+  BUILTIN_DATASET_NAMES,
+  CLUSTER_ASSIGNMENTS,
+  ClusterBody,
+  ImportDatasetBody,
+} from '@archipelago/protocol';
 import { type Command, Option } from 'commander';
 import { newId } from '../ids.js';
 import { progressPrinter } from '../progress.js';
@@ -13,8 +18,16 @@ import { checkBody, dataDirOption, int, num, print } from './options.js';
 import { UsageError } from './usage-error.js';
 import { withCoordinator } from './with-coordinator.js';
 
+/** `--assignment`, of `dataset import` and `dataset cluster`. */
+const assignmentOption = () =>
+  new Option(
+    '--assignment <kind>',
+    'how images go to shards: semantic (k-means) or random (shards of the semantic sizes, a baseline)',
+  ).choices(CLUSTER_ASSIGNMENTS);
+
 function clusterSummary(c: {
   k: number;
+  assignment: string;
   sizes: number[];
   inertia: number;
   fineK: number;
@@ -27,7 +40,7 @@ function clusterSummary(c: {
       `    cluster ${String(i).padStart(2)}  ${String(s).padStart(7)} images  ${((100 * s) / total).toFixed(1).padStart(5)} %`,
   );
   return [
-    `  clustering ${c.id}: K=${c.k} (from ${c.fineK} fine centroids) in ${(c.durationMs / 1000).toFixed(1)} s, inertia ${c.inertia.toFixed(1)}`,
+    `  clustering ${c.id}: K=${c.k}${c.assignment === 'random' ? ' random shards' : ''} (from ${c.fineK} fine centroids) in ${(c.durationMs / 1000).toFixed(1)} s, inertia ${c.inertia.toFixed(1)}`,
     ...rows,
   ].join('\n');
 }
@@ -60,6 +73,7 @@ export function registerDatasetCommands(program: Command): void {
       int('--pca-components'),
     )
     .option('--clusters <k>', 'cluster into K shards right away', int('--clusters'))
+    .addOption(assignmentOption())
     .option('--fine-k <n>', 'fine centroids of the two-level k-means', int('--fine-k'))
     .option('--seed <n>', 'clustering seed', int('--seed'))
     .option('--val-fraction <f>', 'held-out validation fraction per shard', num('--val-fraction'))
@@ -87,6 +101,7 @@ export function registerDatasetCommands(program: Command): void {
             ? {
                 cluster: {
                   k: opts.clusters,
+                  ...(opts.assignment !== undefined ? { assignment: opts.assignment } : {}),
                   ...(opts.fineK !== undefined ? { fineK: opts.fineK } : {}),
                   ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
                   ...(opts.valFraction !== undefined ? { valFraction: opts.valFraction } : {}),
@@ -119,6 +134,7 @@ export function registerDatasetCommands(program: Command): void {
     .command('cluster <datasetId>')
     .description('cluster an imported dataset into K shards')
     .requiredOption('--k <k>', 'clusters (experts)', int('--k'))
+    .addOption(assignmentOption())
     .option('--fine-k <n>', 'fine centroids', int('--fine-k'))
     .option('--seed <n>', 'seed', int('--seed'))
     .option('--val-fraction <f>', 'held-out validation fraction per shard', num('--val-fraction'))
@@ -129,6 +145,7 @@ export function registerDatasetCommands(program: Command): void {
         ClusterBody,
         {
           k: opts.k,
+          ...(opts.assignment !== undefined ? { assignment: opts.assignment } : {}),
           ...(opts.fineK !== undefined ? { fineK: opts.fineK } : {}),
           ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
           ...(opts.valFraction !== undefined ? { valFraction: opts.valFraction } : {}),

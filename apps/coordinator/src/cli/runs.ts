@@ -1,4 +1,10 @@
-import { CreateRunBody, FM_TIME_SAMPLINGS, MODEL_PRESETS, SCHEDULES } from '@archipelago/protocol';
+import {
+  CLUSTER_ASSIGNMENTS,
+  CreateRunBody,
+  FM_TIME_SAMPLINGS,
+  MODEL_PRESETS,
+  SCHEDULES,
+} from '@archipelago/protocol';
 import { type Command, Option } from 'commander';
 import { progressPrinter } from '../progress.js';
 import { createRun, getRun, listRuns } from '../services/runs.js';
@@ -12,7 +18,17 @@ export function registerRunCommands(program: Command): void {
     .command('create')
     .description('create a run: K experts over a clustering of a dataset')
     .requiredOption('--dataset <id>', 'dataset id')
-    .requiredOption('--experts <k>', 'number of experts (clusters)', int('--experts'))
+    .requiredOption(
+      '--experts <k>',
+      'number of experts (clusters; 1: a monolith)',
+      int('--experts'),
+    )
+    .addOption(
+      new Option(
+        '--assignment <kind>',
+        'how images go to shards: semantic (k-means) or random (shards of the semantic sizes, a baseline)',
+      ).choices(CLUSTER_ASSIGNMENTS),
+    )
     .option('--objectives <mix>', 'objective mix: ddpm:2,fm:6 | fm | ddpm | any', 'any')
     .addOption(new Option('--schedule <name>', 'DDPM noise schedule').choices(SCHEDULES))
     .addOption(
@@ -39,6 +55,7 @@ export function registerRunCommands(program: Command): void {
             name: opts.name,
             datasetId: opts.dataset,
             experts: opts.experts,
+            assignment: opts.assignment,
             objectives: opts.objectives,
             schedule: opts.schedule,
             fmTimeSampling: opts.fmTimeSampling,

@@ -64,6 +64,7 @@ export function clusterForNewRun(
     datasetId: string;
     k: number;
     seed: number;
+    assignment?: 'semantic' | 'random' | undefined;
     fineK?: number | undefined;
     valFraction?: number | undefined;
   },
@@ -76,6 +77,7 @@ export function clusterForNewRun(
       clusteringId: newId('clustering'),
       k: run.k,
       seed: run.seed,
+      ...(run.assignment !== undefined ? { assignment: run.assignment } : {}),
       ...(run.fineK !== undefined ? { fineK: run.fineK } : {}),
       ...(run.valFraction !== undefined ? { valFraction: run.valFraction } : {}),
       runId: run.runId,

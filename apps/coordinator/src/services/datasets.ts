@@ -17,7 +17,13 @@ import {
   readImageFolder,
   renderGrid,
 } from '@archipelago/data';
-import type { ClusterBody, Clustering, Dataset, ImportDatasetBody } from '@archipelago/protocol';
+import type {
+  ClusterAssignment,
+  ClusterBody,
+  Clustering,
+  Dataset,
+  ImportDatasetBody,
+} from '@archipelago/protocol';
 import { type ObjectStore, sha256Hex } from '@archipelago/storage';
 import { asc, desc, eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
@@ -128,6 +134,7 @@ async function loadEmbeddings(file: string, rows: number) {
 
 interface ClusteringParams {
   k: number;
+  assignment: ClusterAssignment;
   fineK?: number | undefined;
   seed: number;
   valFraction: number;
@@ -139,8 +146,8 @@ export interface ClusteringWrite {
 }
 
 /**
- * Two-level k-means of the features, then one train and one val shard per cluster plus a preview
- * grid, written to the store. Returns the rows for the caller to insert in its transaction.
+ * Two-level k-means of the features (its clusters, or random shards of its sizes: `assignment`),
+ * then one train and one val shard per cluster plus a preview grid, written to the store. Returns the rows for the caller to insert in its transaction.
  */
 async function clusterAndWrite(
   deps: { store: ObjectStore },
@@ -154,6 +161,7 @@ async function clusterAndWrite(
   const started = performance.now();
   const result = await clusterDataset(features.features, features.n, features.d, {
     k: params.k,
+    assignment: params.assignment,
     seed: params.seed,
     ...(params.fineK !== undefined ? { fineK: params.fineK } : {}),
     onProgress: ({ stage, iteration, maxIter }) =>
@@ -203,6 +211,7 @@ async function clusterAndWrite(
       id: clusteringId,
       datasetId,
       k: params.k,
+      assignment: params.assignment,
       fineK: result.fineK,
       seed: params.seed,
       valFraction: params.valFraction,
@@ -225,6 +234,7 @@ function insertClustering(tx: Tx, write: ClusteringWrite) {
     data: {
       clusteringId: write.clustering.id,
       k: write.clustering.k,
+      assignment: write.clustering.assignment ?? 'semantic',
       sizes: write.clustering.sizes,
       inertia: write.clustering.inertia,
     },
@@ -522,6 +532,7 @@ export async function importDataset(
 function clusterParams(body: ClusterBody): ClusteringParams {
   return {
     k: body.k,
+    assignment: body.assignment ?? 'semantic',
     fineK: body.fineK,
     seed: body.seed ?? 0,
     valFraction: body.valFraction ?? 0.02,
@@ -657,6 +668,7 @@ function toClustering(row: ClusteringRow, shardRows: ShardRow[]): Clustering {
     id: row.id,
     datasetId: row.datasetId,
     k: row.k,
+    assignment: row.assignment,
     fineK: row.fineK,
     seed: row.seed,
     valFraction: row.valFraction,

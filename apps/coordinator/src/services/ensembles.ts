@@ -168,6 +168,8 @@ export function preparePublish(
       channels: dataset.channels,
       classNames: dataset.classNames,
       clusteringId: clustering.id,
+      // Written only for random shards, so that manifests of semantic runs keep their bytes.
+      ...(clustering.assignment !== 'semantic' ? { assignment: clustering.assignment } : {}),
       sizes: clustering.sizes,
       classCounts,
     },

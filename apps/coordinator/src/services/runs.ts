@@ -33,8 +33,9 @@ export interface RunDeps {
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 /**
- * Create a run: K experts over a clustering of the dataset with K clusters. An existing
- * clustering with the same K and seed is reused; otherwise the run starts in `clustering` and a
+ * Create a run: K experts over a clustering of the dataset with K clusters (K = 1: a monolith,
+ * one expert on the whole training set). An existing clustering with the same K, seed and
+ * assignment (semantic or random shards) is reused; otherwise the run starts in `clustering` and a
  * cluster job binds its experts to shards when it finishes.
  */
 export function createRun(deps: RunDeps, body: CreateRunBody): Run {
@@ -100,6 +101,12 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
         `clustering ${c.id} has ${c.k} clusters, the run asks for ${k} experts`,
       );
     }
+    if (body.assignment !== undefined && c.assignment !== body.assignment) {
+      throw new DomainError(
+        'clustering_mismatch',
+        `clustering ${c.id} has ${c.assignment} shards, the run asks for ${body.assignment} ones`,
+      );
+    }
     clusteringId = c.id;
   } else {
     const reusable = db
@@ -110,6 +117,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
           eq(clusterings.datasetId, dataset.id),
           eq(clusterings.k, k),
           eq(clusterings.seed, seed),
+          eq(clusterings.assignment, body.assignment ?? 'semantic'),
         ),
       )
       .orderBy(desc(clusterings.createdAt))
@@ -172,6 +180,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
       datasetId: dataset.id,
       k,
       seed,
+      ...(body.assignment !== undefined ? { assignment: body.assignment } : {}),
       fineK: body.fineK,
       valFraction: body.valFraction,
     });

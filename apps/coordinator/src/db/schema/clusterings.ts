@@ -2,7 +2,10 @@ import { index, integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core
 import { createdAt } from './columns.js';
 import { datasets } from './datasets.js';
 
-/** One two-level k-means partition of a dataset into K clusters (docs/method.md §8). */
+/**
+ * One partition of a dataset into K clusters (docs/method.md §8): by two-level k-means, or at
+ * random with the sizes k-means gives.
+ */
 export const clusterings = sqliteTable(
   'clusterings',
   {
@@ -11,6 +14,10 @@ export const clusterings = sqliteTable(
       .notNull()
       .references(() => datasets.id, { onDelete: 'cascade' }),
     k: integer('k').notNull(),
+    /** How images were assigned to shards: k-means, or at random with its sizes (§8's baseline). */
+    assignment: text('assignment', { enum: ['semantic', 'random'] })
+      .notNull()
+      .default('semantic'),
     fineK: integer('fine_k').notNull(),
     seed: integer('seed').notNull(),
     valFraction: real('val_fraction').notNull(),

@@ -1,0 +1,1 @@
+ALTER TABLE `clusterings` ADD `assignment` text DEFAULT 'semantic' NOT NULL;
