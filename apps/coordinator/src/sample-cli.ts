@@ -267,7 +267,9 @@ function collect(value: string, previous: string[] = []): string[] {
  * undefined (trust the manifest's own key) only with `--insecure` and no key given.
  * @throws {ManifestError} `public_key_required`, `bad_public_key`
  */
-async function pinnedKeys(opts: SampleOpts): Promise<string[] | undefined> {
+export async function pinnedKeys(
+  opts: Pick<SampleOpts, 'publicKey' | 'publicKeyFile' | 'insecure'>,
+): Promise<string[] | undefined> {
   const keys = (opts.publicKey ?? []).map((k) => checkPublicKey(k, '--public-key'));
   for (const file of opts.publicKeyFile ?? []) keys.push(...(await readKeyFile(file)));
   if (keys.length > 0) return keys;

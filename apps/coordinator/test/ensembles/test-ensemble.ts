@@ -45,11 +45,25 @@ export interface TestEnsemble {
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
+/** What a test may change: the image size and the dataset (default 8x8, "d", classes a, b). */
+export interface TestEnsembleShape {
+  imageSize?: number;
+  datasetName?: string;
+  classNames?: string[];
+}
+
 /** Build and sign the ensemble (a TensorFlow.js backend must be initialised). */
 export async function buildTestEnsemble(
   key: SigningKey,
   run = { id: 'run_test', name: 'test', objectives: 'ddpm:1,fm:1' },
+  shape: TestEnsembleShape = {},
 ): Promise<TestEnsemble> {
+  const classNames = shape.classNames ?? ['a', 'b'];
+  const dit = {
+    ...DIT,
+    imageSize: shape.imageSize ?? DIT.imageSize,
+    numClasses: classNames.length,
+  };
   const files = new Map<string, Uint8Array>();
   const file = (uri: string, bytes: Uint8Array): ManifestFile => {
     files.set(uri, bytes);
@@ -63,7 +77,7 @@ export async function buildTestEnsemble(
   const experts: ManifestBodyV2['experts'] = [];
   for (const [cluster, spec] of SPECS.entries()) {
     const trainer = await ExpertTrainer.create({
-      network: { kind: 'dit', config: DIT },
+      network: { kind: 'dit', config: dit },
       objective: spec,
       optimizer: { learningRate: 1e-3 },
       seed: cluster,
@@ -81,7 +95,7 @@ export async function buildTestEnsemble(
       baselineLoss: 1,
     });
   }
-  const { numClasses: _c, learnSigma: _s, ...routerConfig } = { ...DIT, numClusters: 2 };
+  const { numClasses: _c, learnSigma: _s, ...routerConfig } = { ...dit, numClusters: 2 };
   const router = await RouterTrainer.create({
     network: { kind: 'router', config: routerConfig as never },
     optimizer: { learningRate: 1e-3 },
@@ -94,20 +108,20 @@ export async function buildTestEnsemble(
     run,
     dataset: {
       id: 'ds_test',
-      name: 'd',
+      name: shape.datasetName ?? 'd',
       count: 8,
-      width: 8,
-      height: 8,
+      width: dit.imageSize,
+      height: dit.imageSize,
       channels: 1,
-      classNames: ['a', 'b'],
+      classNames,
       clusteringId: 'cl_test',
       sizes: [4, 4],
-      classCounts: [
-        [3, 1],
-        [1, 3],
-      ],
+      // p(c | k): cluster 0 leans to the first half of the classes, cluster 1 to the second.
+      classCounts: [0, 1].map((k) =>
+        classNames.map((_, c) => (Math.floor((2 * c) / classNames.length) === k ? 3 : 1)),
+      ),
     },
-    model: { preset: 'tiny', architecture: { kind: 'dit', ...DIT } },
+    model: { preset: 'tiny', architecture: { kind: 'dit', ...dit } },
     experts,
     router: {
       checkpoint: file('checkpoints/router.safetensors', routerBytes),

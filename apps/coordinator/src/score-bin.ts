@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+import { mainScore } from './score-cli.js';
+
+await mainScore();
