@@ -101,6 +101,8 @@ export async function clusterDataset(
       'too_small',
       `the dataset has ${n} images; ${k} clusters need at least ${k}`,
     );
+  // One cluster (a monolith): every point in it, whichever the assignment; no k-means to run.
+  if (k === 1) return oneCluster(features, n, d, assignment, options, start);
   const fineK = Math.min(n, Math.max(k, options.fineK ?? Math.min(1024, Math.floor(n / 10))));
   const maxIter = options.maxIter ?? 50;
 
@@ -180,5 +182,38 @@ export async function clusterDataset(
     coarseCentroids,
     fineCentroids: fine.centroids,
     timings: { fineMs, coarseMs, totalMs: performance.now() - start },
+  };
+}
+
+/** K = 1: one cluster of every point, its centroid the mean (also the one "fine" centroid). */
+function oneCluster(
+  features: Float32Array,
+  n: number,
+  d: number,
+  assignment: ClusterAssignment,
+  options: ClusterOptions,
+  start: number,
+): ClusterResult {
+  const mean = new Float64Array(d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += features[i * d + j];
+  const centroid = Float32Array.from(mean, (v) => v / n);
+  let inertia = 0;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < d; j++) inertia += (features[i * d + j] - centroid[j]) ** 2;
+  options.onProgress?.({ stage: 'done', iteration: 1, maxIter: 1 });
+  const totalMs = performance.now() - start;
+  return {
+    k: 1,
+    assignment,
+    fineK: 1,
+    assignments: new Int32Array(n),
+    fineAssignments: new Int32Array(n),
+    fineToCoarse: new Int32Array(1),
+    sizes: Int32Array.of(n),
+    inertia,
+    fineInertia: inertia,
+    coarseCentroids: centroid,
+    fineCentroids: Float32Array.from(centroid),
+    timings: { fineMs: 0, coarseMs: 0, totalMs },
   };
 }

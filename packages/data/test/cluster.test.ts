@@ -131,6 +131,19 @@ describe('clusterDataset', () => {
     expect(random.inertia).toBeGreaterThan(1.2 * semantic.inertia);
   });
 
+  it('K = 1 (a monolith): one cluster of every point, its centroid the mean', async () => {
+    const x = Float32Array.of(0, 0, 2, 0, 4, 6);
+    for (const assignment of ['semantic', 'random'] as const) {
+      const result = await clusterDataset(x, 3, 2, { k: 1, seed: 1, assignment });
+      expect(Array.from(result.assignments)).toEqual([0, 0, 0]);
+      expect(Array.from(result.sizes)).toEqual([3]);
+      expect(Array.from(result.coarseCentroids)).toEqual([2, 2]);
+      // (4 + 4) + (0 + 4) + (4 + 16)
+      expect(result.inertia).toBe(32);
+      expect(result.assignment).toBe(assignment);
+    }
+  });
+
   it('refuses an unknown assignment, listing the valid ones', async () => {
     await expect(
       clusterDataset(new Float32Array(8), 8, 1, {
