@@ -101,7 +101,8 @@ describe('baseline runs with real processes', () => {
     const res = await fetch(`${coord.url}/api/v1/ensembles/${ens.id}/samples`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ count: 4, steps: 3, seed: 1, sampler: 'euler' }),
+      // Class-conditional with guidance: p(c | k) and the guided combination with these shards.
+      body: JSON.stringify({ count: 4, steps: 3, seed: 1, classes: [0, 1, 2, 3], guidance: 2 }),
     });
     expect(res.status).toBe(200);
     const samples = (await res.json()) as SampleResponse;
