@@ -9,12 +9,19 @@ export {
 } from './conversion/eps-to-velocity.js';
 export { velocityToEps, velocityToEpsNetwork } from './conversion/velocity-to-eps.js';
 export {
+  type ClampedVelocityModel,
+  clampX0,
+  isClampedVelocityModel,
+  withX0Clamp,
+  type X0Clamp,
+} from './conversion/x0-clamp.js';
+export {
   combineExperts,
   type EnsembleCall,
   type EnsembleStats,
   type ExpertEnsemble,
 } from './ensemble/combine.js';
-export { withGuidance } from './ensemble/guidance.js';
+export { type GuidableModel, withGuidance } from './ensemble/guidance.js';
 export {
   COMBINE_STRATEGY_KINDS,
   type CombineStrategy,

@@ -5,6 +5,7 @@ import type { Network, VelocityModel } from '../model.js';
 import { batchSize, perSample } from '../per-sample.js';
 import type { DdpmSchedule } from '../schedules/ddpm-schedule.js';
 import { fmLogSnr, fmVpScale } from '../schedules/fm-log-snr.js';
+import { type ClampedVelocityModel, withX0Clamp } from './x0-clamp.js';
 
 /**
  * Options of the DDPM -> velocity conversion (docs/method.md §4), serialisable and recorded in the
@@ -51,16 +52,19 @@ export function resolveEpsToVelocityOptions(
  *
  * `x`: `[B, ...]`; `t`: `[B]` (per-sample times allowed); returns `[B, ...]`. The `[B]` times are
  * read back to the CPU (the step search runs in float64 there); `tau` is passed as float32.
- * Since `v_hat` is affine in `eps_hat`, the conversion commutes with router weighting and with
- * classifier-free guidance.
+ * Since `v_hat` is affine in `eps_hat` before the clamp, the conversion commutes with router
+ * weighting and with classifier-free guidance there; the result is a {@link ClampedVelocityModel},
+ * so `withGuidance` guides the unclamped velocity and clamps once afterwards (docs/method.md §11).
+ * Unguided calls run the conversion as written above.
  */
 export function epsToVelocity(
   network: Network,
   schedule: DdpmSchedule,
   options: EpsToVelocityOptions = { mode: 'snr' },
-): VelocityModel {
+): ClampedVelocityModel {
   const { mode, alphaMin, x0Clamp } = resolveEpsToVelocityOptions(options);
-  return (x: Tensor, t: Tensor1D, labels?: Tensor1D): Tensor => {
+  /** `[B, ...]` eps_hat and the unclamped `x0_hat` at `(x_t, t)`. */
+  const parts = (x: Tensor, t: Tensor1D, labels?: Tensor1D): { eps: Tensor; x0: Tensor } => {
     const batch = batchSize(x, t, 'FM time t');
     const times = t.dataSync();
     const tau = new Float32Array(batch);
@@ -78,15 +82,23 @@ export function epsToVelocity(
       }
       invOneMinusT[b] = 1 / Math.max(1 - tb, alphaMin);
     }
-    return tf.tidy(() => {
-      const xIn = mode === 'snr' ? tf.mul(x, perSample(inputScale, x.rank)) : x;
-      const eps = network(xIn, tf.tensor1d(tau), labels); // [B, ...]
-      const x0 = tf.clipByValue(
-        tf.mul(tf.sub(x, tf.mul(perSample(t, x.rank), eps)), perSample(invOneMinusT, x.rank)),
-        x0Clamp[0],
-        x0Clamp[1],
-      ); // [B, ...]
+    const xIn = mode === 'snr' ? tf.mul(x, perSample(inputScale, x.rank)) : x;
+    const eps = network(xIn, tf.tensor1d(tau), labels); // [B, ...]
+    const x0 = tf.mul(
+      tf.sub(x, tf.mul(perSample(t, x.rank), eps)),
+      perSample(invOneMinusT, x.rank),
+    );
+    return { eps, x0 };
+  };
+  const unclamped: VelocityModel = (x, t, labels) =>
+    tf.tidy(() => {
+      const { eps, x0 } = parts(x, t, labels);
       return tf.sub(eps, x0);
     });
-  };
+  const direct: VelocityModel = (x, t, labels) =>
+    tf.tidy(() => {
+      const { eps, x0 } = parts(x, t, labels);
+      return tf.sub(eps, tf.clipByValue(x0, x0Clamp[0], x0Clamp[1]));
+    });
+  return withX0Clamp(unclamped, { range: x0Clamp, alphaMin }, direct);
 }

@@ -2,6 +2,7 @@ import type { Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Router, VelocityModel } from '../model.js';
 import { batchSize, perSample } from '../per-sample.js';
+import { type GuidableModel, withGuidance } from './guidance.js';
 import { type CombineStrategy, resolveCombineStrategy, selectExperts } from './select-experts.js';
 
 /** What one call of a combined model evaluated. */
@@ -34,6 +35,10 @@ export type ExpertEnsemble = { model: VelocityModel; stats: EnsembleStats };
  *
  * The router's `[B, K]` probabilities are read back to the CPU to choose rows. Labels, if given,
  * are gathered with their rows. `x`: `[B, ...]`, `t`: `[B]`; the model returns `[B, ...]`.
+ *
+ * `withGuidance(model, w, null)` guides each selected expert on its rows (one doubled call per
+ * expert, the router once per step on the `[B]` rows) and clamps after guidance where the expert
+ * clamps; the stats count those rows once.
  */
 export function combineExperts(
   experts: readonly VelocityModel[],
@@ -45,50 +50,59 @@ export function combineExperts(
   if (K === 0) throw new RangeError('combineExperts needs at least one expert');
   const stats: EnsembleStats = { calls: [], rowsPerExpert: new Array<number>(K).fill(0) };
 
-  const model: VelocityModel = (x: Tensor, t: Tensor1D, labels?: Tensor1D): Tensor =>
-    tf.tidy(() => {
-      const batch = batchSize(x, t, 'FM time t');
-      const probs = router(x, t); // [B, K]
-      if (probs.rank !== 2 || probs.shape[0] !== batch || probs.shape[1] !== K) {
-        throw new RangeError(
-          `router returned [${probs.shape.join(', ')}], expected [${batch}, ${K}] probabilities`,
-        );
-      }
-      const { selected, weights } = selectExperts(probs.dataSync(), batch, K, resolved);
-      const parts: Tensor[] = []; // [B, ...] weighted contribution of each expert that ran
-      const rows = new Array<number>(K).fill(0);
-      for (let k = 0; k < K; k++) {
-        const idx: number[] = [];
-        for (let b = 0; b < batch; b++) if (selected[b * K + k]) idx.push(b);
-        if (idx.length === 0) continue;
-        rows[k] = idx.length;
-        const w = perSample(
-          Float64Array.from(idx, (b) => weights[b * K + k]!),
-          x.rank,
-        );
-        if (idx.length === batch) {
-          parts.push(tf.mul(experts[k]!(x, t, labels), w));
-          continue;
+  const combined =
+    (members: readonly VelocityModel[]): VelocityModel =>
+    (x: Tensor, t: Tensor1D, labels?: Tensor1D): Tensor =>
+      tf.tidy(() => {
+        const batch = batchSize(x, t, 'FM time t');
+        const probs = router(x, t); // [B, K]
+        if (probs.rank !== 2 || probs.shape[0] !== batch || probs.shape[1] !== K) {
+          throw new RangeError(
+            `router returned [${probs.shape.join(', ')}], expected [${batch}, ${K}] probabilities`,
+          );
         }
-        const gather = tf.tensor1d(idx, 'int32');
-        const xk = tf.gather(x, gather); // [rows_k, ...]
-        const tk = tf.gather(t, gather) as Tensor1D;
-        const lk = labels === undefined ? undefined : (tf.gather(labels, gather) as Tensor1D);
-        const vk = tf.mul(experts[k]!(xk, tk, lk), w); // [rows_k, ...]
-        // Scatter back by gathering from [v_k; 0]: rows that did not select k read the zero row.
-        const back = new Int32Array(batch).fill(idx.length);
-        idx.forEach((b, i) => {
-          back[b] = i;
+        const { selected, weights } = selectExperts(probs.dataSync(), batch, K, resolved);
+        const parts: Tensor[] = []; // [B, ...] weighted contribution of each expert that ran
+        const rows = new Array<number>(K).fill(0);
+        for (let k = 0; k < K; k++) {
+          const idx: number[] = [];
+          for (let b = 0; b < batch; b++) if (selected[b * K + k]) idx.push(b);
+          if (idx.length === 0) continue;
+          rows[k] = idx.length;
+          const w = perSample(
+            Float64Array.from(idx, (b) => weights[b * K + k]!),
+            x.rank,
+          );
+          if (idx.length === batch) {
+            parts.push(tf.mul(members[k]!(x, t, labels), w));
+            continue;
+          }
+          const gather = tf.tensor1d(idx, 'int32');
+          const xk = tf.gather(x, gather); // [rows_k, ...]
+          const tk = tf.gather(t, gather) as Tensor1D;
+          const lk = labels === undefined ? undefined : (tf.gather(labels, gather) as Tensor1D);
+          const vk = tf.mul(members[k]!(xk, tk, lk), w); // [rows_k, ...]
+          // Scatter back by gathering from [v_k; 0]: rows that did not select k read the zero row.
+          const back = new Int32Array(batch).fill(idx.length);
+          idx.forEach((b, i) => {
+            back[b] = i;
+          });
+          const padded = tf.concat([vk, tf.zeros([1, ...x.shape.slice(1)])], 0);
+          parts.push(tf.gather(padded, tf.tensor1d(back, 'int32'))); // [B, ...]
+        }
+        stats.calls.push({ batch, t: t.dataSync()[0]!, rows });
+        rows.forEach((r, k) => {
+          stats.rowsPerExpert[k]! += r;
         });
-        const padded = tf.concat([vk, tf.zeros([1, ...x.shape.slice(1)])], 0);
-        parts.push(tf.gather(padded, tf.tensor1d(back, 'int32'))); // [B, ...]
-      }
-      stats.calls.push({ batch, t: t.dataSync()[0]!, rows });
-      rows.forEach((r, k) => {
-        stats.rowsPerExpert[k]! += r;
+        return parts.length === 1 ? parts[0]! : tf.addN(parts);
       });
-      return parts.length === 1 ? parts[0]! : tf.addN(parts);
-    });
 
+  // Classifier-free guidance of the ensemble guides each expert before its clamp (docs/method.md
+  // §11) and combines the guided experts with the router's weights, which do not depend on the
+  // label: the same mixture as guiding the combination, each expert's clamp after its guidance.
+  const model: GuidableModel = Object.assign(combined(experts), {
+    guided: (scale: number, nullLabel: number) =>
+      combined(experts.map((e) => withGuidance(e, scale, nullLabel))),
+  });
   return { model, stats };
 }
