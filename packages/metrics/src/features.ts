@@ -1,3 +1,4 @@
+import { matMul } from '@archipelago/models';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** Feature vectors of N images: `[N, dim]` row-major. */
@@ -19,7 +20,7 @@ export function squaredDistances(a: Features, b: Features): Float32Array {
     const y = tf.tensor2d(b.data.subarray(0, b.count * b.dim), [b.count, b.dim]);
     const nx = tf.sum(tf.square(x), 1, true); //                    [A, 1]
     const ny = tf.reshape(tf.sum(tf.square(y), 1), [1, b.count]); // [1, B]
-    const dot = tf.matMul(x, y, false, true); //                     [A, B]
+    const dot = matMul(x, y, false, true); //                        [A, B]
     return tf.relu(tf.sub(tf.add(nx, ny), tf.mul(dot, 2)));
   });
   const data = out.dataSync() as Float32Array;
