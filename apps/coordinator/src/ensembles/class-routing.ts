@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 /**
  * Router probabilities `[rows, K]` from its logits and, per row, p(c | k) over the K clusters
  * (`null`: the row is unconditional, or no cluster holds its class; its router weights stay as
- * they are). `priors[r % priors.length]` is row r's (guidance doubles the batch).
+ * they are). `priors[r % priors.length]` is row r's (a batch stacked [cond; uncond] repeats them).
  */
 export function classConditionalProbabilities(
   logits: tf.Tensor2D,

@@ -157,7 +157,7 @@ export class LoadedEnsemble {
       const rows = probs.shape[0];
       const { selected, weights } = selectExperts(probs.dataSync(), rows, K, strategy);
       for (let r = 0; r < rows; r++) {
-        const b = r % B; // guidance doubles the batch: [cond; uncond]
+        const b = r % B; // one row per sample (r % B would also map a batch stacked [cond; uncond])
         for (let k = 0; k < K; k++) {
           if (selected[r * K + k]) evaluations[b]![k]! += 1;
           weightSums[b]![k]! += weights[r * K + k]!;

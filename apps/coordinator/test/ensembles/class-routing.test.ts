@@ -53,7 +53,7 @@ describe('class-conditional routing', () => {
     expect(got[1]! / got[2]!).toBeCloseTo(Math.exp(5), 1);
   });
 
-  it('leaves unconditional rows as the router says, row r taking prior r mod B (guidance doubles the batch)', () => {
+  it('leaves unconditional rows as the router says, row r taking prior r mod B (a batch stacked [cond; uncond])', () => {
     const logits = tf.tensor2d([
       [1, 0],
       [1, 0],
