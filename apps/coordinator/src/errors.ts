@@ -17,6 +17,8 @@ export const ERROR_CODES = [
   'invalid_checkpoint_interval',
   'invalid_objective_mix',
   'clustering_mismatch',
+  /** A run's `initFrom` names no usable donor; `details.reason` says why. */
+  'invalid_init_from',
   // What it names does not exist (yet).
   'not_found',
   'not_published',

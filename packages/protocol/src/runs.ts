@@ -66,6 +66,21 @@ export const AcceptancePolicy = Type.Object(
 );
 export type AcceptancePolicy = Static<typeof AcceptancePolicy>;
 
+/**
+ * The organiser's initialisation of a run's FM experts (docs/method.md §7): the final checkpoint
+ * of expert `cluster` of another, published run, a DDPM-family expert of the same architecture
+ * (a K = 1 DDPM run on the whole dataset is the natural donor), converted by the worker. Every FM
+ * expert starts from it instead of from a sibling trained on another cluster.
+ */
+export const InitFrom = Type.Object(
+  {
+    runId: Id,
+    cluster: Type.Integer({ minimum: 0, maximum: 4095 }),
+  },
+  { additionalProperties: false, title: 'InitFrom' },
+);
+export type InitFrom = Static<typeof InitFrom>;
+
 export const CreateRunBody = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
@@ -123,6 +138,7 @@ export const CreateRunBody = Type.Object(
         description: "Initialise FM experts from a finished DDPM expert's checkpoint (§7).",
       }),
     ),
+    initFrom: Type.Optional(InitFrom),
     acceptance: Type.Optional(AcceptancePolicy),
   },
   { additionalProperties: false, title: 'CreateRunBody' },
@@ -147,6 +163,10 @@ export const RunConfig = Type.Object(
     seed: Type.Integer(),
     numClasses: Type.Integer(),
     initFmFromDdpm: Type.Boolean(),
+    /** The organiser's donor of every FM expert's initialisation, resolved to its expert id. */
+    initFrom: Type.Optional(
+      Type.Object({ runId: Id, cluster: Type.Integer(), expertId: Id }, { title: 'RunInitFrom' }),
+    ),
     /** The acceptance bar, defaults filled in; absent (runs made before the option) = defaults. */
     acceptance: Type.Optional(AcceptancePolicy),
   },

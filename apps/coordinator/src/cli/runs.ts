@@ -5,11 +5,18 @@ import {
   MODEL_PRESETS,
   SCHEDULES,
 } from '@archipelago/protocol';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { progressPrinter } from '../progress.js';
 import { createRun, getRun, listRuns } from '../services/runs.js';
 import { checkBody, dataDirOption, int, num, print } from './options.js';
 import { withCoordinator } from './with-coordinator.js';
+
+/** `--init-from run_x:0` as the body's `{ runId, cluster }`. */
+export function initFromRef(value: string): { runId: string; cluster: number } {
+  const m = /^([^:]+):(\d+)$/.exec(value);
+  if (!m) throw new InvalidArgumentError(`--init-from must be <run id>:<cluster>, got "${value}"`);
+  return { runId: m[1]!, cluster: Number(m[2]) };
+}
 
 /** `run create|list|show`. */
 export function registerRunCommands(program: Command): void {
@@ -45,6 +52,11 @@ export function registerRunCommands(program: Command): void {
     .option('--seed <n>', 'seed', int('--seed'))
     .option('--name <name>', 'run name')
     .option('--init-fm-from-ddpm', 'initialise FM experts from a finished DDPM checkpoint')
+    .option(
+      '--init-from <run:cluster>',
+      'initialise every FM expert from the final checkpoint of expert <cluster> of published run <run> (a DDPM expert of the same architecture)',
+      initFromRef,
+    )
     .option('--json', 'print JSON')
     .addOption(dataDirOption())
     .action(async (opts) => {
@@ -67,6 +79,7 @@ export function registerRunCommands(program: Command): void {
             resolution: opts.resolution,
             seed: opts.seed,
             initFmFromDdpm: opts.initFmFromDdpm,
+            initFrom: opts.initFrom,
           }).filter(([, v]) => v !== undefined),
         ),
         'run options',

@@ -16,6 +16,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_checkpoint_interval: 400,
   invalid_objective_mix: 400,
   clustering_mismatch: 400,
+  invalid_init_from: 400,
   not_found: 404,
   not_published: 404,
   no_shard: 404,

@@ -172,10 +172,16 @@ export function tryLease(
         specForFamily(workerObjective === 'any' ? ANY_WORKER_FAMILY : workerObjective, run.config);
       const { objective, schedule } = specSummary(spec);
       // An expert initialised from another family's checkpoint (FM from DDPM, docs/method.md §7)
-      // waits until an expert of that family in its run is done.
-      const donorFamilies = run.config.initFmFromDdpm ? initialisingFamilies(spec) : [];
+      // starts from the organiser's donor (`initFrom`, checked finished when the run was made), or
+      // waits until an expert of that family in its own run is done (`initFmFromDdpm`).
+      const fixed = run.config.initFrom;
+      const donorFamilies = run.config.initFmFromDdpm || fixed ? initialisingFamilies(spec) : [];
       const needsDonor = donorFamilies.length > 0 && !expert.checkpointId;
-      const donor = needsDonor ? initDonor(tx, run.id, donorFamilies) : undefined;
+      const donor = !needsDonor
+        ? undefined
+        : fixed
+          ? tx.select().from(experts).where(eq(experts.id, fixed.expertId)).get()
+          : initDonor(tx, run.id, donorFamilies);
       if (needsDonor && !donor) continue;
       const now = new Date();
       const lease = tx

@@ -1,6 +1,9 @@
+import { initialisingFamilies } from '@archipelago/diffusion';
 import {
   type CreateRunBody,
+  canonicalJson,
   type Expert,
+  type ObjectiveSpec,
   type Run,
   type RunConfig,
   specSummary,
@@ -24,6 +27,7 @@ import { INITIAL_EXPERT_STATUS } from '../lifecycle/expert-lifecycle.js';
 import { clusterForNewRun, type JobDispatcher } from '../lifecycle/pipeline.js';
 import { INITIAL_RUN_STATUS, transitionRun } from '../lifecycle/run-lifecycle.js';
 import { DEFAULT_ACCEPTANCE } from './acceptance.js';
+import { architectureOfRun } from './validation.js';
 
 export interface RunDeps {
   db: Db;
@@ -76,6 +80,16 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     acceptance: { ...DEFAULT_ACCEPTANCE, ...body.acceptance },
   };
   const specs = specsForNewRun(body.objectives, k, config);
+  if (body.initFrom) {
+    if (config.initFmFromDdpm) {
+      throw invalidInitFrom(
+        'conflict',
+        'initFrom and initFmFromDdpm both name where FM experts start; give one',
+      );
+    }
+    const donor = initFromDonor(db, body.initFrom, config, specs);
+    config.initFrom = { ...body.initFrom, expertId: donor.id };
+  }
   if (config.patchSize !== undefined && resolution % config.patchSize !== 0) {
     throw new DomainError(
       'invalid_patch_size',
@@ -187,6 +201,63 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
   });
   if (clusterJob) deps.jobs.dispatch(clusterJob.id);
   return getRun(db, runId);
+}
+
+const invalidInitFrom = (reason: string, message: string) =>
+  new DomainError('invalid_init_from', message, { reason });
+
+/**
+ * The expert an organiser's `initFrom` names, checked to be usable (docs/method.md §7): the final
+ * checkpoint of a finished expert of a published run, of a family this run's FM experts may be
+ * initialised from, and of this run's architecture (preset, patch, resolution, channels, classes),
+ * so that the converted checkpoint loads into the expert it starts.
+ */
+function initFromDonor(
+  db: Db,
+  initFrom: NonNullable<CreateRunBody['initFrom']>,
+  config: RunConfig,
+  specs: readonly (ObjectiveSpec | null)[],
+): ExpertRow {
+  const { runId, cluster } = initFrom;
+  const run = db.select().from(runs).where(eq(runs.id, runId)).get();
+  const expert = run
+    ? db
+        .select()
+        .from(experts)
+        .where(and(eq(experts.runId, runId), eq(experts.cluster, cluster)))
+        .get()
+    : undefined;
+  if (!run || !expert) {
+    throw invalidInitFrom(
+      'unknown',
+      run ? `run ${runId} has no expert ${cluster}` : `run ${runId} does not exist`,
+    );
+  }
+  if (run.status !== 'published' || expert.status !== 'done' || !expert.checkpointId) {
+    throw invalidInitFrom(
+      'unfinished',
+      `run ${runId} is ${run.status} and its expert ${cluster} ${expert.status}; a donor is an expert of a published run`,
+    );
+  }
+  // An `any` expert may become FM when it is leased; a run of DDPM experts only has no use for it.
+  const families = new Set(
+    specs.flatMap((s) => (s ? initialisingFamilies(s) : initialisingFamilies({ name: 'fm' }))),
+  );
+  if (!families.has(expert.objective as ObjectiveSpec['name'])) {
+    throw invalidInitFrom(
+      'family',
+      `expert ${cluster} of run ${runId} is ${expert.objective}; this run's experts can start only from ${[...families].join(', ') || 'nothing (no FM experts)'}`,
+    );
+  }
+  const want = canonicalJson(architectureOfRun(config));
+  const have = canonicalJson(architectureOfRun(run.config));
+  if (want !== have) {
+    throw invalidInitFrom(
+      'architecture',
+      `run ${runId} trains ${have}, this run ${want}: a checkpoint loads only into its own architecture`,
+    );
+  }
+  return expert;
 }
 
 /** Point every expert of the run at its cluster's shards and start training. */

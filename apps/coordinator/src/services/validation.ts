@@ -33,7 +33,7 @@ import {
   specOfMeta,
   type TrainableNetwork,
 } from '@archipelago/models';
-import { canonicalJson } from '@archipelago/protocol';
+import { canonicalJson, type RunConfig } from '@archipelago/protocol';
 import { ObjectNotFoundError, type ObjectStore } from '@archipelago/storage';
 import * as tf from '@tensorflow/tfjs-core';
 import { and, desc, eq, ne } from 'drizzle-orm';
@@ -126,7 +126,11 @@ export interface ValidationOutcome {
 
 /** What a run's experts are trained as: the DiT config of its preset for its dataset. */
 export function expectedArchitecture(run: RunRow): Record<string, unknown> {
-  const c = run.config;
+  return architectureOfRun(run.config);
+}
+
+/** The DiT architecture a run config trains, preset and overrides resolved. */
+export function architectureOfRun(c: RunConfig): Record<string, unknown> {
   const spec = resolveNetworkSpec({
     kind: 'dit',
     config: ditConfigFromPreset(c.model, {
