@@ -654,7 +654,7 @@ class WorkerConnection {
   private async onMessage(msg: WorkerMessage): Promise<void> {
     const { db, config } = this.hub.options;
     const workerId = this.workerId!;
-    this.hub.renewals.sawWorker(workerId);
+    this.hub.renewals.sawWorker(workerId, Date.now(), msg.type === 'lease.request');
     // An idle worker's request while nothing is pending: answered from memory, no read at all.
     const nothing =
       msg.type === 'lease.request' && this.hub.idle.nothingFor(workerId, this.objective);

@@ -14,6 +14,7 @@ import { eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/database.js';
 import { events, expertMetrics, experts, leases, workers } from '../../src/db/schema/index.js';
+import { SIGHTING_MS } from '../../src/services/lease-renewals.js';
 import { ADMIN_KEY, makeImageFolder } from '../helpers.js';
 import { type Harness, startHarness } from './coordinator-harness.js';
 import { hello, TestClient } from './socket-client.js';
@@ -181,6 +182,36 @@ describe('heartbeats written in batches', () => {
       expect(expert.step).toBe(6);
     }
     for (const { c } of held) c.close();
+  });
+
+  it("writes an idle worker's sighting at most every SIGHTING_MS, its first at once", async () => {
+    h = await startHarness({ heartbeatMs: 1000, leaseTtlMs: 60_000, heartbeatFlushMs: 10_000 });
+    const { db, hub } = h.server.coordinator;
+    const { c, welcome } = await h.connect('fm');
+    const seenAt = () =>
+      db
+        .select()
+        .from(workers)
+        .where(eq(workers.id, welcome.workerId))
+        .get()!
+        .lastSeenAt!.getTime();
+    const atHello = seenAt();
+    // Its first frame after hello: written at the next flush.
+    await c.request({ type: 'lease.request' });
+    hub.flushRenewals();
+    const first = seenAt();
+    expect(first).toBeGreaterThanOrEqual(atHello);
+    // More lease requests within SIGHTING_MS: nothing to write, the stored sighting stays.
+    await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 3; i++) await c.request({ type: 'lease.request' });
+    expect(hub.renewals.backlog).toBe(0);
+    hub.flushRenewals();
+    expect(seenAt()).toBe(first);
+    // A frame SIGHTING_MS after the written one is written again.
+    hub.renewals.sawWorker(welcome.workerId, first + SIGHTING_MS);
+    expect(hub.renewals.flush()).toBe(1);
+    expect(seenAt()).toBe(first + SIGHTING_MS);
+    c.close();
   });
 
   it('a lease row cached by the heartbeat path is read afresh once another process commits', async () => {
