@@ -15,15 +15,16 @@ beforeAll(async () => {
 });
 
 describe('shipped classifiers', () => {
-  it('ship 28x28 and the demo 16x16 for mnist', async () => {
+  it('ship 28x28, the demo 16x16 and the tests 8x8 for mnist', async () => {
     const { classifiers } = await readWeightsManifest();
     expect(classifiers.map((c) => `${c.dataset}-${c.resolution}`).sort()).toEqual([
       'mnist-16',
       'mnist-28',
+      'mnist-8',
     ]);
   }, 60_000);
 
-  it.each([28, 16])(
+  it.each([28, 16, 8])(
     'load at %i and reach the recorded held-out accuracy, over 95 percent',
     async (res) => {
       const { classifier, entry } = await loadShippedClassifier('mnist', res);
