@@ -31,6 +31,8 @@ export type FmEpsilonModel = (x: Tensor, t: Tensor1D, labels?: Tensor1D) => Tens
 
 /**
  * A router (docs/method.md §5): `r(x_t, t)` returns `[B, K]` probabilities p(k | x_t, t), each row
- * summing to 1, for `x` `[B, ...]` on the FM path and `t` `[B]`.
+ * summing to 1, for `x` `[B, ...]` on the FM path and `t` `[B]`. The rows' class labels are passed
+ * as the experts get them (class-conditional ensembles); a class-conditional router gives
+ * p(k | x_t, c) from them, an unconditional one ignores them.
  */
-export type Router = (x: Tensor, t: Tensor1D) => Tensor2D;
+export type Router = (x: Tensor, t: Tensor1D, labels?: Tensor1D) => Tensor2D;

@@ -34,7 +34,7 @@ export type ExpertEnsemble = { model: VelocityModel; stats: EnsembleStats };
  * cost grows with the experts kept, not with K.
  *
  * The router's `[B, K]` probabilities are read back to the CPU to choose rows. Labels, if given,
- * are gathered with their rows. `x`: `[B, ...]`, `t`: `[B]`; the model returns `[B, ...]`.
+ * go to the router (a class-conditional one routes by them) and are gathered with their rows. `x`: `[B, ...]`, `t`: `[B]`; the model returns `[B, ...]`.
  *
  * `withGuidance(model, w, null)` guides each selected expert on its rows (one doubled call per
  * expert, the router once per step on the `[B]` rows) and clamps after guidance where the expert
@@ -55,7 +55,7 @@ export function combineExperts(
     (x: Tensor, t: Tensor1D, labels?: Tensor1D): Tensor =>
       tf.tidy(() => {
         const batch = batchSize(x, t, 'FM time t');
-        const probs = router(x, t); // [B, K]
+        const probs = router(x, t, labels); // [B, K]
         if (probs.rank !== 2 || probs.shape[0] !== batch || probs.shape[1] !== K) {
           throw new RangeError(
             `router returned [${probs.shape.join(', ')}], expected [${batch}, ${K}] probabilities`,
@@ -98,8 +98,9 @@ export function combineExperts(
       });
 
   // Classifier-free guidance of the ensemble guides each expert before its clamp (docs/method.md
-  // §11) and combines the guided experts with the router's weights, which do not depend on the
-  // label: the same mixture as guiding the combination, each expert's clamp after its guidance.
+  // §11) and combines the guided experts with the router's weights for the rows' classes (a
+  // class-conditional router's p(k | x_t, c); an unconditional router's do not depend on the
+  // label): one routing per step, each expert's clamp after its guidance.
   const model: GuidableModel = Object.assign(combined(experts), {
     guided: (scale: number, nullLabel: number) =>
       combined(experts.map((e) => withGuidance(e, scale, nullLabel))),

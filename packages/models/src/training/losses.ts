@@ -16,7 +16,8 @@ export type TaskSpec =
 /**
  * One batch as the network sees it. Regression: `x` = x_t `[B, ...]`, `tau` `[B]` float32,
  * `target` `[B, ...]`, optional `labels` `[B]` int32 (class conditioning). Classification: `x`,
- * `tau`, `classes` `[B]` int32 cluster ids.
+ * `tau`, `classes` `[B]` int32 cluster ids, optional `labels` `[B]` int32 (a class-conditional
+ * router's input classes).
  */
 export interface StepBatch {
   x: tf.Tensor;
@@ -55,7 +56,8 @@ export function createLoss(task: TaskSpec, network: TrainableNetwork): LossFn {
     if (!batch.classes) throw new Error('classification loss: the batch has no classes');
     const classes = batch.classes;
     return tf.tidy(() => {
-      const logits = network.apply(batch.x, batch.tau); //                          [B, K]
+      // A class-conditional router also gets each row's class (or the null class).
+      const logits = network.apply(batch.x, batch.tau, batch.labels); //            [B, K]
       const K = logits.shape[1] as number;
       // Compared with a range rather than tf.oneHot, which refuses K = 1 (a monolith's router).
       const oneHot = tf.cast(

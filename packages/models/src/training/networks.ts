@@ -81,9 +81,12 @@ export function resolveNetworkSpec(
       return { kind: 'dit', config: { ...spec.config } };
     case 'mlp':
       return { kind: 'mlp', config: resolveMlpConfig(spec.config) };
-    case 'router':
+    case 'router': {
       validateRouterConfig(spec.config);
-      return { kind: 'router', config: { ...spec.config } };
+      // numClasses 0 is the unconditional router: stored without the key, as before it existed.
+      const { numClasses, ...rest } = spec.config;
+      return { kind: 'router', config: numClasses ? { ...rest, numClasses } : rest };
+    }
     case 'mlp-classifier':
       return { kind: 'mlp-classifier', config: resolveMlpClassifierConfig(spec.config) };
   }
@@ -120,7 +123,7 @@ export function buildNetwork(input: NetworkSpec, seed: number): TrainableNetwork
     }
     case 'router': {
       const net = new RouterNet(spec.config, seed);
-      return wrap(spec, net, (x, tau) => net.apply(x, tau));
+      return wrap(spec, net, (x, tau, labels) => net.apply(x, tau, labels));
     }
     case 'mlp-classifier': {
       const net = new MlpClassifier(spec.config, seed);

@@ -7,6 +7,10 @@
  * sample's cluster id. Each step draws t ~ U(0, 1) and e ~ N(0, I) from `(seed, step)`, forms
  * `x_t = (1 - t) x0 + t e`, `tau = 999 t`, and takes an Adam step on the mean cross-entropy, in
  * the calling thread or data-parallel over worker threads (the same machinery as the experts).
+ *
+ * A class-conditional router (`numClasses` > 0 in its config) also gets each sample's class; the
+ * caller replaces a fraction of them by the null class (`numClasses`), as for the experts'
+ * classifier-free guidance, so one network gives p(k | x_t, c) and p(k | x_t).
  */
 import { createObjective, deriveSeed, type Objective, type Router } from '@archipelago/diffusion';
 import * as tf from '@tensorflow/tfjs-core';
@@ -44,6 +48,14 @@ export interface RouterEvaluation {
   counts: number[];
   /** Mean cross-entropy over all samples. */
   loss: number;
+}
+
+/** What a step or an evaluation may add to the images and their clusters. */
+export interface RouterStepOptions {
+  /** `[B]` classes in 0..numClasses (numClasses = null class): class-conditional routers only. */
+  labels?: LabelInput;
+  /** Overrides the noise seed, by default derived from `(seed, step)` (steps only). */
+  stepSeed?: number;
 }
 
 /** Rows per forward pass in {@link RouterTrainer.evaluate}. */
@@ -84,6 +96,12 @@ export class RouterTrainer {
     return (this.engine.network.spec as RouterNetworkSpec).config.numClusters;
   }
 
+  /** Classes the router is conditioned on (0: unconditional; an MLP classifier is). */
+  get numClasses(): number {
+    const { config } = this.engine.network.spec as RouterNetworkSpec;
+    return 'numClasses' in config ? (config.numClasses ?? 0) : 0;
+  }
+
   get stepCount(): number {
     return this.stepsTaken;
   }
@@ -104,14 +122,19 @@ export class RouterTrainer {
    * One step of cross-entropy training.
    * @param x0 `[B, ...]` clean samples from the union of the shards
    * @param clusters `[B]` cluster ids in [0, K)
-   * @param stepSeed overrides the noise seed, by default derived from `(seed, step)`
+   * @param options each sample's class (class-conditional routers) and a noise seed
    */
-  async step(x0: BatchInput, clusters: LabelInput, stepSeed?: number): Promise<TrainStepResult> {
+  async step(
+    x0: BatchInput,
+    clusters: LabelInput,
+    options: RouterStepOptions = {},
+  ): Promise<TrainStepResult> {
     const start = performance.now();
     const batch = this.noised(
       x0,
       clusters,
-      stepSeed ?? deriveSeed(this.options.seed, this.stepsTaken),
+      options.stepSeed ?? deriveSeed(this.options.seed, this.stepsTaken),
+      options.labels,
     );
     const rows = batch.x.shape[0] as number;
     let loss: number;
@@ -130,13 +153,20 @@ export class RouterTrainer {
 
   /**
    * Held-out accuracy per noise level: noises `x0` with `seed` (t ~ U(0, 1)), classifies each
-   * x_t by the argmax of the logits, and bins the samples by t into `bins` equal bins.
+   * x_t by the argmax of the logits, and bins the samples by t into `bins` equal bins. A
+   * class-conditional router is given `labels` (the null class for every row when omitted).
    */
-  evaluate(x0: BatchInput, clusters: LabelInput, seed: number, bins = 10): RouterEvaluation {
+  evaluate(
+    x0: BatchInput,
+    clusters: LabelInput,
+    seed: number,
+    bins = 10,
+    labels?: LabelInput,
+  ): RouterEvaluation {
     if (!(Number.isInteger(bins) && bins >= 1)) {
       throw new RangeError(`bins must be a positive integer, got ${bins}`);
     }
-    const batch = this.noised(x0, clusters, seed);
+    const batch = this.noised(x0, clusters, seed, labels);
     try {
       const rows = batch.x.shape[0] as number;
       const tau = batch.tau.dataSync();
@@ -148,7 +178,11 @@ export class RouterTrainer {
         const n = Math.min(EVAL_CHUNK, rows - start);
         const [predicted, logp] = tf.tidy(() => {
           const x = tf.slice(batch.x, start, n);
-          const logits = this.engine.network.apply(x, tf.slice(batch.tau, start, n)); // [n, K]
+          const logits = this.engine.network.apply(
+            x,
+            tf.slice(batch.tau, start, n),
+            batch.labels ? tf.slice(batch.labels, start, n) : undefined,
+          ); //                                                                     [n, K]
           // Compared with a range rather than tf.oneHot, which refuses K = 1 (a monolith).
           const onehot = tf.equal(
             tf.reshape(tf.cast(tf.slice(batch.classes!, start, n), 'int32'), [-1, 1]),
@@ -174,10 +208,19 @@ export class RouterTrainer {
     }
   }
 
-  /** The trained router as the diffusion package's {@link Router}: p(k | x_t, t), `[B, K]`. */
+  /**
+   * The trained router as the diffusion package's {@link Router}: p(k | x_t, t), `[B, K]`, or for
+   * a class-conditional router p(k | x_t, c) given the rows' labels (null class: p(k | x_t)).
+   */
   router(): Router {
-    return (x, t) =>
-      tf.tidy(() => tf.softmax(this.engine.network.apply(x, tf.mul(t, 999))) as tf.Tensor2D);
+    const conditional = this.numClasses > 0;
+    return (x, t, labels) =>
+      tf.tidy(
+        () =>
+          tf.softmax(
+            this.engine.network.apply(x, tf.mul(t, 999), conditional ? labels : undefined),
+          ) as tf.Tensor2D,
+      );
   }
 
   /** The main thread's parameters by name (live variables, owned by the trainer). */
@@ -208,13 +251,33 @@ export class RouterTrainer {
     return this.engine.dispose();
   }
 
-  private noised(x0: BatchInput, clusters: LabelInput, seed: number): StepBatch {
+  private noised(
+    x0: BatchInput,
+    clusters: LabelInput,
+    seed: number,
+    labelInput?: LabelInput,
+  ): StepBatch {
+    if (labelInput !== undefined && this.numClasses === 0)
+      throw new Error('labels given to an unconditional router');
     const x = batchTensor(x0, inputShapeOf(this.engine.network.spec), 'x0');
+    let classes: tf.Tensor1D | undefined;
+    let labels: tf.Tensor1D | undefined;
     try {
-      const classes = labelTensor(clusters, x.shape[0] as number, 'clusters', this.numClusters);
+      const rows = x.shape[0] as number;
+      classes = labelTensor(clusters, rows, 'clusters', this.numClusters);
+      // Labels 0..numClasses, the last the null class; none given: every row unconditional.
+      if (this.numClasses > 0)
+        labels =
+          labelInput === undefined
+            ? (tf.fill([rows], this.numClasses, 'int32') as tf.Tensor1D)
+            : labelTensor(labelInput, rows, 'labels', this.numClasses + 1);
       const { xt, tau, target } = this.path.sampleTraining(x, seed);
       target.dispose();
-      return { x: xt, tau, classes };
+      return { x: xt, tau, classes, ...(labels ? { labels } : {}) };
+    } catch (err) {
+      classes?.dispose();
+      labels?.dispose();
+      throw err;
     } finally {
       x.dispose();
     }

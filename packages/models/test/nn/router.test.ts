@@ -36,9 +36,48 @@ describe('RouterNet', () => {
     expect(() => new RouterNet({ ...CONFIG, numClusters: 0 })).toThrow(
       /numClusters must be an integer >= 1/,
     );
-    expect(() => new RouterNet({ ...CONFIG, numClasses: 3 } as unknown as RouterConfig)).toThrow(
-      /unknown key\(s\) numClasses; valid: imageSize, .*numClusters/,
+    expect(() => new RouterNet({ ...CONFIG, numClass: 3 } as unknown as RouterConfig)).toThrow(
+      /unknown key\(s\) numClass; valid: imageSize, .*numClusters/,
     );
+    expect(() => new RouterNet({ ...CONFIG, numClasses: -1 })).toThrow(
+      /numClasses must be an integer >= 0/,
+    );
+    // numClasses 0 is the unconditional router, its config as before the option.
+    const zero = new RouterNet({ ...CONFIG, numClasses: 0 }, 0);
+    expect(zero.config).toEqual(CONFIG);
+    expect(zero.numClasses).toBe(0);
+    zero.dispose();
+    r.dispose();
+  });
+
+  it('conditioned on the class: a label table with a null row; labels move the logits; none = null', () => {
+    const r = new RouterNet({ ...CONFIG, numClasses: 4 }, 2);
+    expect(r.config).toEqual({ ...CONFIG, numClasses: 4 });
+    expect(r.nullClass).toBe(4);
+    expect(r.params.get('y_embedder.embedding_table')!.shape).toEqual([5, 32]);
+    // At init the head is zero and every block is the identity (adaLN-Zero): the output ignores
+    // the conditioning. Give the head and the conditioning's modulation weights.
+    r.params.get('head.weight')!.assign(tf.randomNormal([32, 3], 0, 1, 'float32', 5));
+    const tb = r.params.get('t_block.1.weight')!;
+    tb.assign(tf.randomNormal(tb.shape, 0, 1, 'float32', 6));
+    tf.tidy(() => {
+      const x = tf.randomNormal([2, 8, 8, 1], 0, 1, 'float32', 1);
+      const tau = tf.tensor1d([999, 999]);
+      const byLabel = [0, 1, 4].map((c) =>
+        Array.from(r.apply(x, tau, tf.tensor1d([c, c], 'int32')).dataSync()),
+      );
+      expect(byLabel[0]).not.toEqual(byLabel[1]);
+      // Omitted labels are the null class.
+      expect(Array.from(r.apply(x, tau).dataSync())).toEqual(byLabel[2]);
+      expect(() => r.apply(x, tau, tf.tensor1d([0, 1], 'float32'))).toThrow(/labels must be int32/);
+    });
+    const plain = new RouterNet(CONFIG, 2);
+    expect(() =>
+      tf.tidy(() =>
+        plain.apply(tf.zeros([1, 8, 8, 1]), tf.tensor1d([0]), tf.tensor1d([0], 'int32')),
+      ),
+    ).toThrow(/labels given to an unconditional router/);
+    plain.dispose();
     r.dispose();
   });
 

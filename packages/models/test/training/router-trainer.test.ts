@@ -156,3 +156,95 @@ describe('RouterTrainer with one cluster (a monolith)', () => {
     }
   });
 });
+
+describe('RouterTrainer conditioned on the class', () => {
+  // Images that say nothing of their cluster (uniform noise) and a cluster that is a function of
+  // the class (c mod 2): p(k | x_t) is the prior at every t, p(k | x_t, c) is certain. Only a
+  // router that reads the class can tell the clusters apart; trained with label dropout, its null
+  // class answers p(k | x_t).
+  const C = 4;
+  const ROWS = 64;
+  const draw = (n: number, seed: number) => {
+    let s = seed;
+    const next = () => {
+      s = (s * 1103515245 + 12345) % 2 ** 31;
+      return s / 2 ** 31;
+    };
+    const data = new Float32Array(n * 64).map(() => 2 * next() - 1);
+    const labels = Int32Array.from({ length: n }, () => Math.floor(next() * C));
+    const clusters = labels.map((c) => c % 2);
+    return { x: { data, shape: [n, 8, 8, 1] }, labels, clusters };
+  };
+  const config = {
+    imageSize: 8,
+    channels: 1,
+    patchSize: 4,
+    hidden: 16,
+    depth: 1,
+    heads: 2,
+    mlpRatio: 2,
+    numClusters: 2,
+    numClasses: C,
+  };
+
+  it('learns p(k | x_t, c) from the class, keeps p(k | x_t) for the null class, and saves numClasses', async () => {
+    const trainer = await RouterTrainer.create({
+      network: { kind: 'router', config },
+      optimizer: { learningRate: LR },
+      seed: 4,
+    });
+    try {
+      expect(trainer.numClasses).toBe(C);
+      for (let i = 0; i < 60; i++) {
+        const { x, labels, clusters } = draw(ROWS, 100 + i);
+        // Label dropout as the coordinator's router training does: every 10th row unconditional.
+        const dropped = labels.map((c, r) => (r % 10 === 0 ? C : c));
+        await trainer.step(x, clusters, { labels: dropped });
+      }
+      const held = draw(400, 9);
+      const withClass = trainer.evaluate(held.x, held.clusters, 5, 1, held.labels);
+      const without = trainer.evaluate(held.x, held.clusters, 5, 1);
+      console.info(JSON.stringify({ withClass, without }));
+      expect(withClass.accuracy[0]).toBeGreaterThan(0.95);
+      // Chance is 1/2; 4 binomial standard deviations of 400 samples is 0.1.
+      expect(Math.abs(without.accuracy[0]! - 0.5)).toBeLessThan(0.1);
+      expect(withClass.loss).toBeLessThan(without.loss);
+      expect(() =>
+        trainer.evaluate(held.x, held.clusters, 5, 1, new Int32Array(400).fill(C + 1)),
+      ).toThrow(/labels\[0\] is 5, expected an integer in \[0, 4\]/);
+      const bytes = await trainer.save();
+      const { meta } = loadCheckpoint(bytes, { kind: 'router' });
+      expect(meta.architecture).toEqual({ kind: 'router', ...config });
+      const resumed = await RouterTrainer.create({
+        network: { kind: 'router', config },
+        optimizer: { learningRate: LR },
+        seed: 4,
+        init: bytes,
+      });
+      try {
+        expect(resumed.evaluate(held.x, held.clusters, 5, 1, held.labels)).toEqual(withClass);
+      } finally {
+        await resumed.dispose();
+      }
+    } finally {
+      await trainer.dispose();
+    }
+  }, 60_000);
+
+  it('refuses labels for an unconditional router', async () => {
+    const { numClasses: _, ...plain } = config;
+    const trainer = await RouterTrainer.create({
+      network: { kind: 'router', config: plain },
+      optimizer: { learningRate: LR },
+      seed: 4,
+    });
+    try {
+      const { x, labels, clusters } = draw(4, 1);
+      await expect(trainer.step(x, clusters, { labels })).rejects.toThrow(
+        /labels given to an unconditional router/,
+      );
+    } finally {
+      await trainer.dispose();
+    }
+  });
+});
