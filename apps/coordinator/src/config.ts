@@ -3,6 +3,9 @@ import { ConfigError } from '@archipelago/diffusion';
 import { type Static, Type } from 'typebox';
 import { Value } from 'typebox/value';
 
+/** Images a published ensemble is scored on by default (about 20 s for the demo's ensemble). */
+export const SCORE_SAMPLES_DEFAULT = 100;
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const ConfigSchema = Type.Object({
@@ -24,6 +27,13 @@ const ConfigSchema = Type.Object({
   localJobs: Type.Boolean({ default: true }),
   /** Router training steps once every expert is done (batch 64). */
   routerSteps: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 400 }),
+  /**
+   * Images sampled to score each published ensemble (the `score-ensemble` job: FD-cls, precision,
+   * recall, diversity, fragments); 0 disables scoring. At least 10 when set.
+   */
+  scoreSamples: Type.Union([Type.Literal(0), Type.Integer({ minimum: 10, maximum: 100_000 })], {
+    default: SCORE_SAMPLES_DEFAULT,
+  }),
   /** Sampling requests waiting beyond the one running; more get 429. */
   maxQueuedSamples: Type.Integer({ minimum: 0, maximum: 1000, default: 8 }),
   /** Sampling requests one client may have waiting or running at once; more get 429 client_busy. */
@@ -122,6 +132,7 @@ export const ENV = {
   redisPrefix: 'ARCHIPELAGO_REDIS_PREFIX',
   localJobs: 'ARCHIPELAGO_LOCAL_JOBS',
   routerSteps: 'ARCHIPELAGO_ROUTER_STEPS',
+  scoreSamples: 'ARCHIPELAGO_SCORE_SAMPLES',
   maxQueuedSamples: 'ARCHIPELAGO_MAX_QUEUED_SAMPLES',
   maxQueuedSamplesPerClient: 'ARCHIPELAGO_MAX_QUEUED_SAMPLES_PER_CLIENT',
   trustProxy: 'ARCHIPELAGO_TRUST_PROXY',
@@ -206,6 +217,7 @@ export function loadConfig(
     'leaseTtlMs',
     'maxCheckpointBytes',
     'routerSteps',
+    'scoreSamples',
     'maxQueuedSamples',
     'maxQueuedSamplesPerClient',
     'sampleRateLimit',

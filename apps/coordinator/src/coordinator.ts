@@ -11,6 +11,7 @@ import { createJobHandlers, isPermanentJobError } from './jobs/handlers.js';
 import { JobQueue } from './jobs/job-queue.js';
 import { failRunForJob } from './lifecycle/pipeline.js';
 import { type AdminKey, loadAdminKey, loadOrCreateSecret } from './secrets.js';
+import { failScoreForJob } from './services/ensemble-scores.js';
 import { SamplingService } from './services/sampling.js';
 import { WorkerHub } from './workers/worker-hub.js';
 
@@ -89,7 +90,10 @@ export async function openCoordinator(
     handlers: createJobHandlers(deps),
     concurrency: config.jobConcurrency,
     isPermanent: isPermanentJobError,
-    onFailed: (job) => failRunForJob(db, job),
+    onFailed: (job) => {
+      failRunForJob(db, job);
+      failScoreForJob(db, job);
+    },
     ...(redis
       ? { redis, process: options.processJobs ?? config.localJobs, staleAfterMs: config.jobStaleMs }
       : {}),

@@ -8,6 +8,7 @@ import type {
   Dataset,
   EnsembleList,
   EnsembleManifest,
+  EnsembleScoreReply,
   Job,
   JobAccepted,
   Run,
@@ -64,6 +65,37 @@ function spawnWorker(
 }
 
 const MARKER = '.archipelago-demo';
+
+/**
+ * Wait for the coordinator's score of the ensemble (`GET /api/v1/ensembles/:id/score`), write
+ * score.json and score.png to `out`, and say what it is (or why there is none).
+ */
+async function waitForScore(
+  base: string,
+  id: string,
+  out: string,
+  onProgress: (p: Job['progress']) => void,
+): Promise<string> {
+  for (;;) {
+    const res = await fetch(`${base}/api/v1/ensembles/${id}/score`);
+    const body = (await res.json()) as EnsembleScoreReply & {
+      error?: { code: string; message: string; details?: { progress?: Job['progress'] } };
+    };
+    if (res.ok) {
+      await writeFile(path.join(out, 'score.json'), `${JSON.stringify(body, null, 2)}\n`);
+      const png = await fetch(`${base}${body.figureUrl}`);
+      await writeFile(path.join(out, 'score.png'), Buffer.from(await png.arrayBuffer()));
+      const s = body.scores;
+      const r = body.reference;
+      const f = (v: number | null, d = 3) => (v === null ? 'n/a' : v.toFixed(d));
+      return `Scored on ${body.settings.samples} samples: ${body.metricName} ${f(s.fdCls, 2)} (real train images: ${f(r.fdCls, 2)}), precision ${f(s.precision)}, recall ${f(s.recall)}, intra-class diversity ${f(s.intraClassDiversity)}, components per digit ${f(s.fragments.generated.meanComponents, 2)} (real ${f(r.fragments.meanComponents, 2)})`;
+    }
+    if (body.error?.code !== 'score_pending')
+      return `No score: ${body.error?.code}: ${body.error?.message}`;
+    onProgress(body.error.details?.progress ?? null);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
 
 /**
  * Training settings of the demo, chosen (by measuring on 2 cores) to give recognisable digits in
@@ -352,6 +384,14 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       { perExpert: 12, steps: 20 },
     );
     if (samples) await writeFile(path.join(out, 'experts.png'), samples);
+
+    // The coordinator scores every new ensemble (the score-ensemble job, started on publishing).
+    const scoreStart = performance.now();
+    const scoreLine = await waitForScore(base, ensemble.id, out, (p) => {
+      if (p) bar.update(`scoring: ${p.stage}`, p.done, p.total);
+    });
+    bar.done();
+    log(`${scoreLine} (waited ${((performance.now() - scoreStart) / 1000).toFixed(1)} s)`);
     log(
       `\nDone in ${((performance.now() - started) / 1000 / 60).toFixed(1)} min. Outputs in ${out}:`,
     );
@@ -360,6 +400,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     log("  keys.json      the coordinator's signing key (GET /api/v1/keys), pinned for sample");
     log('  samples.json   routing statistics of a sampling call (which experts ran, how often)');
     log('  experts.png    one row per expert, unconditional samples from its checkpoint alone');
+    log("  score.json     the ensemble's score (GET /api/v1/ensembles/:id/score); score.png");
     log('  clusters.png   one row of example digits per cluster');
     log('  dataset.json, run.json');
     log(

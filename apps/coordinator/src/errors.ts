@@ -23,10 +23,18 @@ export const ERROR_CODES = [
   'not_found',
   'not_published',
   'no_shard',
+  /** The ensemble was published before scoring existed: it has no score. */
+  'not_scored',
+  /** The ensemble was published with scoring disabled (`scoreSamples` 0). */
+  'score_disabled',
   // The state of what it names does not allow it.
   'conflict',
   'run_finished',
   'invalid_transition',
+  /** The ensemble's score is still being computed (`details`: its job and progress). */
+  'score_pending',
+  /** Scoring the ensemble failed (`details.error`); the ensemble stays published. */
+  'score_failed',
   // Limits.
   'too_costly',
   'busy',

@@ -14,16 +14,9 @@ import { nonNegativeInt, num } from './cli/options.js';
 import { LoadedEnsemble } from './ensembles/loaded-ensemble.js';
 import { ManifestError } from './ensembles/manifest.js';
 import { openManifest, parseOrigin, verifyEnsemble } from './ensembles/manifest-source.js';
-import {
-  type EnsembleScore,
-  metricDataset,
-  sampleForScore,
-  scoreFigure,
-  scoreSamples,
-} from './ensembles/score-ensemble.js';
+import { metricDataset, scoreEnsemble } from './ensembles/score-ensemble.js';
 import { DomainError } from './errors.js';
 import { pinnedKeys } from './sample-cli.js';
-import { resolveSettings } from './services/sampling.js';
 import { VERSION } from './version.js';
 
 interface ScoreOpts {
@@ -111,65 +104,39 @@ export function buildScoreCli(): Command {
       const trustedKeys = await pinnedKeys(opts);
       const source = await openManifest(opts.manifest, { allowOrigins: opts.allowOrigin ?? [] });
       const { manifest } = source;
-      const { dataset, resolution } = metricDataset(manifest, opts.dataset);
+      // Before downloading anything: an ensemble of a dataset with no metric is refused at once.
+      const { dataset } = metricDataset(manifest, opts.dataset);
       const files = await verifyEnsemble(source, trustedKeys ? { trustedKeys } : {});
       say(`manifest ${manifest.id} (run ${manifest.run.name}) verified`);
       await initBackend(opts.backend ? { backend: opts.backend as BackendName } : {});
       const ensemble = await LoadedEnsemble.load(manifest, async (file) => files.get(file.uri)!);
       try {
         const request = {
-          count: 1,
-          seed: opts.seed,
           ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
           ...(opts.sampler ? { sampler: opts.sampler } : {}),
           ...(opts.routing ? { routing: opts.routing } : {}),
           ...(opts.k !== undefined ? { k: opts.k } : {}),
           ...(opts.tau !== undefined ? { tau: opts.tau } : {}),
           ...(opts.guidance !== undefined ? { guidance: opts.guidance } : {}),
-        } as SampleRequest;
-        const settings = resolveSettings(request, {
-          experts: manifest.experts.length,
-          numClasses: ensemble.numClasses,
-          inference: manifest.inference,
-        });
+        } as Partial<SampleRequest>;
         const unconditional = opts.unconditional === true || ensemble.numClasses === 0;
         say(
-          `sampling ${opts.samples} images (${unconditional ? 'unconditional' : 'classes balanced'}): ${settings.sampler} ${settings.steps} steps, routing ${settings.routing}, seed ${settings.seed}`,
+          `sampling ${opts.samples} images (${unconditional ? 'unconditional' : 'classes balanced'}), seed ${opts.seed}`,
         );
-        const samples = await sampleForScore(ensemble, settings, opts.samples, {
-          unconditional,
-          onBatch: (done) => say(`  ${done}/${opts.samples}`),
-        });
-        const started = performance.now();
-        const { scores, reference, entry, heldOut } = await scoreSamples(
-          samples,
+        const { score, figure } = await scoreEnsemble(ensemble, manifest, {
+          samples: opts.samples,
+          seed: opts.seed,
           dataset,
-          resolution,
-        );
-        const { count: _c, class: _k, classes: _l, ...kept } = settings;
-        const score: EnsembleScore = {
-          metric: 'FD-cls',
-          ensembleId: manifest.id,
-          run: manifest.run,
-          dataset: { name: dataset, resolution, heldOut },
-          classifier: {
-            file: entry.file,
-            sha256: entry.sha256,
-            heldOutAccuracy: entry.heldOutAccuracy,
-            seed: entry.seed,
+          request,
+          unconditional,
+          progress: (stage, done, total) => {
+            if (stage === 'sampling' && done > 0) say(`  ${done}/${total}`);
           },
-          settings: {
-            ...kept,
-            samples: opts.samples,
-            classes: unconditional ? 'unconditional' : 'balanced',
-          },
-          scores,
-          reference,
-          seconds: { sampling: samples.seconds, scoring: (performance.now() - started) / 1000 },
-        };
+        });
+        const { scores, reference } = score;
         await mkdir(opts.out, { recursive: true });
         await writeFile(path.join(opts.out, 'score.json'), `${JSON.stringify(score, null, 2)}\n`);
-        await writeFile(path.join(opts.out, 'score.png'), await scoreFigure(samples, score));
+        await writeFile(path.join(opts.out, 'score.png'), figure);
         say(
           `FD-cls ${scores.fdCls.toFixed(2)} (real train: ${reference.fdCls.toFixed(2)}), precision ${scores.precision.toFixed(3)}, recall ${scores.recall.toFixed(3)}, diversity ${scores.intraClassDiversity.toFixed(3)}, components ${scores.fragments.generated.meanComponents.toFixed(2)}; wrote ${path.join(opts.out, 'score.json')} and score.png`,
         );

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, loadConfig, SCORE_SAMPLES_DEFAULT } from '../src/config.js';
 
 describe('loadConfig', () => {
   it('has working defaults', () => {
@@ -34,6 +34,15 @@ describe('loadConfig', () => {
       publicUrlExplicit: true,
     });
     expect(loadConfig({ port: 7000 }, env).port).toBe(7000);
+  });
+
+  it('scores published ensembles on scoreSamples images: 0 disables, fewer than 10 is refused', () => {
+    expect(loadConfig({}, {}).scoreSamples).toBe(SCORE_SAMPLES_DEFAULT);
+    expect(loadConfig({}, { ARCHIPELAGO_SCORE_SAMPLES: '0' }).scoreSamples).toBe(0);
+    expect(loadConfig({}, { ARCHIPELAGO_SCORE_SAMPLES: '250' }).scoreSamples).toBe(250);
+    expect(() => loadConfig({}, { ARCHIPELAGO_SCORE_SAMPLES: '5' })).toThrow(
+      /scoreSamples.*ARCHIPELAGO_SCORE_SAMPLES/,
+    );
   });
 
   it('configures S3 from the environment', () => {

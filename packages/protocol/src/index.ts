@@ -1,6 +1,7 @@
 export * from './canonical-json.js';
 export * from './common.js';
 export * from './datasets.js';
+export * from './ensemble-scores.js';
 export * from './ensembles.js';
 export * from './events.js';
 export * from './health.js';

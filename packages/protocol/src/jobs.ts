@@ -11,6 +11,7 @@ export const JOB_NAMES = [
   'validate-checkpoint',
   'train-router',
   'publish-ensemble',
+  'score-ensemble',
 ] as const;
 export const JobName = Type.Enum(JOB_NAMES);
 export type JobName = Static<typeof JobName>;

@@ -1,5 +1,6 @@
 /**
- * The coordinator's compute threads: sampling, checkpoint validation and router training run here,
+ * The coordinator's compute threads: sampling, checkpoint validation, router training and the
+ * scoring of published ensembles run here,
  * on `node:worker_threads` Workers (compute-thread.ts), instead of on the event loop that serves
  * HTTP requests and worker sockets. `computeThreads` of them (default 1; 0 keeps everything on the
  * event loop, as before). A thread runs any number of tasks at once, interleaved at their awaits

@@ -3,13 +3,15 @@
  * thread's TensorFlow.js backend, opens the coordinator's object store (to read ensembles,
  * checkpoints and shards; it writes nothing, and never opens the database) and runs the tasks it
  * is sent: sampling from a published ensemble (its last ensembles stay loaded, as in the main
- * thread's SamplingService), judging a checkpoint (services/validation.ts judgeCheckpoint) and
- * fitting a router (services/router-training.ts fitRouter).
+ * thread's SamplingService), judging a checkpoint (services/validation.ts judgeCheckpoint),
+ * fitting a router (services/router-training.ts fitRouter) and scoring a published ensemble
+ * (services/ensemble-scores.ts scoreStoredEnsemble).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@archipelago/models';
 import { pino } from 'pino';
 import { openStore } from '../coordinator.js';
+import { scoreStoredEnsemble } from '../services/ensemble-scores.js';
 import { fitRouter } from '../services/router-training.js';
 import { SamplingService } from '../services/sampling.js';
 import { judgeCheckpoint } from '../services/validation.js';
@@ -58,6 +60,12 @@ async function run(
       const fit = await fitRouter(store, log, input, progress);
       const bytes = fit.bytes.slice(); // its own buffer, to transfer
       return [{ ...fit, bytes }, [bytes.buffer as ArrayBuffer]];
+    }
+    case 'score': {
+      const input = msg.input as ComputeTasks['score']['input'];
+      const out = await scoreStoredEnsemble(store, input, progress);
+      const png = out.png.slice(); // its own buffer, to transfer
+      return [{ ...out, png }, [png.buffer as ArrayBuffer]];
     }
   }
 }

@@ -6,6 +6,7 @@ import type { BackendName } from '@archipelago/models';
 import type { CoordinatorConfig } from '../config.js';
 import type { SampleOutput, SampleSettings } from '../ensembles/loaded-ensemble.js';
 import { DomainError, type ErrorCode, PermanentJobError } from '../errors.js';
+import type { ScoreInput } from '../services/ensemble-scores.js';
 import type { RouterFit, RouterFitInput } from '../services/router-training.js';
 import type { ValidationInput, ValidationOutcome } from '../services/validation.js';
 
@@ -24,6 +25,11 @@ export interface ComputeTasks {
   judge: { input: ValidationInput; result: ValidationOutcome };
   /** A trained router (services/router-training.ts fitRouter); the main thread stores and records it. */
   'fit-router': { input: RouterFitInput; result: RouterFit };
+  /** An ensemble's score (services/ensemble-scores.ts scoreStoredEnsemble); the main thread stores it. */
+  score: {
+    input: ScoreInput;
+    result: { json: string; png: Uint8Array; summary: Record<string, number | null> };
+  };
 }
 export type ComputeKind = keyof ComputeTasks;
 

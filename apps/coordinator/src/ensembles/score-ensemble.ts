@@ -22,9 +22,10 @@ import {
   type ShippedClassifier,
   scoreImages,
 } from '@archipelago/metrics';
-import type { EnsembleManifest } from '@archipelago/protocol';
+import type { EnsembleManifest, SampleRequest } from '@archipelago/protocol';
 import sharp from 'sharp';
 import { DomainError } from '../errors.js';
+import { resolveSettings } from '../services/sampling.js';
 import type { LoadedEnsemble, SampleSettings } from './loaded-ensemble.js';
 
 /** Images per sampling call (the REST endpoint's limit, so the memory of one call is known). */
@@ -218,4 +219,74 @@ export async function scoreFigure(samples: Images, score: EnsembleScore): Promis
     .flatten({ background: '#ffffff' })
     .png()
     .toBuffer();
+}
+
+export interface ScoreOptions {
+  samples: number;
+  seed: number;
+  /** The built-in dataset to score against (default: from the manifest's dataset name). */
+  dataset?: string | undefined;
+  /** Sampler settings other than the manifest's defaults (count, seed and classes are ignored). */
+  request?: Partial<SampleRequest>;
+  /** Sample a class-conditional ensemble without classes. */
+  unconditional?: boolean;
+  /** After each batch of samples, and once more (`stage` 'scoring') before scoring them. */
+  progress?: (stage: string, done: number, total: number) => void;
+}
+
+/**
+ * Sample `ensemble` (whose manifest is `manifest`) and score the samples: `score.json`'s content
+ * and the figure. The `score --manifest` command and the coordinator's `score-ensemble` job both
+ * come here.
+ */
+export async function scoreEnsemble(
+  ensemble: LoadedEnsemble,
+  manifest: EnsembleManifest,
+  options: ScoreOptions,
+): Promise<{ score: EnsembleScore; figure: Buffer }> {
+  if (options.samples < 10)
+    throw new DomainError('bad_request', `score at least 10 samples, got ${options.samples}`);
+  const { dataset, resolution } = metricDataset(manifest, options.dataset);
+  const settings = resolveSettings(
+    { ...options.request, count: 1, seed: options.seed } as SampleRequest,
+    {
+      experts: manifest.experts.length,
+      numClasses: ensemble.numClasses,
+      inference: manifest.inference,
+    },
+  );
+  const unconditional = options.unconditional === true || ensemble.numClasses === 0;
+  const progress = options.progress ?? (() => {});
+  progress('sampling', 0, options.samples);
+  const samples = await sampleForScore(ensemble, settings, options.samples, {
+    unconditional,
+    onBatch: (done) => progress('sampling', done, options.samples),
+  });
+  progress('scoring', 0, 1);
+  const started = performance.now();
+  const { scores, reference, entry, heldOut } = await scoreSamples(samples, dataset, resolution);
+  const { count: _c, class: _k, classes: _l, ...kept } = settings;
+  const score: EnsembleScore = {
+    metric: 'FD-cls',
+    ensembleId: manifest.id,
+    run: manifest.run,
+    dataset: { name: dataset, resolution, heldOut },
+    classifier: {
+      file: entry.file,
+      sha256: entry.sha256,
+      heldOutAccuracy: entry.heldOutAccuracy,
+      seed: entry.seed,
+    },
+    settings: {
+      ...kept,
+      samples: options.samples,
+      classes: unconditional ? 'unconditional' : 'balanced',
+    },
+    scores,
+    reference,
+    seconds: { sampling: samples.seconds, scoring: (performance.now() - started) / 1000 },
+  };
+  const figure = await scoreFigure(samples, score);
+  progress('scoring', 1, 1);
+  return { score, figure };
 }

@@ -11,6 +11,7 @@ import { importDatasetCompute, importDatasetJob } from './import-dataset.js';
 import { PermanentJobError } from './job-queue.js';
 import type { JobCompute, JobPhases } from './phases.js';
 import { publishEnsembleCompute, publishEnsembleJob } from './publish-ensemble.js';
+import { scoreEnsembleCompute, scoreEnsembleJob } from './score-ensemble.js';
 import { trainRouterCompute, trainRouterJob } from './train-router.js';
 import { validateCheckpointCompute, validateCheckpointJob } from './validate-checkpoint.js';
 
@@ -24,7 +25,7 @@ export interface ComputeDeps {
 
 export interface JobDeps extends DatasetDeps, ComputeDeps {
   signingKey: SigningKey;
-  config: { routerSteps: number };
+  config: { routerSteps: number; scoreSamples: number };
 }
 
 /** Job name -> compute: what a job processor (`coordinator jobs`, anywhere) runs. */
@@ -35,6 +36,7 @@ export function createJobComputes(deps: ComputeDeps): Record<JobName, JobCompute
     'validate-checkpoint': validateCheckpointCompute(deps),
     'train-router': trainRouterCompute(deps),
     'publish-ensemble': publishEnsembleCompute(deps),
+    'score-ensemble': scoreEnsembleCompute(deps),
   };
 }
 
@@ -47,6 +49,7 @@ export function createJobHandlers(deps: JobDeps): Record<JobName, JobPhases> {
     'validate-checkpoint': validateCheckpointJob(deps, c['validate-checkpoint']),
     'train-router': trainRouterJob(deps, c['train-router']),
     'publish-ensemble': publishEnsembleJob(deps, c['publish-ensemble']),
+    'score-ensemble': scoreEnsembleJob(deps, c['score-ensemble']),
   };
 }
 

@@ -1,5 +1,7 @@
 import type { InferenceDefaults } from '@archipelago/protocol';
 import { PermanentJobError } from '../errors.js';
+import { scorePublished } from '../lifecycle/pipeline.js';
+import { planScore } from '../services/ensemble-scores.js';
 import {
   measurePublish,
   type PublishInput,
@@ -27,7 +29,8 @@ export function publishEnsembleCompute(deps: ComputeDeps): JobCompute {
 /**
  * `publish-ensemble`: the manifest's body comes from the database, here, in prepare and again in
  * apply; only the measured inference defaults come from the processor. The coordinator signs (its
- * key never leaves its data directory), stores the manifest, and records it with the run published.
+ * key never leaves its data directory), stores the manifest, and records it with the run published
+ * and, for a new ensemble, its score's plan: a queued `score-ensemble` job, or why there is none.
  */
 export function publishEnsembleJob(deps: JobDeps, compute: JobCompute): JobPhases {
   return {
@@ -49,8 +52,19 @@ export function publishEnsembleJob(deps: JobDeps, compute: JobCompute): JobPhase
         input,
         output.inference as InferenceDefaults,
       );
-      ctx.commit((tx) => ({ ...recordPublish(tx, input, manifest, sha256) }));
-      deps.log.info({ run: input.runId, ensemble: manifest.id }, 'ensemble published');
+      const plan = await planScore(manifest, deps.config.scoreSamples);
+      ctx.commit((tx) => {
+        const published = recordPublish(tx, input, manifest, sha256);
+        // A new ensemble is scored by a job of its own (the same manifest again is not).
+        const scoreJob = published.created
+          ? scorePublished(tx, { ensembleId: manifest.id, runId: input.runId }, plan)
+          : undefined;
+        return { ...published, ...(scoreJob ? { scoreJobId: scoreJob.id } : {}) };
+      });
+      deps.log.info(
+        { run: input.runId, ensemble: manifest.id, score: plan.status },
+        'ensemble published',
+      );
     },
   };
 }

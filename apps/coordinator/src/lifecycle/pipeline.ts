@@ -9,6 +9,7 @@
  * | final checkpoint rejected by validation        | none: the expert is pending again           |
  * | checkpoint validated, every expert of run done | run -> routing, `train-router`              |
  * | router trained, run routing or published       | `publish-ensemble` (run -> published)       |
+ * | a new ensemble published, scoring possible     | `score-ensemble` (score.json, score.png)    |
  * | a job of the run failed for good               | run -> failed (a published run stays)       |
  *
  * A follow-up's row is inserted in the transaction that records the outcome, so both commit or
@@ -20,6 +21,7 @@ import { and, eq, ne, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.js';
 import { experts, type JobRow, jobs, runs } from '../db/schema/index.js';
 import { newId } from '../ids.js';
+import { recordScorePlan, type ScorePlan } from '../services/ensemble-scores.js';
 import { EVENTS } from './events.js';
 import { canTransitionRun, transitionRun } from './run-lifecycle.js';
 
@@ -125,6 +127,29 @@ export function publishWithRouter(tx: Tx, runId: string, routerId: string): JobR
   const run = tx.select().from(runs).where(eq(runs.id, runId)).get();
   if (run?.status !== 'routing' && run?.status !== 'published') return undefined;
   return insertJob(tx, 'publish-ensemble', { runId, routerId }, { runId });
+}
+
+/**
+ * A new ensemble was published: record its score's plan and, when it can be scored, queue the
+ * job that scores it (two attempts: sampling and scoring are deterministic, a retry is for a
+ * process that died). Its failure leaves the ensemble and the run as they are.
+ */
+export function scorePublished(
+  tx: Tx,
+  ensemble: { ensembleId: string; runId: string },
+  plan: ScorePlan,
+): JobRow | undefined {
+  const job =
+    plan.status === 'pending'
+      ? insertJob(
+          tx,
+          'score-ensemble',
+          { ensembleId: ensemble.ensembleId },
+          { runId: ensemble.runId, maxAttempts: 2 },
+        )
+      : undefined;
+  recordScorePlan(tx, ensemble.ensembleId, plan, job);
+  return job;
 }
 
 /** A job that a run waited on failed for good: the run fails with the job's error. */

@@ -148,7 +148,10 @@ export async function buildTestEnsemble(
 }
 
 /** Build the ensemble with the coordinator's key and publish it there; its manifest. */
-export async function publishTestEnsemble(c: Coordinator): Promise<EnsembleManifest> {
+export async function publishTestEnsemble(
+  c: Coordinator,
+  shape: TestEnsembleShape = {},
+): Promise<EnsembleManifest> {
   const datasetId = newId('dataset');
   c.db
     .insert(datasets)
@@ -174,11 +177,11 @@ export async function publishTestEnsemble(c: Coordinator): Promise<EnsembleManif
     { db: c.db, jobs: { dispatch: () => {} } },
     { datasetId, experts: 2, stepsPerExpert: 10 },
   );
-  const { manifest, text, files } = await buildTestEnsemble(c.signingKey, {
-    id: run.id,
-    name: run.name,
-    objectives: 'ddpm:1,fm:1',
-  });
+  const { manifest, text, files } = await buildTestEnsemble(
+    c.signingKey,
+    { id: run.id, name: run.name, objectives: 'ddpm:1,fm:1' },
+    shape,
+  );
   for (const f of [...manifest.experts.map((e) => e.checkpoint), manifest.router.checkpoint])
     await c.store.put(f.key, Buffer.from(files.get(f.uri)!));
   const stored = await c.store.put(manifestKey(manifest.id), Buffer.from(text));

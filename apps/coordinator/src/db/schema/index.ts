@@ -1,6 +1,7 @@
 export * from './checkpoints.js';
 export * from './clusterings.js';
 export * from './datasets.js';
+export * from './ensemble-scores.js';
 export * from './ensembles.js';
 export * from './events.js';
 export * from './expert-metrics.js';
