@@ -352,11 +352,24 @@ const pad = 56;
 const COLOURS = { converted: '#c0392b', scratch: '#888888' };
 const DASHES = ['', '6 3', '2 3', '10 3 2 3'];
 const px = (s) => pad + ((W - 2 * pad) * s) / STEPS;
-function panel(top, series, title, referenceValue, digits) {
+/** One panel of curves; `log`: a logarithmic y axis with ticks at 1, 2 and 5 times powers of 10. */
+function panel(top, series, title, referenceValue, digits, log) {
   const values = series.flatMap(({ points }) => points.map(([, v]) => v));
   if (referenceValue !== null) values.push(referenceValue);
   const [lo, hi] = [Math.min(...values), Math.max(...values)];
-  const py = (v) => top + PANEL - pad - ((PANEL - 2 * pad) * (v - lo)) / (hi - lo || 1);
+  const f = log ? Math.log10 : (v) => v;
+  const py = (v) => top + PANEL - pad - ((PANEL - 2 * pad) * (f(v) - f(lo))) / (f(hi) - f(lo) || 1);
+  const yTicks = [];
+  if (log)
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++)
+      for (const m of [1, 2, 5])
+        if (m * 10 ** e >= lo && m * 10 ** e <= hi) yTicks.push(m * 10 ** e);
+  const yAxis = yTicks
+    .map(
+      (v) =>
+        `<line x1="${pad - 5}" y1="${py(v).toFixed(1)}" x2="${pad}" y2="${py(v).toFixed(1)}" stroke="black"/><text x="${pad - 8}" y="${(py(v) + 4).toFixed(1)}" font-size="11" text-anchor="end">${v}</text>`,
+    )
+    .join('');
   const lines = series.map(
     ({ points, colour, dash, marks }) =>
       `<polyline fill="none" stroke="${colour}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''} points="${points
@@ -386,12 +399,12 @@ function panel(top, series, title, referenceValue, digits) {
   const ref =
     referenceValue === null
       ? ''
-      : `<line x1="${pad}" y1="${py(referenceValue).toFixed(1)}" x2="${W - pad}" y2="${py(referenceValue).toFixed(1)}" stroke="#2471a3" stroke-dasharray="4 4"/><text x="${W - pad}" y="${(py(referenceValue) - 6).toFixed(1)}" font-size="12" text-anchor="end" fill="#2471a3">as many real training images of the cluster${runs.length > 1 ? ' (mean of the seeds)' : ''}: ${referenceValue.toFixed(1)}</text>`;
+      : `<line x1="${pad}" y1="${py(referenceValue).toFixed(1)}" x2="${W - pad}" y2="${py(referenceValue).toFixed(1)}" stroke="#2471a3" stroke-dasharray="4 4"/><text x="${pad + 6}" y="${(py(referenceValue) - 6).toFixed(1)}" font-size="12" fill="#2471a3">as many real training images of the cluster${runs.length > 1 ? ' (mean of the seeds)' : ''}: ${referenceValue.toFixed(1)}</text>`;
   return `<line x1="${pad}" y1="${top + PANEL - pad}" x2="${W - pad}" y2="${top + PANEL - pad}" stroke="black"/>
 <line x1="${pad}" y1="${top + pad}" x2="${pad}" y2="${top + PANEL - pad}" stroke="black"/>
 <text x="${pad}" y="${top + pad - 22}" font-size="14">${title}</text>
 <text x="${pad}" y="${top + pad - 6}" font-size="12" fill="#444">${hi.toFixed(digits)} (top) to ${lo.toFixed(digits)} (bottom)</text>
-${axis}${ref}${lines.join('')}`;
+${axis}${yAxis}${ref}${lines.join('')}`;
 }
 const seriesOf = (pick, marks) =>
   runs.flatMap((r, i) =>
@@ -416,13 +429,15 @@ ${panel(
   `held-out FM loss (cluster ${CLUSTER}, ${EVAL} images)`,
   null,
   3,
+  false,
 )}
 ${panel(
   PANEL,
   seriesOf((r, name) => r.scores[name].map((s) => [s.step, s.fdCls]), true),
-  `FD-cls of ${SAMPLES} samples (${SAMPLING.sampler} ${SAMPLING.steps} steps) vs the held-out images`,
+  `FD-cls (log scale) of ${SAMPLES} samples (${SAMPLING.sampler} ${SAMPLING.steps} steps) vs the held-out images`,
   meanReference,
   1,
+  true,
 )}
 <text x="${W - pad}" y="${pad + 10}" font-size="13" text-anchor="end" fill="${COLOURS.converted}">from the converted DDPM monolith (${DONOR_STEPS} steps)</text>
 <text x="${W - pad}" y="${pad + 28}" font-size="13" text-anchor="end" fill="${COLOURS.scratch}">from scratch</text>
