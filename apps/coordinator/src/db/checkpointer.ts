@@ -23,6 +23,8 @@ export interface CheckpointResult {
   log: number;
   /** Frames copied into the database. */
   checkpointed: number;
+  /** When it began (ms since the epoch, the thread's clock = the process's). */
+  at: number;
 }
 
 /** The automatic checkpoint threshold SQLite uses by default (pages). */
@@ -42,8 +44,9 @@ try {
   process.exit(1);
 }
 const once = () => {
+  const at = Date.now();
   const [row] = db.pragma('wal_checkpoint(PASSIVE)');
-  parentPort.postMessage({ type: 'checkpoint', busy: row.busy, log: row.log, checkpointed: row.checkpointed });
+  parentPort.postMessage({ type: 'checkpoint', busy: row.busy, log: row.log, checkpointed: row.checkpointed, at });
 };
 const timer = setInterval(() => {
   try { once(); } catch (err) { parentPort.postMessage({ type: 'error', message: String(err && err.message || err) }); }
@@ -117,7 +120,7 @@ export function startCheckpointer(
     if (m.type === 'ready') resolveReady();
     else if (m.type === 'checkpoint') {
       stats.runs++;
-      stats.last = { busy: m.busy, log: m.log, checkpointed: m.checkpointed };
+      stats.last = { busy: m.busy, log: m.log, checkpointed: m.checkpointed, at: m.at };
       if (m.checkpointed > 0) {
         stats.checkpoints++;
         stats.copied += m.checkpointed;
