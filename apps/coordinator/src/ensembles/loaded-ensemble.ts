@@ -77,6 +77,12 @@ function strategyOf(s: Pick<SampleSettings, 'routing' | 'k' | 'tau'>) {
   return routingStrategy(s.routing, { k: s.k, tau: s.tau });
 }
 
+/** Classes a loaded router reads (0: unconditional, or not a RouterNet). */
+function routerClassesOf(router: TrainableNetwork): number {
+  const { config } = router.spec as { config: { numClasses?: number } };
+  return Number(config.numClasses ?? 0);
+}
+
 export class LoadedEnsemble {
   private constructor(
     readonly manifest: EnsembleManifest,
@@ -97,6 +103,17 @@ export class LoadedEnsemble {
       const bytes = await fetchFile(manifest.router.checkpoint, 'router');
       checkFile('router', manifest.router.checkpoint, bytes);
       const router = networkFromCheckpoint(bytes, { kind: 'router' }).net;
+      // A router that reads the class must know the experts' classes (and their null class).
+      const classes = Number(
+        (manifest.model.architecture as { numClasses?: number }).numClasses ?? 0,
+      );
+      const routerClasses = routerClassesOf(router);
+      if (routerClasses > 0 && routerClasses !== classes) {
+        router.dispose();
+        throw new RangeError(
+          `the router is conditioned on ${routerClasses} classes, the experts on ${classes}`,
+        );
+      }
       return new LoadedEnsemble(manifest, nets, router);
     } catch (err) {
       for (const n of nets) n.dispose();
@@ -110,6 +127,11 @@ export class LoadedEnsemble {
 
   get numClasses(): number {
     return Number((this.manifest.model.architecture as { numClasses?: number }).numClasses ?? 0);
+  }
+
+  /** Classes the router reads (0: an unconditional router, p(k | x_t) only). */
+  get routerClasses(): number {
+    return routerClassesOf(this.router);
   }
 
   /**
@@ -142,17 +164,25 @@ export class LoadedEnsemble {
     const evaluations = Array.from({ length: B }, () => new Array<number>(K).fill(0));
     const weightSums = Array.from({ length: B }, () => new Array<number>(K).fill(0));
     const routerNet = this.router;
-    // Class-conditional requests: p(k | x_t, c) ∝ p(k | x_t) p(c | k), with p(c | k) from the
-    // clusters' class counts (exact at t = 1; it keeps a class away from experts that never saw
-    // it). A class no cluster holds leaves the router's weights as they are.
-    const priors = classes === null ? null : classes.map((c) => this.classPrior(c));
-    const router: Router = (x, t) => {
+    // Class-conditional requests. A router trained with the class (every class-conditional run's
+    // since it existed) answers p(k | x_t, c) itself from the rows' labels, and p(k | x_t) for the
+    // null class. An older router knows only p(k | x_t): then p(k | x_t, c) ∝ p(k | x_t) p(c | k),
+    // with p(c | k) from the clusters' class counts (exact at t = 1; it keeps a class away from
+    // experts that never saw it; docs/method.md §5 measures the two). A class no cluster holds
+    // leaves that router's weights as they are.
+    const classRouter = this.routerClasses > 0;
+    const priors = classes === null || classRouter ? null : classes.map((c) => this.classPrior(c));
+    const router: Router = (x, t, rowLabels) => {
       // In log space (ensembles/class-routing.ts): a product of probabilities underflows.
       const probs = tf.tidy(() =>
-        classConditionalProbabilities(
-          routerNet.apply(x, tf.mul(t, 999) as tf.Tensor1D) as tf.Tensor2D,
-          priors,
-        ),
+        classRouter
+          ? (tf.softmax(
+              routerNet.apply(x, tf.mul(t, 999) as tf.Tensor1D, rowLabels) as tf.Tensor2D,
+            ) as tf.Tensor2D)
+          : classConditionalProbabilities(
+              routerNet.apply(x, tf.mul(t, 999) as tf.Tensor1D) as tf.Tensor2D,
+              priors,
+            ),
       );
       const rows = probs.shape[0];
       const { selected, weights } = selectExperts(probs.dataSync(), rows, K, strategy);

@@ -2,6 +2,10 @@
  * Router training (docs/method.md §5): once every expert is validated (or on demand), train the small
  * router classifier on FM-noised images of all shards in their natural proportions, with each
  * image's cluster as its label, then measure its accuracy per noise level on the held-out splits.
+ * A class-conditional run's router also reads each image's class: every image of a batch is seen
+ * twice, with its class and with the null class ({@link classRouterBatch}), so the one network
+ * gives p(k | x_t, c) for a class-conditional request and p(k | x_t) for an unconditional one,
+ * each trained on every image (docs/method.md §5 says why and what measured it).
  */
 import { createHash } from 'node:crypto';
 import { createRng, decodeShard, deriveSeed, type ImageSet } from '@archipelago/data';
@@ -36,6 +40,11 @@ export interface RouterFitInput {
   runId: string;
   seed: number;
   steps: number;
+  /**
+   * Classes the router is conditioned on: the run's (0: unconditional). Absent in jobs queued
+   * before the option: 0, the router those runs had.
+   */
+  numClasses?: number;
   /** Each cluster's train and val shard, by cluster (0..K-1). */
   shards: { train: { key: string }; val: { key: string } }[];
 }
@@ -55,15 +64,51 @@ export interface RouterPayload {
   publish?: boolean;
 }
 
-const BATCH = 64;
+/** Images per router training step. */
+export const ROUTER_BATCH = 64;
 const LEARNING_RATE = 1e-3;
 const WARMUP = 50;
+
+/**
+ * A class-conditional router's batch: the images twice, first with their classes, then with the
+ * null class `numClasses` (each row noised on its own). Label dropout as the experts use it (10 %
+ * null) left the null class under-trained: at the default 400 steps its p(k | x_t) was markedly
+ * worse than an unconditional router's (docs/method.md §5, bench/class-routing.mjs).
+ */
+export function classRouterBatch(
+  pixels: Float32Array,
+  clusters: Int32Array,
+  labels: Int32Array,
+  numClasses: number,
+): { pixels: Float32Array; clusters: Int32Array; labels: Int32Array } {
+  const n = clusters.length;
+  const x = new Float32Array(2 * pixels.length);
+  x.set(pixels, 0);
+  x.set(pixels, pixels.length);
+  const y = new Int32Array(2 * n);
+  y.set(clusters, 0);
+  y.set(clusters, n);
+  const c = new Int32Array(2 * n).fill(numClasses);
+  c.set(labels, 0);
+  return { pixels: x, clusters: y, labels: c };
+}
+
+/** The router's learning rate at `step`: linear warm-up over the first {@link WARMUP} steps. */
+export function routerLearningRate(step: number): number {
+  return LEARNING_RATE * Math.min(1, (step + 1) / WARMUP);
+}
 /** Held-out noise draws per validation image. */
 const EVAL_REPEATS = 8;
 const BINS = 10;
 
 /** The router's size: small next to the experts (the papers use ~4% of training FLOPs). */
-export function routerConfigFor(imageSize: number, channels: number, patchSize: number, k: number) {
+export function routerConfigFor(
+  imageSize: number,
+  channels: number,
+  patchSize: number,
+  k: number,
+  numClasses = 0,
+) {
   return {
     imageSize,
     channels,
@@ -73,12 +118,15 @@ export function routerConfigFor(imageSize: number, channels: number, patchSize: 
     heads: 4,
     mlpRatio: 2,
     numClusters: k,
+    // Conditional routers only: an unconditional router's config is what it was before.
+    ...(numClasses > 0 ? { numClasses } : {}),
   };
 }
 
 interface Union {
   pixels: Float32Array;
   clusters: Int32Array;
+  labels: Int32Array;
   count: number;
   shape: [number, number, number];
 }
@@ -89,13 +137,15 @@ function union(sets: ImageSet[]): Union {
   const count = sets.reduce((n, s) => n + s.count, 0);
   const pixels = new Float32Array(count * size);
   const clusters = new Int32Array(count);
+  const labels = new Int32Array(count);
   let row = 0;
   sets.forEach((s, k) => {
     for (let i = 0; i < s.count * size; i++) pixels[row * size + i] = s.pixels[i]! / 127.5 - 1;
     clusters.fill(k, row, row + s.count);
+    labels.set(s.labels, row);
     row += s.count;
   });
-  return { pixels, clusters, count, shape: [first.height, first.width, first.channels] };
+  return { pixels, clusters, labels, count, shape: [first.height, first.width, first.channels] };
 }
 
 /** The database half before training: the run must exist, be live, and have every expert done. */
@@ -128,7 +178,13 @@ export function prepareRouter(db: Db, payload: RouterPayload, steps: number): Ro
     };
     pairs.push({ train: pick('train'), val: pick('val') });
   }
-  return { runId: run.id, seed: run.config.seed, steps, shards: pairs };
+  return {
+    runId: run.id,
+    seed: run.config.seed,
+    steps,
+    numClasses: run.config.numClasses,
+    shards: pairs,
+  };
 }
 
 /** A trained router as stored: what {@link applyRouter} records (plain JSON). */
@@ -241,7 +297,8 @@ export async function fitRouter(
   // 4x4 tokens of (h/4)-pixel patches when the size allows (7 px at 28 px): the router only
   // needs the coarse layout to tell clusters apart, and 16 tokens keep it ~3x cheaper than 49.
   const patch = h % 4 === 0 ? h / 4 : h % 2 === 0 ? 2 : 1;
-  const config = routerConfigFor(h, c, patch, K);
+  const numClasses = input.numClasses ?? 0;
+  const config = routerConfigFor(h, c, patch, K, numClasses);
   const trainer = await RouterTrainer.create({
     network: { kind: 'router', config },
     optimizer: { learningRate: LEARNING_RATE },
@@ -256,16 +313,26 @@ export async function fitRouter(
     // nothing to learn; the untrained router is stored all the same, keeping the manifest's form.
     const steps = K === 1 ? 0 : input.steps;
     for (let step = 0; step < steps; step++) {
-      trainer.learningRate = LEARNING_RATE * Math.min(1, (step + 1) / WARMUP);
-      const x = new Float32Array(BATCH * size);
-      const y = new Int32Array(BATCH);
-      for (let b = 0; b < BATCH; b++) {
+      trainer.learningRate = routerLearningRate(step);
+      const x = new Float32Array(ROUTER_BATCH * size);
+      const y = new Int32Array(ROUTER_BATCH);
+      const labels = new Int32Array(ROUTER_BATCH);
+      for (let b = 0; b < ROUTER_BATCH; b++) {
         // Uniform over the union: clusters in their natural proportions, the prior included.
         const i = rng.int(train.count);
         x.set(train.pixels.subarray(i * size, (i + 1) * size), b * size);
         y[b] = train.clusters[i]!;
+        labels[b] = train.labels[i]!;
       }
-      const r = await trainer.step({ data: x, shape: [BATCH, h, w, c] }, y);
+      let r: { loss: number };
+      if (numClasses > 0) {
+        const both = classRouterBatch(x, y, labels, numClasses);
+        r = await trainer.step(
+          { data: both.pixels, shape: [2 * ROUTER_BATCH, h, w, c] },
+          both.clusters,
+          { labels: both.labels },
+        );
+      } else r = await trainer.step({ data: x, shape: [ROUTER_BATCH, h, w, c] }, y);
       // Let the event loop breathe between steps (on the main thread with computeThreads 0).
       await new Promise((resolve) => setImmediate(resolve));
       loss = 0.95 * loss + 0.05 * r.loss;
@@ -280,6 +347,8 @@ export async function fitRouter(
       evalX.set(val.pixels, r * val.count * size);
       evalY.set(val.clusters, r * val.count);
     }
+    // Without the class (a class-conditional router's null class): p(k | x_t), the accuracy
+    // every router reports, comparable across runs.
     const ev = trainer.evaluate(
       { data: evalX, shape: [val.count * EVAL_REPEATS, h, w, c] },
       evalY,

@@ -50,6 +50,40 @@ export interface TestEnsembleShape {
   imageSize?: number;
   datasetName?: string;
   classNames?: string[];
+  /**
+   * A router trained with the class (two classes), taught that class c belongs to cluster 1 - c:
+   * the opposite of what `classCounts` lean to, so a test can tell which rule routed a sample.
+   */
+  classRouter?: boolean;
+}
+
+/**
+ * A class-conditional router of `config` trained (60 steps) on images that say nothing of their
+ * cluster, with cluster = 1 - class and every 10th row's class dropped to the null class.
+ */
+async function trainedClassRouter(config: Record<string, unknown>): Promise<Uint8Array> {
+  const size = Number(config.imageSize);
+  const router = await RouterTrainer.create({
+    network: { kind: 'router', config: { ...config, numClasses: 2 } as never },
+    optimizer: { learningRate: 1e-2 },
+    seed: 7,
+  });
+  let state = 99;
+  const next = () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+  for (let step = 0; step < 60; step++) {
+    const rows = 32;
+    const data = new Float32Array(rows * size * size).map(() => 2 * next() - 1);
+    const labels = Int32Array.from({ length: rows }, () => (next() < 0.5 ? 0 : 1));
+    const clusters = labels.map((c) => 1 - c);
+    const dropped = labels.map((c, r) => (r % 10 === 0 ? 2 : c));
+    await router.step({ data, shape: [rows, size, size, 1] }, clusters, { labels: dropped });
+  }
+  const bytes = await router.save();
+  await router.dispose();
+  return bytes;
 }
 
 /** Build and sign the ensemble (a TensorFlow.js backend must be initialised). */
@@ -95,14 +129,19 @@ export async function buildTestEnsemble(
       baselineLoss: 1,
     });
   }
-  const { numClasses: _c, learnSigma: _s, ...routerConfig } = { ...dit, numClusters: 2 };
-  const router = await RouterTrainer.create({
-    network: { kind: 'router', config: routerConfig as never },
-    optimizer: { learningRate: 1e-3 },
-    seed: 7,
-  });
-  const routerBytes = await router.save();
-  await router.dispose();
+  const { numClasses: _c, learnSigma: _s, ...plainRouter } = { ...dit, numClusters: 2 };
+  const routerConfig = shape.classRouter ? { ...plainRouter, numClasses: 2 } : plainRouter;
+  let routerBytes: Uint8Array;
+  if (shape.classRouter) routerBytes = await trainedClassRouter(plainRouter);
+  else {
+    const router = await RouterTrainer.create({
+      network: { kind: 'router', config: routerConfig as never },
+      optimizer: { learningRate: 1e-3 },
+      seed: 7,
+    });
+    routerBytes = await router.save();
+    await router.dispose();
+  }
   const body: ManifestBodyV2 = {
     schema: MANIFEST_V2_SCHEMA_ID,
     run,

@@ -112,4 +112,19 @@ describe('router training on a compute thread', () => {
       [a!.id, b!.id].sort(),
     );
   });
+
+  it("a class-conditional run's router reads the class: numClasses and a label table with a null row", async () => {
+    const { db, store, log } = t.coordinator;
+    expect(run.config.numClasses).toBe(2);
+    const { routerId } = await trainRouter(
+      { db, store, log, steps: 5 },
+      { runId: run.id, publish: false },
+    );
+    const row = db.select().from(routers).where(eq(routers.id, routerId)).get()!;
+    expect(row.architecture).toMatchObject({ kind: 'router', numClusters: 2, numClasses: 2 });
+    const { meta, params } = loadCheckpoint(await store.getBytes(row.key));
+    expect(meta.architecture).toMatchObject({ numClasses: 2 });
+    // Classes 0 and 1 and the null class 2, each a row of the router's width.
+    expect(params['y_embedder.embedding_table']!.shape).toEqual([3, 64]);
+  });
 });
