@@ -30,6 +30,8 @@ export class HttpError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The error's `details`, when it has some (a pending score's progress, say). */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'HttpError';
@@ -65,11 +67,20 @@ export async function api<T>(path: string, options: RequestOptions = {}): Promis
     // Not JSON (a proxy's error page): reported below with the status.
   }
   if (!res.ok) {
-    const err = (json as { error?: { code?: string; message?: string } } | null)?.error;
+    const err = (
+      json as {
+        error?: { code?: string; message?: string; details?: Record<string, unknown> };
+      } | null
+    )?.error;
     const code = err?.code ?? `http_${res.status}`;
     if (!options.admin && (res.status === 401 || res.status === 403))
       window.dispatchEvent(new CustomEvent(AUTH_REQUIRED, { detail: err?.message ?? code }));
-    throw new HttpError(res.status, code, err?.message ?? `${res.status} ${res.statusText}`);
+    throw new HttpError(
+      res.status,
+      code,
+      err?.message ?? `${res.status} ${res.statusText}`,
+      err?.details,
+    );
   }
   return json as T;
 }

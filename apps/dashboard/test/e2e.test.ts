@@ -2,7 +2,8 @@
  * The dashboard in real headless Chromium against a real coordinator process and a real worker
  * process training a tiny two-expert run on 8x8 MNIST: the run page updates live (no reload),
  * the loss curves fill, the workers page shows the worker, the admin key unlocks the token
- * panel; then, once the run is published, the manifest download verifies and samples render.
+ * panel; then, once the run is published, the ensemble's score appears (the coordinator's job, on
+ * 20 samples), the manifest download verifies and samples render.
  * Screenshots (light and dark) go to apps/dashboard/test-artifacts/ for people to look at.
  */
 import { createHash, createPublicKey, verify } from 'node:crypto';
@@ -12,7 +13,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   canonicalJson,
+  type EnsembleList,
   type EnsembleManifest,
+  type EnsembleScoreReply,
   type EventList,
   type KeyList,
   type Run,
@@ -97,6 +100,8 @@ describe('dashboard in Chromium', () => {
       ARCHIPELAGO_LEASE_TTL_MS: '3000',
       // Keep the router quick: this tests the dashboard, not the models.
       ARCHIPELAGO_ROUTER_STEPS: '40',
+      // Score the ensemble on a few samples (the shipped 8x8 MNIST classifier).
+      ARCHIPELAGO_SCORE_SAMPLES: '20',
     });
     const [datasetId, token] = await Promise.all([
       coord.importMnist(2),
@@ -284,6 +289,50 @@ describe('dashboard in Chromium', () => {
       { timeout: 20_000 },
     );
     await page.waitForSelector('[data-verified="true"]', { timeout: 20_000 });
+    // The score: "pending" while the coordinator's job runs (the page looks again by itself),
+    // then the table beside the real-train reference, and the figure.
+    const scoreState = () =>
+      page.$eval('[data-score]', (e) => (e as HTMLElement).dataset.scoreState ?? '');
+    await expect.poll(scoreState, { timeout: 90_000, interval: 250 }).toBe('scored');
+    const scoreCells = await page.$$eval('[data-score-field]', (els) =>
+      Object.fromEntries(
+        els.map((e) => [(e as HTMLElement).dataset.scoreField, e.textContent ?? '']),
+      ),
+    );
+    expect(Object.keys(scoreCells).sort()).toEqual(
+      [
+        'fdCls',
+        'fragmented',
+        'intraClassDiversity',
+        'meanComponents',
+        'precision',
+        'recall',
+      ].sort(),
+    );
+    expect(scoreCells.fdCls).toMatch(/^\d+\.\d\d$/);
+    expect(scoreCells.precision).toMatch(/^\d\.\d{3}$/);
+    await expect(page.locator('.score-table caption').textContent()).resolves.toBe(
+      'FD-cls (Frechet distance in the features of a classifier trained on the dataset, not FID)',
+    );
+    await expect(page.locator('.score-panel').textContent()).resolves.toMatch(
+      /20 samples \(classes balanced\), seed 0/,
+    );
+    await page.waitForFunction(
+      () => {
+        const img = document.querySelector<HTMLImageElement>('[data-score-figure]');
+        return (img?.complete ?? false) && (img?.naturalWidth ?? 0) > 0;
+      },
+      null,
+      { timeout: 20_000 },
+    );
+    // The page shows what the API has.
+    const { ensembles } = await coord.api<EnsembleList>('GET', `/api/v1/runs/${run.id}/ensembles`);
+    const score = await coord.api<EnsembleScoreReply>(
+      'GET',
+      `/api/v1/ensembles/${ensembles[0]!.id}/score`,
+    );
+    expect(scoreCells.fdCls).toBe(score.scores.fdCls?.toFixed(2));
+    expect(score.settings.samples).toBe(20);
     // Each accepted expert's card shows the acceptance test's margins (docs/method.md §12).
     await expect
       .poll(() => page.$$eval('[data-field="acceptance"]', (els) => els.map((e) => e.textContent)))

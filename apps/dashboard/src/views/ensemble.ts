@@ -1,10 +1,13 @@
 /**
  * A run's published ensemble: router accuracy by noise level, the signed manifest (download and
- * signature check), and a sample gallery that calls the sampling endpoint.
+ * signature check), its score (FD-cls and the rest, "pending" while the coordinator computes it)
+ * and a sample gallery that calls the sampling endpoint.
  */
 import type {
   Ensemble,
   EnsembleList,
+  EnsembleScoreReply,
+  JobProgress,
   RoutingStrategy,
   SampleRequest,
   SampleResponse,
@@ -40,10 +43,55 @@ export function ensembleSection(runId: string): EnsembleSection {
   let chart: LineChart | null = null;
   let shownId: string | null = null;
   let ensembles: Ensemble[] = [];
+  /** The next look at a pending score. */
+  let scoreTimer: ReturnType<typeof setTimeout> | null = null;
 
   const clearChart = () => {
     chart?.destroy();
     chart = null;
+    if (scoreTimer) clearTimeout(scoreTimer);
+    scoreTimer = null;
+  };
+
+  /** The score of `ens` into `out`; looked at again every 2 s while it is pending. */
+  const loadScore = async (ens: Ensemble, out: HTMLElement) => {
+    scoreTimer = null;
+    try {
+      const score = await api<EnsembleScoreReply>(`/api/v1/ensembles/${ens.id}/score`);
+      if (shownId === ens.id) fill(out, scoreView(score));
+      out.dataset.scoreState = 'scored';
+    } catch (err) {
+      if (shownId !== ens.id) return;
+      const code = err instanceof HttpError ? err.code : '';
+      const message = err instanceof Error ? err.message : String(err);
+      if (code === 'score_pending') {
+        const p = (err as HttpError).details?.progress as JobProgress | null | undefined;
+        out.dataset.scoreState = 'pending';
+        fill(
+          out,
+          h(
+            'p',
+            { class: 'muted', role: 'status' },
+            h('strong', null, 'Pending'),
+            p
+              ? ` · ${p.stage} ${p.done}/${p.total}`
+              : ' · the coordinator samples and scores the ensemble',
+          ),
+        );
+        scoreTimer = setTimeout(() => void loadScore(ens, out), 2000);
+        return;
+      }
+      out.dataset.scoreState =
+        code === 'score_failed' ? 'failed' : code === 'score_disabled' ? 'disabled' : 'none';
+      fill(
+        out,
+        code === 'score_failed'
+          ? h('p', { class: 'bad' }, h('strong', null, 'Scoring failed: '), message)
+          : code === 'score_disabled' || code === 'not_scored'
+            ? h('p', { class: 'muted' }, message)
+            : errorBox(err),
+      );
+    }
   };
 
   const show = (ens: Ensemble) => {
@@ -54,6 +102,11 @@ export function ensembleSection(runId: string): EnsembleSection {
       'div',
       { class: 'verify', 'aria-live': 'polite' },
       'Checking the signature…',
+    );
+    const scoreEl = h(
+      'div',
+      { class: 'score', 'aria-live': 'polite', dataset: { score: '', scoreState: 'loading' } },
+      'Loading the score…',
     );
     const picker =
       ensembles.length > 1
@@ -176,6 +229,7 @@ export function ensembleSection(runId: string): EnsembleSection {
           verifyEl,
         ),
       ),
+      h('div', { class: 'score-panel' }, h('h3', null, 'Score'), scoreEl),
       sampler(ens),
     );
     chart = new LineChart(
@@ -196,6 +250,8 @@ export function ensembleSection(runId: string): EnsembleSection {
       [binCentres(acc.edges), acc.accuracy, acc.accuracy.map(() => acc.chance)],
     );
     void verify(ens, verifyEl);
+    if (scoreTimer) clearTimeout(scoreTimer);
+    void loadScore(ens, scoreEl);
   };
 
   const verify = async (ens: Ensemble, out: HTMLElement) => {
@@ -347,6 +403,85 @@ export function ensembleSection(runId: string): EnsembleSection {
     },
     destroy: clearChart,
   };
+}
+
+/** A stored score: the numbers beside the real-train reference, the settings, the figure. */
+function scoreView(score: EnsembleScoreReply): HTMLElement {
+  const s = score.scores;
+  const r = score.reference;
+  const f = (v: number | null, digits = 3) => (v === null ? 'n/a' : v.toFixed(digits));
+  const rows: [string, string, string, string][] = [
+    ['fdCls', 'FD-cls (lower is better)', f(s.fdCls, 2), f(r.fdCls, 2)],
+    ['precision', 'Precision', f(s.precision), f(r.precision)],
+    ['recall', 'Recall', f(s.recall), f(r.recall)],
+    [
+      'intraClassDiversity',
+      'Intra-class diversity',
+      f(s.intraClassDiversity),
+      f(r.intraClassDiversity),
+    ],
+    [
+      'meanComponents',
+      'Fragment index: components per image',
+      f(s.fragments.generated.meanComponents, 2),
+      f(r.fragments.meanComponents, 2),
+    ],
+    [
+      'fragmented',
+      'Fragmented (more than one component)',
+      formatPercent(s.fragments.generated.fragmented),
+      formatPercent(r.fragments.fragmented),
+    ],
+  ];
+  const st = score.settings;
+  return h(
+    'div',
+    { class: 'ensemble-grid' },
+    h(
+      'div',
+      null,
+      h(
+        'table',
+        { class: 'table score-table', 'aria-label': 'Scores of the ensemble' },
+        h('caption', { class: 'muted small' }, score.metricName),
+        h(
+          'thead',
+          null,
+          h(
+            'tr',
+            null,
+            ['', `${s.counts.generated} samples`, 'Real train images'].map((t) =>
+              h('th', { scope: 'col' }, t),
+            ),
+          ),
+        ),
+        h(
+          'tbody',
+          null,
+          rows.map(([field, label, a, b]) =>
+            h(
+              'tr',
+              { dataset: { scoreRow: field } },
+              h('th', { scope: 'row' }, label),
+              h('td', { dataset: { scoreField: field } }, a),
+              h('td', { dataset: { referenceField: field } }, b),
+            ),
+          ),
+        ),
+      ),
+      h(
+        'p',
+        { class: 'muted small' },
+        `${st.samples} samples (classes ${st.classes}), seed ${st.seed}: ${st.sampler} ${st.steps} steps, routing ${st.routing}, guidance ${st.guidance}, ${st.conversion} conversion; against ${s.counts.real} held-out ${score.dataset.name} images at ${score.dataset.resolution}x${score.dataset.resolution}, k = ${s.k}. Classifier ${score.classifier.file} (held-out accuracy ${formatPercent(score.classifier.heldOutAccuracy)}). Scored ${formatTime(score.scoredAt)}.`,
+      ),
+    ),
+    h('img', {
+      class: 'score-figure',
+      src: withKey(score.figureUrl),
+      alt: `The scored samples beside their scores: ${score.metricName} ${f(s.fdCls, 2)}`,
+      dataset: { scoreFigure: '' },
+    }),
+  );
 }
 
 function renderGallery(gallery: HTMLElement, res: SampleResponse): void {
