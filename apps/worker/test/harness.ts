@@ -153,6 +153,8 @@ export class CoordinatorProcess {
           ARCHIPELAGO_HOST: '127.0.0.1',
           // These tests train for a few dozen steps: the router is trained briefly too.
           ARCHIPELAGO_ROUTER_STEPS: '20',
+          // Nor do they score what they publish (remote-jobs.test.ts does, on 10 samples).
+          ARCHIPELAGO_SCORE_SAMPLES: '0',
           ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -3,8 +3,9 @@
  * the object store (an S3 server, s3rver) and its own empty data directory (issue 13 point 7):
  * the coordinator (`--no-local-jobs` by environment) prepares each job, applies its result and
  * signs the manifest; real worker processes train the experts. Import (no clustering), the run's
- * clustering, two validations, the router and the publication: each job row names the job
- * process as the one that computed it, and the job process never creates a database.
+ * clustering, two validations, the router, the publication and the ensemble's score: each job row
+ * names the job process as the one that computed it, and the job process never creates a
+ * database.
  *
  * Lives with the worker's tests because it runs worker processes (this package's build); the
  * coordinator's own test of a processor killed mid-job is apps/coordinator/test/jobs/.
@@ -48,6 +49,8 @@ describe('a run whose jobs are all computed on a job process with only Redis and
       ARCHIPELAGO_REDIS_PREFIX: prefix,
       ARCHIPELAGO_LOCAL_JOBS: 'false',
       ARCHIPELAGO_ROUTER_STEPS: '20',
+      // The published ensemble is scored by the job process too, on a few samples.
+      ARCHIPELAGO_SCORE_SAMPLES: '10',
       ...store.env(),
     };
     coord = new CoordinatorProcess(await freePort(), path.join(dir, 'coordinator'));
@@ -148,6 +151,29 @@ describe('a run whose jobs are all computed on a job process with only Redis and
     expect(manifest.experts).toHaveLength(2);
     // The inference defaults the job process measured, signed by the coordinator.
     expect(manifest.inference.rationale).toMatch(/held-out velocity MSE/);
+    // Its score, computed by the job process (score.json and score.png in S3), recorded here.
+    const score = await until(
+      'the ensemble to be scored',
+      async () => {
+        const r = await coord.api<{ metric: string; error?: { code: string } }>(
+          'GET',
+          `/api/v1/ensembles/${ens.id}/score`,
+        );
+        if (r.status === 200) return r.body;
+        if (r.body.error?.code !== 'score_pending')
+          throw new Error(`no score: ${JSON.stringify(r.body)}`);
+        return null;
+      },
+      120_000,
+      250,
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}${logs()}`);
+    });
+    expect(score).toMatchObject({
+      metric: 'FD-cls',
+      dataset: { name: 'mnist', resolution: 8 },
+      settings: { samples: 10 },
+    });
 
     // Every job was computed by the job process: its `host:pid` is on each row.
     const db = new Database(path.join(dir, 'coordinator', 'coordinator.sqlite'), {
@@ -162,6 +188,7 @@ describe('a run whose jobs are all computed on a job process with only Redis and
           'cluster-dataset',
           'import-dataset',
           'publish-ensemble',
+          'score-ensemble',
           'train-router',
           'validate-checkpoint',
           'validate-checkpoint',
