@@ -94,6 +94,8 @@ describe('runs', () => {
     const run = res.json() as Run;
     // The semantic clustering with that K and seed is not reused for random shards.
     expect(run.status).toBe('clustering');
+    // Its shards are not made yet: no assignment to show.
+    expect(run.assignment).toBeNull();
     const jobRow = t.coordinator.db.query.jobs
       .findFirst({ where: (j, { eq: e }) => e(j.runId, run.id) })
       .sync();
@@ -110,6 +112,10 @@ describe('runs', () => {
     const again = (await create({ experts: 4, assignment: 'random' })).json() as Run;
     expect(again.status).toBe('training');
     expect(again.clusteringId).toBe(random.id);
+    // The API says which shards a run trains on (the dashboard shows it).
+    expect(again.assignment).toBe('random');
+    const onSemantic = (await create({ experts: 4, clusteringId: semantic.id })).json() as Run;
+    expect(onSemantic.assignment).toBe('semantic');
     const mismatch = await create({
       experts: 4,
       assignment: 'random',

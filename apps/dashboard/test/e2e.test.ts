@@ -146,6 +146,11 @@ describe('dashboard in Chromium', () => {
     await page.waitForSelector('#live[data-state="live"]', { timeout: 15_000 });
     await expect.poll(() => page.locator('[data-expert]').count()).toBe(2);
     await expect(page.locator('h1').textContent()).resolves.toBe('mnist e2e');
+    // How the data was split: the dataset's two semantic clusters.
+    const split = page.locator('[data-field="assignment"]');
+    await expect.poll(() => split.getAttribute('data-assignment')).toBe('semantic');
+    await expect(split.getAttribute('data-monolith')).resolves.toBe('false');
+    await expect(split.textContent()).resolves.toBe('Semantic clusters: 2 shards');
 
     // The expert in training moves on while we watch.
     await page.waitForFunction(
@@ -393,6 +398,51 @@ describe('dashboard in Chromium', () => {
     await scheme('dark');
     await shot('ensemble-dark');
     expect(foreign).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('run pages say how the data was split: random shards, or a monolith for K = 1', async () => {
+    await scheme('light');
+    const baseline = async (body: Record<string, unknown>) => {
+      const r = await coord.api<Run>('POST', '/api/v1/runs', {
+        datasetId: run.datasetId,
+        stepsPerExpert: 10,
+        model: 'tiny',
+        ...body,
+      });
+      // Clustered (random shards, or the one cluster of a monolith) and bound to its shards.
+      await until(
+        `run ${r.name} to be clustered`,
+        async () => {
+          const now = await coord.api<Run>('GET', `/api/v1/runs/${r.id}`);
+          if (now.status === 'failed') throw new Fatal(`run failed: ${now.error}`);
+          return now.assignment !== null;
+        },
+        60_000,
+        250,
+      );
+      await page.goto(`${coord.url}/#/runs/${r.id}`);
+      await expect.poll(() => page.locator('h1').textContent()).toBe(r.name);
+      return r;
+    };
+    const split = page.locator('[data-field="assignment"]');
+    const random = await baseline({
+      name: 'random shards',
+      experts: 2,
+      objectives: 'fm',
+      assignment: 'random',
+    });
+    await expect.poll(() => split.getAttribute('data-assignment')).toBe('random');
+    await expect(split.getAttribute('data-monolith')).resolves.toBe('false');
+    await expect(split.textContent()).resolves.toMatch(/^Random shards \(the baseline\): 2 shards/);
+    const monolith = await baseline({ name: 'monolith', experts: 1, objectives: 'fm' });
+    await expect.poll(() => split.getAttribute('data-monolith')).toBe('true');
+    await expect(split.textContent()).resolves.toBe(
+      'Monolith (K = 1): one expert trained on the whole dataset',
+    );
+    await shot('run-monolith-light');
+    // Not trained: this only looks at their pages.
+    for (const r of [random, monolith]) await coord.api('POST', `/api/v1/runs/${r.id}/cancel`);
     expect(pageErrors).toEqual([]);
   });
 });

@@ -249,6 +249,11 @@ export const Run = Type.Object(
     name: Type.String(),
     datasetId: Id,
     clusteringId: Nullable(Id),
+    /**
+     * How the run's shards were made: `semantic` clusters or `random` shards of the same sizes
+     * (the baseline); null until the run is bound to a clustering. A K = 1 run is a monolith.
+     */
+    assignment: Nullable(ClusterAssignment),
     status: RunStatus,
     k: Type.Integer(),
     objectives: Type.String(),

@@ -325,6 +325,13 @@ function toRun(db: Db, row: RunRow): Run {
     .orderBy(asc(experts.cluster))
     .all();
   const sizes = new Map<string, number>();
+  const clustering = row.clusteringId
+    ? db
+        .select({ assignment: clusterings.assignment })
+        .from(clusterings)
+        .where(eq(clusterings.id, row.clusteringId))
+        .get()
+    : undefined;
   if (row.clusteringId) {
     for (const s of db
       .select({ id: shards.id, count: shards.count })
@@ -339,6 +346,7 @@ function toRun(db: Db, row: RunRow): Run {
     name: row.name,
     datasetId: row.datasetId,
     clusteringId: row.clusteringId,
+    assignment: clustering?.assignment ?? null,
     status: row.status,
     k: row.k,
     objectives: row.objectives,

@@ -190,6 +190,15 @@ class ExpertCard {
   }
 }
 
+/** How the run's data was split among its experts: semantic clusters, random shards, or none. */
+function shardsText(run: Run): string {
+  if (run.k === 1) return 'Monolith (K = 1): one expert trained on the whole dataset';
+  if (run.assignment === 'random')
+    return `Random shards (the baseline): ${run.k} shards of the sizes semantic clustering gives`;
+  if (run.assignment === 'semantic') return `Semantic clusters: ${run.k} shards`;
+  return `${run.k} shards, once the dataset is clustered`;
+}
+
 export function runPage(main: HTMLElement, runId: string): View {
   let run: Run | null = null;
   let workers = new Map<string, string>();
@@ -277,6 +286,18 @@ export function runPage(main: HTMLElement, runId: string): View {
         { class: 'muted' },
         `${run.k} experts (${run.objectives}) · ${c.model} model · ${c.resolution}×${c.resolution}×${c.channels} · ${c.stepsPerExpert.toLocaleString('en')} steps each, batch ${c.batchSize} · FM times ${c.fmTimeSampling ?? 'uniform'} · started `,
         since(run.createdAt),
+      ),
+      h(
+        'p',
+        {
+          class: 'muted small',
+          dataset: {
+            field: 'assignment',
+            assignment: run.assignment ?? 'pending',
+            monolith: String(run.k === 1),
+          },
+        },
+        shardsText(run),
       ),
       h(
         'div',
