@@ -1,0 +1,482 @@
+#!/usr/bin/env node
+// Ensembles by sample quality (issue 14 point 6; docs/method.md §5 routing, §8 shards): three
+// of the paper's comparisons on the built-in MNIST at the demo's scale (16 px, the demo's
+// clustering: PCA features, K-means with seed 1), FM experts (uniform t, unconditional) on the
+// micro DiT with bench/ddpm-quality.mjs's recipe (batch 32, LR 2e-3 after warm-up, EMA 0.999,
+// EMA weights sampled), each ensemble with a router trained as the coordinator trains it
+// (services/router-training.ts: its size, batch, learning rate and steps):
+//   (a) a monolith (K = 1) against K = 4 and K = 8 semantic experts at equal total training
+//       compute: ENS_TOTAL_STEPS expert steps in all (the monolith all of them on every training
+//       image, each of K experts TOTAL / K on its cluster); the ensembles routed top-1;
+//   (b) semantic clusters against random shards of exactly the same sizes (K = 4, top-1;
+//       randomPartition, what the coordinator's `assignment: 'random'` uses);
+//   (c) routing top-1, top-2, full and threshold (tau 0.1, the manifest's default) on the K = 4
+//       semantic ensemble.
+// A seeded split of the whole dataset (ENS_HELD images) is held out of all training, experts and
+// routers alike. Every configuration draws ENS_SAMPLES images with the coordinator's default
+// sampler (Heun, 16 steps) from the same noise, scored against the held-out images with
+// @archipelago/metrics: FD-cls (a Frechet distance in the features of a classifier trained on
+// MNIST, not FID), precision, recall, intra-class diversity and the fragment index; as many real
+// training images are the floor. Each routing also reports the mean experts evaluated per sample
+// and step (combineExperts' stats).
+//
+// Run after building (`npx turbo run build`): `node apps/coordinator/bench/ensembles.mjs`.
+// One JSON object per line on stdout (per seed: the reference, each expert and router trained,
+// each configuration's scores; then a summary with the mean, min and max over seeds); progress
+// on stderr; the figure (FD-cls per configuration with its spread, beside a grid of the first
+// seed's samples) goes to ENS_FIGURE. Smoke (ENS_TOTAL_STEPS=8 ENS_ROUTER_STEPS=1 ENS_SAMPLES=8
+// ENS_HELD=32 ENS_SEEDS=3, as test/bench/ensembles.test.ts runs it): 14 s of CPU.
+// Environment:
+//   ENS_SEEDS          comma-separated seeds: split, weights, batches, sampling noise (default 0,1,2)
+//   ENS_TOTAL_STEPS    expert training steps of each ensemble in all (default 1200; a multiple of 8)
+//   ENS_SAMPLES        samples per configuration (default 256)
+//   ENS_HELD           held-out images (default 1000)
+//   ENS_ROUTER_STEPS   router training steps (default 400, the coordinator's routerSteps default)
+//   ENS_FIGURE         where the PNG goes (default out/ensembles.png)
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  clusterDataset,
+  computeFeatures,
+  createRng,
+  loadBuiltinDataset,
+  randomPartition,
+  renderGrid,
+  subsetImageSet,
+} from '@archipelago/data';
+import { combineExperts, deriveSeed, sample, velocityExpert } from '@archipelago/diffusion';
+import { loadShippedClassifier, scoreImages } from '@archipelago/metrics';
+import {
+  buildNetwork,
+  ditConfigFromPreset,
+  ExpertTrainer,
+  initBackend,
+  loadCheckpoint,
+  RouterTrainer,
+} from '@archipelago/models';
+import * as tf from '@tensorflow/tfjs-core';
+import sharp from 'sharp';
+import {
+  ROUTER_BATCH,
+  routerConfigFor,
+  routerLearningRate,
+} from '../dist/services/router-training.js';
+
+const TOTAL = Number(process.env.ENS_TOTAL_STEPS ?? 1200);
+const SAMPLES = Number(process.env.ENS_SAMPLES ?? 256);
+const HELD = Number(process.env.ENS_HELD ?? 1000);
+const ROUTER_STEPS = Number(process.env.ENS_ROUTER_STEPS ?? 400);
+const SEEDS = String(process.env.ENS_SEEDS ?? '0,1,2')
+  .split(',')
+  .map(Number);
+const FIGURE = process.env.ENS_FIGURE ?? 'out/ensembles.png';
+for (const [name, v] of Object.entries({ TOTAL, SAMPLES, HELD, ROUTER_STEPS }))
+  if (!(Number.isInteger(v) && v > 0))
+    throw new RangeError(
+      `ENS_${name === 'TOTAL' ? 'TOTAL_STEPS' : name} must be a positive integer, got ${v}`,
+    );
+if (TOTAL % 8 !== 0)
+  throw new RangeError(`ENS_TOTAL_STEPS must be a multiple of 8 (K = 8 splits it), got ${TOTAL}`);
+if (SEEDS.length === 0 || !SEEDS.every(Number.isInteger))
+  throw new RangeError(`ENS_SEEDS must list integers, got ${process.env.ENS_SEEDS}`);
+const RESOLUTION = 16;
+const BATCH = 32;
+const LEARNING_RATE = 2e-3;
+const EMA_DECAY = 0.999;
+const OBJECTIVE = { name: 'fm', timeSampling: { kind: 'uniform' } };
+const HEUN = { sampler: 'heun', steps: 16 };
+/** The manifest's threshold default (apps/coordinator/src/services/ensembles.ts). */
+const TAU = 0.1;
+const METRIC =
+  'FD-cls (a Frechet distance in the features of a classifier trained on MNIST, not FID)';
+/** The ensembles trained per seed: K, assignment. */
+const ENSEMBLES = [
+  { name: 'K=1 monolith', k: 1, assignment: 'semantic' },
+  { name: 'K=4 semantic', k: 4, assignment: 'semantic' },
+  { name: 'K=8 semantic', k: 8, assignment: 'semantic' },
+  { name: 'K=4 random', k: 4, assignment: 'random' },
+];
+/** The configurations sampled: an ensemble, a routing, and the experiments they belong to. */
+const CONFIGS = [
+  { name: 'monolith (K=1)', ensemble: 'K=1 monolith', routing: { kind: 'full' }, in: 'a' },
+  {
+    name: 'K=4 semantic, top-1',
+    ensemble: 'K=4 semantic',
+    routing: { kind: 'top-k', k: 1 },
+    in: 'abc',
+  },
+  {
+    name: 'K=8 semantic, top-1',
+    ensemble: 'K=8 semantic',
+    routing: { kind: 'top-k', k: 1 },
+    in: 'a',
+  },
+  { name: 'K=4 random, top-1', ensemble: 'K=4 random', routing: { kind: 'top-k', k: 1 }, in: 'b' },
+  {
+    name: 'K=4 semantic, top-2',
+    ensemble: 'K=4 semantic',
+    routing: { kind: 'top-k', k: 2 },
+    in: 'c',
+  },
+  { name: 'K=4 semantic, full', ensemble: 'K=4 semantic', routing: { kind: 'full' }, in: 'c' },
+  {
+    name: `K=4 semantic, threshold ${TAU}`,
+    ensemble: 'K=4 semantic',
+    routing: { kind: 'threshold', tau: TAU },
+    in: 'c',
+  },
+];
+const note = (line) => process.stderr.write(`${line}\n`);
+const emit = (record) => process.stdout.write(`${JSON.stringify(record)}\n`);
+const round = (x, digits = 4) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
+
+const started = performance.now();
+const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`;
+await initBackend({ backend: 'wasm' });
+
+// ---- Data: the demo's clustering of the whole dataset, for K = 4 and K = 8.
+const images = await loadBuiltinDataset('mnist', { resolution: RESOLUTION });
+const features = await computeFeatures(images, { seed: 1 });
+const semantic = {};
+for (const k of [4, 8]) {
+  const { assignments } = await clusterDataset(features.features, features.n, features.d, {
+    k,
+    seed: 1,
+  });
+  semantic[k] = assignments;
+}
+const size = RESOLUTION * RESOLUTION;
+const { classifier } = await loadShippedClassifier('mnist', RESOLUTION);
+const config = ditConfigFromPreset('micro', {
+  imageSize: RESOLUTION,
+  channels: 1,
+  numClasses: 0,
+  patchSize: 4,
+});
+note(
+  `ensembles: MNIST ${RESOLUTION} px (${images.count} images, ${HELD} held out), ${TOTAL} expert steps per ensemble, router ${ROUTER_STEPS} steps, ${SAMPLES} samples, seeds ${SEEDS.join(',')}`,
+);
+
+/** The seed's split of the whole dataset: held-out images and training images. */
+function split(seed) {
+  const order = Array.from({ length: images.count }, (_, i) => i);
+  const rng = createRng(deriveSeed(seed, 'ensembles-split'));
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return { heldOut: order.slice(0, HELD), train: order.slice(HELD) };
+}
+
+/**
+ * The shard of each training image (`[train.length]`, in [0, k)): the semantic clusters, or a
+ * random partition with the semantic shards' sizes (the coordinator's `assignment: 'random'`).
+ */
+function shardsOf(ensemble, train, seed) {
+  if (ensemble.k === 1) return new Int32Array(train.length);
+  const clusters = Int32Array.from(train, (i) => semantic[ensemble.k][i]);
+  if (ensemble.assignment === 'semantic') return clusters;
+  const sizes = new Array(ensemble.k).fill(0);
+  for (const c of clusters) sizes[c] += 1;
+  return randomPartition(sizes, deriveSeed(seed, 'random-assignment'));
+}
+
+/** Train one expert for `steps` on the training images `rows`; its EMA network. */
+async function trainExpert(rows, steps, seed, tag) {
+  const trainer = await ExpertTrainer.create({
+    network: { kind: 'dit', config },
+    objective: OBJECTIVE,
+    optimizer: { learningRate: LEARNING_RATE },
+    ema: { decay: EMA_DECAY },
+    seed: deriveSeed(seed, `ensembles-weights-${tag}`),
+  });
+  const begun = performance.now();
+  const batchRng = createRng(deriveSeed(seed, `ensembles-batches-${tag}`));
+  const warmup = Math.max(1, Math.min(100, Math.ceil(steps / 10)));
+  const x = new Float32Array(BATCH * size);
+  let smoothed = 0;
+  for (let s = 0; s < steps; s++) {
+    for (let b = 0; b < BATCH; b++) {
+      const r = rows[batchRng.int(rows.length)];
+      for (let p = 0; p < size; p++) x[b * size + p] = images.pixels[r * size + p] / 127.5 - 1;
+    }
+    trainer.learningRate = LEARNING_RATE * Math.min(1, (s + 1) / warmup);
+    const batch = tf.tensor4d(x, [BATCH, RESOLUTION, RESOLUTION, 1]);
+    const { loss } = await trainer.step(batch);
+    batch.dispose();
+    smoothed = 0.98 * smoothed + 0.02 * loss;
+  }
+  const seconds = (performance.now() - begun) / 1000;
+  // The EMA weights, as the checkpoint the coordinator samples holds them.
+  const bytes = await trainer.save();
+  await trainer.dispose();
+  const { params } = loadCheckpoint(bytes, { kind: 'expert' });
+  const net = buildNetwork({ kind: 'dit', config }, 0);
+  for (const [name, p] of Object.entries(params))
+    net.params.get(name).assign(tf.tensor(p.data, p.shape));
+  return { net, seconds, loss: smoothed / (1 - 0.98 ** steps) };
+}
+
+/** The router of a K-shard ensemble, trained as the coordinator trains it, on the training images. */
+async function trainRouter(train, shards, k, seed) {
+  const trainer = await RouterTrainer.create({
+    network: { kind: 'router', config: routerConfigFor(RESOLUTION, 1, 4, k) },
+    optimizer: { learningRate: routerLearningRate(0) },
+    seed,
+    threads: 1,
+  });
+  const rng = createRng(deriveSeed(seed, 'router-batches'));
+  const x = new Float32Array(ROUTER_BATCH * size);
+  const y = new Int32Array(ROUTER_BATCH);
+  let loss = 0;
+  for (let step = 0; step < ROUTER_STEPS; step++) {
+    trainer.learningRate = routerLearningRate(step);
+    for (let b = 0; b < ROUTER_BATCH; b++) {
+      // Uniform over the union: shards in their natural proportions.
+      const i = rng.int(train.length);
+      const r = train[i];
+      for (let p = 0; p < size; p++) x[b * size + p] = images.pixels[r * size + p] / 127.5 - 1;
+      y[b] = shards[i];
+    }
+    const result = await trainer.step(
+      { data: x, shape: [ROUTER_BATCH, RESOLUTION, RESOLUTION, 1] },
+      y,
+    );
+    loss = 0.95 * loss + 0.05 * result.loss;
+  }
+  return { trainer, loss: loss / (1 - 0.95 ** ROUTER_STEPS) };
+}
+
+/** One ensemble of the seed: its experts at equal total compute and its router. */
+async function trainEnsemble(ensemble, train, seed) {
+  const shards = shardsOf(ensemble, train, seed);
+  const steps = TOTAL / ensemble.k;
+  const nets = [];
+  for (let c = 0; c < ensemble.k; c++) {
+    const rows = train.filter((_, i) => shards[i] === c);
+    const tag = `${ensemble.name}-${c}`;
+    const { net, seconds, loss } = await trainExpert(rows, steps, seed, tag);
+    nets.push(net);
+    emit({
+      kind: 'expert',
+      seed,
+      ensemble: ensemble.name,
+      cluster: c,
+      images: rows.length,
+      steps,
+      seconds: round(seconds, 1),
+      loss: round(loss),
+    });
+    note(
+      `seed ${seed}: ${ensemble.name} expert ${c} (${rows.length} images, ${steps} steps) ${seconds.toFixed(0)} s, at ${elapsed()}`,
+    );
+  }
+  // A monolith needs no router (a one-way softmax is 1 whatever it reads; the coordinator stores
+  // an untrained one): every row goes to its one expert.
+  let router = (xIn) => tf.ones([xIn.shape[0], 1]);
+  let routerTrainer = null;
+  if (ensemble.k > 1) {
+    const fit = await trainRouter(train, shards, ensemble.k, seed);
+    routerTrainer = fit.trainer;
+    router = fit.trainer.router();
+    emit({
+      kind: 'router',
+      seed,
+      ensemble: ensemble.name,
+      steps: ROUTER_STEPS,
+      loss: round(fit.loss),
+    });
+  }
+  const models = nets.map((net) =>
+    velocityExpert({
+      objective: OBJECTIVE,
+      network: (xIn, tau, labels) => net.apply(xIn, tau, labels),
+    }),
+  );
+  return {
+    models,
+    router,
+    dispose: async () => {
+      for (const n of nets) n.dispose();
+      await routerTrainer?.dispose();
+    },
+  };
+}
+
+/** SAMPLES images of an ensemble under `routing`, from the noise of `seed`, and its stats. */
+async function draw(ensemble, routing, seed) {
+  const { model, stats } = combineExperts(ensemble.models, ensemble.router, routing);
+  const x0 = sample(model, [SAMPLES, RESOLUTION, RESOLUTION, 1], seed, HEUN, { x0Clamp: [-1, 1] });
+  // [-1, 1] -> bytes, as the coordinator writes samples.
+  const bytes = tf.tidy(() =>
+    tf.cast(tf.round(tf.mul(tf.add(tf.clipByValue(x0, -1, 1), 1), 127.5)), 'int32'),
+  );
+  const pixels = Uint8Array.from(await bytes.data());
+  tf.dispose([x0, bytes]);
+  const evaluated = stats.rowsPerExpert.reduce((a, b) => a + b, 0);
+  const rows = stats.calls.reduce((a, c) => a + c.batch, 0);
+  return {
+    samples: {
+      count: SAMPLES,
+      height: RESOLUTION,
+      width: RESOLUTION,
+      channels: 1,
+      pixels,
+      labels: new Int32Array(SAMPLES).fill(-1),
+      classNames: [],
+    },
+    expertsPerSample: evaluated / rows,
+  };
+}
+
+const figures = (s) => ({
+  fdCls: round(s.fdCls),
+  precision: round(s.precision),
+  recall: round(s.recall),
+  intraClassDiversity: round(s.intraClassDiversity),
+  meanComponents: round(s.fragments.generated.meanComponents),
+  fragmented: round(s.fragments.generated.fragmented),
+  empty: round(s.fragments.generated.empty),
+});
+
+/** What one seed measures: the floor and every configuration's scores, by name. */
+async function runSeed(seed) {
+  const { heldOut, train } = split(seed);
+  const real = subsetImageSet(images, heldOut);
+  const floorRows = train.slice(0, Math.min(SAMPLES, train.length));
+  const reference = figures(scoreImages(classifier, real, subsetImageSet(images, floorRows)));
+  emit({ kind: 'reference', seed, metric: METRIC, images: floorRows.length, ...reference });
+  const configs = {};
+  const noise = deriveSeed(seed, 'ensembles-samples');
+  for (const ensemble of ENSEMBLES) {
+    const trained = await trainEnsemble(ensemble, train, seed);
+    for (const c of CONFIGS.filter((c) => c.ensemble === ensemble.name)) {
+      const { samples, expertsPerSample } = await draw(trained, c.routing, noise);
+      const scores = figures(scoreImages(classifier, real, samples));
+      configs[c.name] = { ...scores, expertsPerSample: round(expertsPerSample), samples };
+      emit({
+        kind: 'score',
+        seed,
+        config: c.name,
+        experiments: c.in,
+        ensemble: ensemble.name,
+        routing: c.routing,
+        metric: METRIC,
+        samples: SAMPLES,
+        ...scores,
+        expertsPerSample: round(expertsPerSample),
+      });
+      note(
+        `seed ${seed}: ${c.name}: FD-cls ${scores.fdCls}, ${expertsPerSample.toFixed(2)} experts per sample, at ${elapsed()}`,
+      );
+    }
+    await trained.dispose();
+  }
+  return { seed, reference, configs };
+}
+
+const runs = [];
+for (const seed of SEEDS) runs.push(await runSeed(seed));
+
+// ---- Summary: mean, min and max over seeds.
+const spread = (values) => {
+  const v = values.filter(Number.isFinite);
+  const mean = v.reduce((a, b) => a + b, 0) / v.length;
+  return { mean: round(mean), min: round(Math.min(...v)), max: round(Math.max(...v)) };
+};
+const FIELDS = [
+  'fdCls',
+  'precision',
+  'recall',
+  'intraClassDiversity',
+  'meanComponents',
+  'fragmented',
+  'expertsPerSample',
+];
+const summary = {
+  kind: 'summary',
+  metric: METRIC,
+  resolution: RESOLUTION,
+  totalSteps: TOTAL,
+  routerSteps: ROUTER_STEPS,
+  samples: SAMPLES,
+  heldOut: HELD,
+  sampler: HEUN,
+  seeds: SEEDS,
+  reference: Object.fromEntries(
+    FIELDS.slice(0, -1).map((f) => [f, spread(runs.map((r) => r.reference[f]))]),
+  ),
+  configs: Object.fromEntries(
+    CONFIGS.map((c) => [
+      c.name,
+      {
+        experiments: c.in,
+        routing: c.routing,
+        ...Object.fromEntries(
+          FIELDS.map((f) => [f, spread(runs.map((r) => r.configs[c.name][f]))]),
+        ),
+      },
+    ]),
+  ),
+  seconds: round((performance.now() - started) / 1000, 1),
+};
+emit(summary);
+
+// ---- Figure: FD-cls per configuration (mean bar, min-max whisker; dashed: real training images)
+// beside a grid of 8 x 4 samples of the first seed.
+const W = 1000;
+const rowH = 150;
+const left = 300;
+const barW = 260;
+const H = 70 + rowH * CONFIGS.length;
+const maxFd = Math.max(
+  ...CONFIGS.map((c) => summary.configs[c.name].fdCls.max),
+  summary.reference.fdCls.max,
+);
+const color = (c) =>
+  c.ensemble === 'K=1 monolith'
+    ? '#7f7f7f'
+    : c.ensemble === 'K=4 random'
+      ? '#d62728'
+      : c.ensemble === 'K=8 semantic'
+        ? '#9467bd'
+        : '#1f77b4';
+const svg = [
+  `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+  '<rect width="100%" height="100%" fill="white"/>',
+  `<text x="10" y="22" font-size="14">MNIST 16 px, FM experts, micro DiT, ${TOTAL} expert steps per ensemble, ${SEEDS.length} seeds; ${SAMPLES} samples (Heun 16) vs ${HELD} held-out</text>`,
+  `<text x="10" y="42">FD-cls (Frechet distance in an MNIST classifier's features, not FID): bar = mean, whisker = min-max; dashed = real training images</text>`,
+];
+const fx = (v) => left + (v / maxFd) * barW;
+CONFIGS.forEach((c, i) => {
+  const y = 60 + i * rowH;
+  const s = summary.configs[c.name];
+  svg.push(
+    `<text x="10" y="${y + 30}" font-size="13">${c.name}</text>`,
+    `<text x="10" y="${y + 50}" fill="#555">FD-cls ${s.fdCls.mean.toFixed(1)} (${s.fdCls.min.toFixed(1)}-${s.fdCls.max.toFixed(1)})</text>`,
+    `<text x="10" y="${y + 68}" fill="#555">precision ${s.precision.mean.toFixed(2)}, recall ${s.recall.mean.toFixed(2)}</text>`,
+    `<text x="10" y="${y + 86}" fill="#555">${s.expertsPerSample.mean.toFixed(2)} experts per sample; experiment ${c.in.split('').join(', ')}</text>`,
+    `<rect x="${left}" y="${y + 20}" width="${Math.max(0, fx(s.fdCls.mean) - left)}" height="24" fill="${color(c)}"/>`,
+    `<line x1="${fx(s.fdCls.min)}" x2="${fx(s.fdCls.max)}" y1="${y + 32}" y2="${y + 32}" stroke="#000" stroke-width="2"/>`,
+  );
+});
+svg.push(
+  `<line x1="${fx(summary.reference.fdCls.mean)}" x2="${fx(summary.reference.fdCls.mean)}" y1="60" y2="${H - 10}" stroke="#777" stroke-dasharray="4 4"/>`,
+  '</svg>',
+);
+const composites = [];
+const shown = Math.min(32, SAMPLES);
+for (const [i, c] of CONFIGS.entries()) {
+  const set = runs[0].configs[c.name].samples;
+  const rows = Array.from({ length: Math.ceil(shown / 8) }, (_, r) =>
+    Array.from({ length: 8 }, (_, col) => r * 8 + col).filter((j) => j < shown),
+  );
+  const grid = await renderGrid(set, rows, { scale: 2 });
+  composites.push({ input: grid, left: left + barW + 40, top: 60 + i * rowH });
+}
+await mkdir(path.dirname(FIGURE), { recursive: true });
+await sharp(Buffer.from(svg.join('\n')))
+  .composite(composites)
+  .png()
+  .toFile(FIGURE);
+note(`ensembles: ${summary.seconds} s; figure ${FIGURE}`);
