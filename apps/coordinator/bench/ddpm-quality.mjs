@@ -17,8 +17,8 @@
 // progress on stderr; the figure (FD-cls and fragments with their spread, and a grid of samples of
 // the first seed per variant) goes to QUALITY_FIGURE.
 // Environment:
-//   QUALITY_EXPERTS  comma-separated, from ddpm-eps, ddpm-v, fm, ddpm-eps-velocity, ddpm-eps-min-snr
-//                    (default ddpm-eps,ddpm-v,fm)
+//   QUALITY_EXPERTS  comma-separated, from ddpm-eps, ddpm-v, fm (uniform times), fm-logit-normal,
+//                    ddpm-eps-velocity, ddpm-eps-min-snr (default ddpm-eps,ddpm-v,fm)
 //   QUALITY_STEPS    training steps of each expert (default 600)
 //   QUALITY_SEEDS    comma-separated seeds: weights, batches and sampling noise (default 0,1,2)
 //   QUALITY_SAMPLES  samples per score (default 256)
@@ -69,6 +69,8 @@ const ALL_EXPERTS = {
   'ddpm-eps': { name: 'ddpm', schedule: cosine },
   'ddpm-v': { name: 'ddpm', schedule: cosine, prediction: 'v' },
   fm: { name: 'fm', timeSampling: { kind: 'uniform' } },
+  /** The demo's FM experts (DEMO_DEFAULTS.fmTimeSampling). */
+  'fm-logit-normal': { name: 'fm', timeSampling: { kind: 'logit-normal' } },
   'ddpm-eps-velocity': { name: 'ddpm', schedule: cosine, lossWeighting: { kind: 'velocity' } },
   'ddpm-eps-min-snr': { name: 'ddpm', schedule: cosine, lossWeighting: { kind: 'min-snr' } },
 };
@@ -240,7 +242,7 @@ const spread = (values) => {
   return { mean: round(mean), min: round(Math.min(...v)), max: round(Math.max(...v)) };
 };
 const names = Object.keys(runs[0].variants);
-const fm = names.find((n) => n.startsWith('fm '));
+const fm = names.find((n) => n.startsWith('fm heun'));
 const summary = {
   kind: 'summary',
   metric: METRIC,
