@@ -6,10 +6,11 @@
 // Each trained expert (its EMA weights, as a checkpoint holds them) is sampled the way the
 // coordinator samples it, `velocityExpert` with the manifest's default conversion (SNR-matched,
 // alphaMin 0.01, x0 clamp [-1, 1]) and sampler (Heun, 16 steps), from the same noise; the epsilon
-// expert is also sampled with DDIM (its native sampler, 16 steps). The samples are scored against
-// the cluster's held-out images by FD-cls (a Frechet distance in the features of a classifier
-// trained on MNIST, not FID), precision and recall, and the fragment index (connected components of
-// the thresholded image); real training images of the cluster, as many, are the floor.
+// experts are also sampled through the naive step mapping and with DDIM (their native sampler, 16
+// steps). The samples are scored against the cluster's held-out images by FD-cls (a Frechet
+// distance in the features of a classifier trained on MNIST, not FID), precision and recall, and
+// the fragment index (connected components of the thresholded image); real training images of the
+// cluster, as many, are the floor.
 //
 // Run after building (`npx turbo run build`): `node apps/coordinator/bench/ddpm-quality.mjs`.
 // One JSON object per line on stdout (per seed: the reference, each expert, each score; then a
@@ -17,8 +18,9 @@
 // progress on stderr; the figure (FD-cls and fragments with their spread, and a grid of samples of
 // the first seed per variant) goes to QUALITY_FIGURE.
 // Environment:
-//   QUALITY_EXPERTS  comma-separated, from ddpm-eps, ddpm-v, fm (uniform times), fm-logit-normal,
-//                    ddpm-eps-velocity, ddpm-eps-min-snr (default ddpm-eps,ddpm-v,fm)
+//   QUALITY_EXPERTS  comma-separated, from ddpm-eps, ddpm-eps-linear (the linear schedule),
+//                    ddpm-v, fm (uniform times), fm-logit-normal, ddpm-eps-velocity,
+//                    ddpm-eps-min-snr (default ddpm-eps,ddpm-v,fm)
 //   QUALITY_STEPS    training steps of each expert (default 600)
 //   QUALITY_SEEDS    comma-separated seeds: weights, batches and sampling noise (default 0,1,2)
 //   QUALITY_SAMPLES  samples per score (default 256)
@@ -68,6 +70,7 @@ const cosine = { kind: 'cosine' };
 const ALL_EXPERTS = {
   'ddpm-eps': { name: 'ddpm', schedule: cosine },
   'ddpm-v': { name: 'ddpm', schedule: cosine, prediction: 'v' },
+  'ddpm-eps-linear': { name: 'ddpm', schedule: { kind: 'linear' } },
   fm: { name: 'fm', timeSampling: { kind: 'uniform' } },
   /** The demo's FM experts (DEMO_DEFAULTS.fmTimeSampling). */
   'fm-logit-normal': { name: 'fm', timeSampling: { kind: 'logit-normal' } },
@@ -164,11 +167,11 @@ async function trainExpert(objective, train, seed) {
 }
 
 /** SAMPLES images of `objective`'s trained `net` with `sampling`, from the noise of `seed`. */
-async function draw(net, objective, sampling, seed) {
+async function draw(net, objective, sampling, seed, conversion = CONVERSION) {
   const model = velocityExpert({
     objective,
     network: (xIn, tau, labels) => net.apply(xIn, tau, labels),
-    conversion: CONVERSION,
+    conversion,
   });
   const x0 = sample(model, [SAMPLES, RESOLUTION, RESOLUTION, 1], seed, sampling, {
     x0Clamp: [-1, 1],
@@ -217,11 +220,13 @@ async function runSeed(seed) {
       objective.name === 'ddpm' && !objective.prediction
         ? [
             ['converted, heun 16', HEUN],
+            // The naive step mapping instead of SNR matching (docs/method.md §4).
+            ['naive conversion, heun 16', HEUN, { ...CONVERSION, mode: 'naive' }],
             ['native, ddim 16', DDIM],
           ]
         : [['heun 16', HEUN]];
-    for (const [how, sampling] of samplings) {
-      const samples = await draw(net, objective, sampling, noise);
+    for (const [how, sampling, conversion] of samplings) {
+      const samples = await draw(net, objective, sampling, noise, conversion);
       const variant = `${name} ${how}`;
       variants[variant] = { ...figures(scoreImages(classifier, real, samples)), samples };
       const { samples: _, ...scores } = variants[variant];
