@@ -6,8 +6,8 @@
 // Each trained expert (its EMA weights, as a checkpoint holds them) is sampled the way the
 // coordinator samples it, `velocityExpert` with the manifest's default conversion (SNR-matched,
 // alphaMin 0.01, x0 clamp [-1, 1]) and sampler (Heun, 16 steps), from the same noise; the epsilon
-// experts are also sampled through the naive step mapping and with DDIM (their native sampler, 16
-// steps). The samples are scored against the cluster's held-out images by FD-cls (a Frechet
+// experts are also sampled through the naive step mapping, with DDIM (their native sampler, 16
+// steps), and with their x0 shrunk towards the shard's mean at high noise (a remedy of §11). The samples are scored against the cluster's held-out images by FD-cls (a Frechet
 // distance in the features of a classifier trained on MNIST, not FID), precision and recall, and
 // the fragment index (connected components of the thresholded image); real training images of the
 // cluster, as many, are the floor.
@@ -20,7 +20,8 @@
 // Environment:
 //   QUALITY_EXPERTS  comma-separated, from ddpm-eps, ddpm-eps-linear (the linear schedule),
 //                    ddpm-v, fm (uniform times), fm-logit-normal, ddpm-eps-velocity,
-//                    ddpm-eps-min-snr (default ddpm-eps,ddpm-v,fm)
+//                    ddpm-eps-min-snr, ddpm-eps-anneal (the learning rate annealed to 0)
+//                    (default ddpm-eps,ddpm-v,fm)
 //   QUALITY_STEPS    training steps of each expert (default 600)
 //   QUALITY_SEEDS    comma-separated seeds: weights, batches and sampling noise (default 0,1,2)
 //   QUALITY_SAMPLES  samples per score (default 256)
@@ -77,11 +78,19 @@ const ALL_EXPERTS = {
   'ddpm-eps-velocity': { name: 'ddpm', schedule: cosine, lossWeighting: { kind: 'velocity' } },
   'ddpm-eps-min-snr': { name: 'ddpm', schedule: cosine, lossWeighting: { kind: 'min-snr' } },
 };
+/** Trained like the epsilon expert, with the learning rate annealed to 0 (cosine) after warm-up. */
+const ANNEALED = { 'ddpm-eps-anneal': 'ddpm-eps' };
+/**
+ * The shrink remedy of docs/method.md §11: from SHRINK_FROM to t = 1 the expert's x0 is blended
+ * linearly towards its shard's mean image (the exact E[x0 | x_1]), all of the way at t = 1.
+ */
+const SHRINK_FROM = 0.7;
 const CHOSEN = String(process.env.QUALITY_EXPERTS ?? 'ddpm-eps,ddpm-v,fm').split(',');
+const objectiveOf = (name) => ALL_EXPERTS[name] ?? ALL_EXPERTS[ANNEALED[name]];
 for (const name of CHOSEN)
-  if (!(name in ALL_EXPERTS))
+  if (!objectiveOf(name))
     throw new RangeError(
-      `QUALITY_EXPERTS: ${name} is not one of ${Object.keys(ALL_EXPERTS).join(', ')}`,
+      `QUALITY_EXPERTS: ${name} is not one of ${[...Object.keys(ALL_EXPERTS), ...Object.keys(ANNEALED)].join(', ')}`,
     );
 /** The manifest's defaults (apps/coordinator/src/services/ensembles.ts DEFAULT_INFERENCE). */
 const CONVERSION = { mode: 'snr', alphaMin: 0.01, x0Clamp: [-1, 1] };
@@ -129,7 +138,7 @@ function split(seed) {
 }
 
 /** Train one expert on `train` (the same batches for every expert of the seed); its EMA network. */
-async function trainExpert(objective, train, seed) {
+async function trainExpert(objective, train, seed, anneal = false) {
   const trainer = await ExpertTrainer.create({
     network: { kind: 'dit', config },
     objective,
@@ -147,7 +156,9 @@ async function trainExpert(objective, train, seed) {
       const r = train[batchRng.int(train.length)];
       for (let p = 0; p < size; p++) x[b * size + p] = images.pixels[r * size + p] / 127.5 - 1;
     }
-    trainer.learningRate = LEARNING_RATE * Math.min(1, (s + 1) / warmup);
+    const decay =
+      anneal && s >= warmup ? 0.5 * (1 + Math.cos((Math.PI * (s - warmup)) / (STEPS - warmup))) : 1;
+    trainer.learningRate = LEARNING_RATE * Math.min(1, (s + 1) / warmup) * decay;
     const batch = tf.tensor4d(x, [BATCH, RESOLUTION, RESOLUTION, 1]);
     const { loss } = await trainer.step(batch);
     batch.dispose();
@@ -166,13 +177,39 @@ async function trainExpert(objective, train, seed) {
   return { net, seconds, loss: smoothed / (1 - 0.98 ** STEPS) };
 }
 
-/** SAMPLES images of `objective`'s trained `net` with `sampling`, from the noise of `seed`. */
-async function draw(net, objective, sampling, seed, conversion = CONVERSION) {
-  const model = velocityExpert({
-    objective,
-    network: (xIn, tau, labels) => net.apply(xIn, tau, labels),
-    conversion,
+/**
+ * `model` with its x0 (`x - t v`) blended towards `mean` (`[H, W, 1]` in [-1, 1]) from SHRINK_FROM
+ * to t = 1: weight (1 - t) / (1 - SHRINK_FROM) on the model's x0, the rest on the mean.
+ */
+const shrinkTowards = (mean) => (model) => (x, t, labels) =>
+  tf.tidy(() => {
+    const v = model(x, t, labels);
+    const tt = tf.reshape(t, [-1, 1, 1, 1]);
+    const x0 = tf.sub(x, tf.mul(tt, v));
+    const w = tf.clipByValue(tf.div(tf.sub(1, tt), 1 - SHRINK_FROM), 0, 1);
+    const blended = tf.add(tf.mul(w, x0), tf.mul(tf.sub(1, w), mean));
+    // Back to a velocity: v = (x - x0) / t (t > 0 on every sampler's grid).
+    return tf.div(tf.sub(x, blended), tf.maximum(tt, 1e-6));
   });
+
+/** The mean image of `rows` in [-1, 1], `[H, W, 1]`. */
+function meanImage(rows) {
+  const mean = new Float32Array(size);
+  for (const r of rows)
+    for (let p = 0; p < size; p++)
+      mean[p] += (images.pixels[r * size + p] / 127.5 - 1) / rows.length;
+  return tf.tensor3d(mean, [RESOLUTION, RESOLUTION, 1]);
+}
+
+/** SAMPLES images of `objective`'s trained `net` with `sampling`, from the noise of `seed`. */
+async function draw(net, objective, sampling, seed, conversion = CONVERSION, wrap = (m) => m) {
+  const model = wrap(
+    velocityExpert({
+      objective,
+      network: (xIn, tau, labels) => net.apply(xIn, tau, labels),
+      conversion,
+    }),
+  );
   const x0 = sample(model, [SAMPLES, RESOLUTION, RESOLUTION, 1], seed, sampling, {
     x0Clamp: [-1, 1],
   });
@@ -211,10 +248,11 @@ async function runSeed(seed) {
   emit({ kind: 'reference', seed, metric: METRIC, images: floorRows.length, ...reference });
   const variants = {};
   const noise = deriveSeed(seed, 'quality-samples');
+  const mean = meanImage(train);
   for (const name of CHOSEN) {
     note(`seed ${seed}: training ${name}`);
-    const objective = ALL_EXPERTS[name];
-    const { net, seconds, loss } = await trainExpert(objective, train, seed);
+    const objective = objectiveOf(name);
+    const { net, seconds, loss } = await trainExpert(objective, train, seed, name in ANNEALED);
     emit({ kind: 'expert', seed, name, objective, steps: STEPS, seconds: round(seconds, 1), loss });
     const samplings =
       objective.name === 'ddpm' && !objective.prediction
@@ -223,10 +261,16 @@ async function runSeed(seed) {
             // The naive step mapping instead of SNR matching (docs/method.md §4).
             ['naive conversion, heun 16', HEUN, { ...CONVERSION, mode: 'naive' }],
             ['native, ddim 16', DDIM],
+            [
+              `converted, shrunk to the mean from t ${SHRINK_FROM}, heun 16`,
+              HEUN,
+              CONVERSION,
+              shrinkTowards(mean),
+            ],
           ]
         : [['heun 16', HEUN]];
-    for (const [how, sampling, conversion] of samplings) {
-      const samples = await draw(net, objective, sampling, noise, conversion);
+    for (const [how, sampling, conversion, wrap] of samplings) {
+      const samples = await draw(net, objective, sampling, noise, conversion, wrap);
       const variant = `${name} ${how}`;
       variants[variant] = { ...figures(scoreImages(classifier, real, samples)), samples };
       const { samples: _, ...scores } = variants[variant];
@@ -234,6 +278,7 @@ async function runSeed(seed) {
     }
     net.dispose();
   }
+  mean.dispose();
   return { seed, reference, variants };
 }
 
