@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// Ensembles by sample quality (issue 14 point 6; docs/method.md §5 routing, §8 shards): three
-// of the paper's comparisons on the built-in MNIST at the demo's scale (16 px, the demo's
-// clustering: PCA features, K-means with seed 1), FM experts (uniform t, unconditional) on the
-// micro DiT with bench/ddpm-quality.mjs's recipe (batch 32, LR 2e-3 after warm-up, EMA 0.999,
-// EMA weights sampled), each ensemble with a router trained as the coordinator trains it
-// (services/router-training.ts: its size, batch, learning rate and steps):
+// Ensembles by sample quality (issue 14 point 6; docs/method.md §5 routing, §8 shards; measured
+// in §15): three of the paper's comparisons on the built-in MNIST at the demo's scale (16 px,
+// the demo's clustering: PCA features, K-means with seed 1), FM experts (uniform t,
+// unconditional) on the micro DiT with bench/ddpm-quality.mjs's recipe (batch 32, LR 2e-3 after
+// warm-up, EMA 0.999, EMA weights sampled), each ensemble with a router trained as the coordinator
+// trains it (services/router-training.ts: its size, batch, learning rate and steps):
 //   (a) a monolith (K = 1) against K = 4 and K = 8 semantic experts at equal total training
 //       compute: ENS_TOTAL_STEPS expert steps in all (the monolith all of them on every training
 //       image, each of K experts TOTAL / K on its cluster); the ensembles routed top-1;
