@@ -321,6 +321,11 @@ export class WorkerHub {
     }
   }
 
+  /** Expire every lease past its deadline now, as the periodic sweep does. */
+  sweepNow(): void {
+    this.sweep();
+  }
+
   private sweep(): void {
     if (this.stopped) return;
     // Expiry is decided on the acknowledged renewals: those not yet written count too.
@@ -525,6 +530,12 @@ class WorkerConnection {
     } catch (err) {
       const frameCode = err instanceof DomainError ? FRAME_CODES[err.code] : undefined;
       if (frameCode) {
+        // A lease refused as past its deadline may not be swept yet (the sweep runs every few
+        // seconds): sweep now, so that its expert is pending again before the worker, told its
+        // lease expired, asks for one. Otherwise the request can find nothing to train and a
+        // worker with --exit-when-idle leaves the expert to nobody (seen after a coordinator
+        // restart, when every worker re-attaches to a lease that ran out while it was down).
+        if (frameCode === 'lease_expired') this.hub.sweepNow();
         const reason = WORKER_ERROR_REASONS.find((r) => r === (err as DomainError).code);
         return this.sendError(frameCode, (err as Error).message, false, msg.type, reason);
       }
