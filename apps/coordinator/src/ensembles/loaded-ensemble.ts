@@ -15,7 +15,7 @@ import {
   velocityExpert,
   withGuidance,
 } from '@archipelago/diffusion';
-import type { TrainableNetwork } from '@archipelago/models';
+import { routerClasses, type TrainableNetwork } from '@archipelago/models';
 import {
   type ConversionMode,
   type EnsembleManifest,
@@ -79,8 +79,7 @@ function strategyOf(s: Pick<SampleSettings, 'routing' | 'k' | 'tau'>) {
 
 /** Classes a loaded router reads (0: unconditional, or not a RouterNet). */
 function routerClassesOf(router: TrainableNetwork): number {
-  const { config } = router.spec as { config: { numClasses?: number } };
-  return Number(config.numClasses ?? 0);
+  return router.spec.kind === 'router' ? routerClasses(router.spec.config) : 0;
 }
 
 export class LoadedEnsemble {

@@ -321,12 +321,8 @@ export class WorkerHub {
     }
   }
 
-  /** Expire every lease past its deadline now, as the periodic sweep does. */
-  sweepNow(): void {
-    this.sweep();
-  }
-
-  private sweep(): void {
+  /** Expire every lease past its deadline (every tick, and at once when one is refused). */
+  sweep(): void {
     if (this.stopped) return;
     // Expiry is decided on the acknowledged renewals: those not yet written count too.
     try {
@@ -535,7 +531,7 @@ class WorkerConnection {
         // lease expired, asks for one. Otherwise the request can find nothing to train and a
         // worker with --exit-when-idle leaves the expert to nobody (seen after a coordinator
         // restart, when every worker re-attaches to a lease that ran out while it was down).
-        if (frameCode === 'lease_expired') this.hub.sweepNow();
+        if (frameCode === 'lease_expired') this.hub.sweep();
         const reason = WORKER_ERROR_REASONS.find((r) => r === (err as DomainError).code);
         return this.sendError(frameCode, (err as Error).message, false, msg.type, reason);
       }

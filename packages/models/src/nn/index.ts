@@ -21,7 +21,13 @@ export {
   ditConfigFromPreset,
   type PresetData,
 } from './presets.js';
-export { type RouterConfig, RouterNet, routerParamShapes, validateRouterConfig } from './router.js';
+export {
+  type RouterConfig,
+  RouterNet,
+  routerClasses,
+  routerParamShapes,
+  validateRouterConfig,
+} from './router.js';
 export {
   createTrainer,
   type Gradients,

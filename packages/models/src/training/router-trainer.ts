@@ -15,6 +15,7 @@
 import { createObjective, deriveSeed, type Objective, type Router } from '@archipelago/diffusion';
 import * as tf from '@tensorflow/tfjs-core';
 import type { CheckpointMeta } from '../checkpoint/index.js';
+import { routerClasses } from '../nn/router.js';
 import type { TrainerSaveOptions, TrainStepResult } from './expert-trainer.js';
 import type { StepBatch } from './losses.js';
 import {
@@ -99,7 +100,7 @@ export class RouterTrainer {
   /** Classes the router is conditioned on (0: unconditional; an MLP classifier is). */
   get numClasses(): number {
     const { config } = this.engine.network.spec as RouterNetworkSpec;
-    return 'numClasses' in config ? (config.numClasses ?? 0) : 0;
+    return 'numClasses' in config ? routerClasses(config) : 0;
   }
 
   get stepCount(): number {
