@@ -91,6 +91,39 @@ describe('parseFrame', () => {
     expect(!badHash.ok && badHash.message).toMatch(/\/sha256/);
   });
 
+  it('a heartbeat may say it is paused, with a boolean and nothing else', () => {
+    const hb = {
+      type: 'heartbeat',
+      leaseId: 'ls_abcdefabcdef',
+      step: 3,
+      loss: 0.2,
+      imagesPerSec: 0,
+    };
+    expect(parseFrame(JSON.stringify(hb), 'worker')).toEqual({ ok: true, message: hb });
+    for (const paused of [true, false]) {
+      expect(parseFrame(JSON.stringify({ ...hb, paused }), 'worker')).toEqual({
+        ok: true,
+        message: { ...hb, paused },
+      });
+    }
+    for (const paused of ['yes', 1, null, {}, [true]]) {
+      const r = parseFrame(JSON.stringify({ ...hb, paused }), 'worker');
+      expect(r).toMatchObject({ ok: false, code: 'invalid_message', inReplyTo: 'heartbeat' });
+      expect(!r.ok && r.message).toMatch(/^heartbeat: \/paused /);
+    }
+    // Only a heartbeat has it: a pause is not a separate message.
+    const other = parseFrame(
+      JSON.stringify({
+        type: 'lease.release',
+        leaseId: 'ls_abcdefabcdef',
+        reason: 'x',
+        paused: true,
+      }),
+      'worker',
+    );
+    expect(!other.ok && other.message).toBe('lease.release: /paused is not an allowed property');
+  });
+
   it('a lease grant carries no held-out data: a grant with a validation split is refused', () => {
     const ref = {
       url: 'http://coordinator/store/x?sig=1',
