@@ -2,6 +2,7 @@ import { type Static, type TSchema, Type } from 'typebox';
 import { Id, Timestamp } from './common.js';
 import { ClusterAssignment } from './datasets.js';
 import {
+  DEFAULT_FM_TIME_SAMPLING,
   ExpertObjective,
   FM_TIME_SAMPLINGS,
   FmTimeSampling,
@@ -105,8 +106,9 @@ export const CreateRunBody = Type.Object(
     schedule: Type.Optional(Schedule),
     fmTimeSampling: Type.Optional(
       Type.Enum(FM_TIME_SAMPLINGS, {
-        default: 'uniform',
-        description: 'Training times of the flow-matching experts (docs/method.md §3).',
+        default: DEFAULT_FM_TIME_SAMPLING,
+        description:
+          'Training times of the flow-matching experts (docs/method.md §3; the default, logit-normal, follows docs/results.md §1 and §6).',
       }),
     ),
     resolution: Type.Optional(

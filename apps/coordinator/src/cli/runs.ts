@@ -39,9 +39,10 @@ export function registerRunCommands(program: Command): void {
     .option('--objectives <mix>', 'objective mix: ddpm:2,fm:6 | fm | ddpm | any', 'any')
     .addOption(new Option('--schedule <name>', 'DDPM noise schedule').choices(SCHEDULES))
     .addOption(
-      new Option('--fm-time-sampling <kind>', 'training times of FM experts').choices(
-        FM_TIME_SAMPLINGS,
-      ),
+      new Option(
+        '--fm-time-sampling <kind>',
+        'training times of FM experts (default logit-normal: docs/results.md §1)',
+      ).choices(FM_TIME_SAMPLINGS),
     )
     .addOption(new Option('--model <preset>', 'model size preset').choices(MODEL_PRESETS))
     .requiredOption('--steps <n>', 'training steps per expert', int('--steps'))

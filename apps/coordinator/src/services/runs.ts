@@ -2,6 +2,7 @@ import { initialisingFamilies } from '@archipelago/diffusion';
 import {
   type CreateRunBody,
   canonicalJson,
+  DEFAULT_FM_TIME_SAMPLING,
   type Expert,
   type ObjectiveSpec,
   type Run,
@@ -68,7 +69,7 @@ export function createRun(deps: RunDeps, body: CreateRunBody): Run {
     model: body.model ?? 'tiny',
     ...(body.patchSize !== undefined ? { patchSize: body.patchSize } : {}),
     schedule: body.schedule ?? 'cosine',
-    fmTimeSampling: body.fmTimeSampling ?? 'uniform',
+    fmTimeSampling: body.fmTimeSampling ?? DEFAULT_FM_TIME_SAMPLING,
     stepsPerExpert,
     checkpointInterval: body.checkpointInterval ?? Math.max(1, Math.floor(stepsPerExpert / 10)),
     batchSize: body.batchSize ?? 64,

@@ -127,8 +127,8 @@ describe('worker protocol over real sockets', () => {
     const fmGrant = (await fm.request({ type: 'lease.request' })) as LeaseGrant;
     expect(fmGrant).toMatchObject({ objective: 'fm', expert: { cluster: 1 } });
     expect(fmGrant.schedule).toBeUndefined();
-    // The run's FM training times (default uniform) go to FM experts only.
-    expect(fmGrant.timeSampling).toBe('uniform');
+    // The run's FM training times (default logit-normal, docs/results.md §1) go to FM experts only.
+    expect(fmGrant.timeSampling).toBe('logit-normal');
     expect(grant.timeSampling).toBeUndefined();
 
     const ack = await ddpm.request({
