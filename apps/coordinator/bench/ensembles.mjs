@@ -33,34 +33,30 @@
 //   ENS_HELD           held-out images (default 1000)
 //   ENS_ROUTER_STEPS   router training steps (default 400, the coordinator's routerSteps default)
 //   ENS_FIGURE         where the PNG goes (default out/ensembles.png)
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
-import {
-  clusterDataset,
-  computeFeatures,
-  createRng,
-  loadBuiltinDataset,
-  randomPartition,
-  renderGrid,
-  subsetImageSet,
-} from '@archipelago/data';
-import { combineExperts, deriveSeed, sample, velocityExpert } from '@archipelago/diffusion';
-import { loadShippedClassifier, scoreImages } from '@archipelago/metrics';
-import {
-  buildNetwork,
-  ditConfigFromPreset,
-  ExpertTrainer,
-  initBackend,
-  loadCheckpoint,
-  RouterTrainer,
-} from '@archipelago/models';
+import { createRng, randomPartition, subsetImageSet } from '@archipelago/data';
+import { deriveSeed, velocityExpert } from '@archipelago/diffusion';
+import { scoreImages } from '@archipelago/metrics';
+import { buildNetwork, ExpertTrainer, initBackend, loadCheckpoint } from '@archipelago/models';
 import * as tf from '@tensorflow/tfjs-core';
-import sharp from 'sharp';
 import {
-  ROUTER_BATCH,
-  routerConfigFor,
-  routerLearningRate,
-} from '../dist/services/router-training.js';
+  BATCH,
+  barFigure,
+  ditConfig,
+  drawSamples,
+  EMA_DECAY,
+  emit,
+  FIELDS,
+  figures,
+  LEARNING_RATE,
+  loadMnist,
+  METRIC,
+  note,
+  RESOLUTION,
+  round,
+  splitAll,
+  spread,
+  trainRouter,
+} from './lib/quality.mjs';
 
 const TOTAL = Number(process.env.ENS_TOTAL_STEPS ?? 1200);
 const SAMPLES = Number(process.env.ENS_SAMPLES ?? 256);
@@ -79,16 +75,10 @@ if (TOTAL % 8 !== 0)
   throw new RangeError(`ENS_TOTAL_STEPS must be a multiple of 8 (K = 8 splits it), got ${TOTAL}`);
 if (SEEDS.length === 0 || !SEEDS.every(Number.isInteger))
   throw new RangeError(`ENS_SEEDS must list integers, got ${process.env.ENS_SEEDS}`);
-const RESOLUTION = 16;
-const BATCH = 32;
-const LEARNING_RATE = 2e-3;
-const EMA_DECAY = 0.999;
 const OBJECTIVE = { name: 'fm', timeSampling: { kind: 'uniform' } };
 const HEUN = { sampler: 'heun', steps: 16 };
 /** The manifest's threshold default (apps/coordinator/src/services/ensembles.ts). */
 const TAU = 0.1;
-const METRIC =
-  'FD-cls (a Frechet distance in the features of a classifier trained on MNIST, not FID)';
 /** The ensembles trained per seed: K, assignment. */
 const ENSEMBLES = [
   { name: 'K=1 monolith', k: 1, assignment: 'semantic' },
@@ -126,47 +116,21 @@ const CONFIGS = [
     in: 'c',
   },
 ];
-const note = (line) => process.stderr.write(`${line}\n`);
-const emit = (record) => process.stdout.write(`${JSON.stringify(record)}\n`);
-const round = (x, digits = 4) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
 
 const started = performance.now();
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`;
 await initBackend({ backend: 'wasm' });
 
 // ---- Data: the demo's clustering of the whole dataset, for K = 4 and K = 8.
-const images = await loadBuiltinDataset('mnist', { resolution: RESOLUTION });
-const features = await computeFeatures(images, { seed: 1 });
-const semantic = {};
-for (const k of [4, 8]) {
-  const { assignments } = await clusterDataset(features.features, features.n, features.d, {
-    k,
-    seed: 1,
-  });
-  semantic[k] = assignments;
-}
+const { images, clusters: semantic, classifier } = await loadMnist([4, 8]);
 const size = RESOLUTION * RESOLUTION;
-const { classifier } = await loadShippedClassifier('mnist', RESOLUTION);
-const config = ditConfigFromPreset('micro', {
-  imageSize: RESOLUTION,
-  channels: 1,
-  numClasses: 0,
-  patchSize: 4,
-});
+const config = ditConfig(0);
 note(
   `ensembles: MNIST ${RESOLUTION} px (${images.count} images, ${HELD} held out), ${TOTAL} expert steps per ensemble, router ${ROUTER_STEPS} steps, ${SAMPLES} samples, seeds ${SEEDS.join(',')}`,
 );
 
 /** The seed's split of the whole dataset: held-out images and training images. */
-function split(seed) {
-  const order = Array.from({ length: images.count }, (_, i) => i);
-  const rng = createRng(deriveSeed(seed, 'ensembles-split'));
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return { heldOut: order.slice(0, HELD), train: order.slice(HELD) };
-}
+const split = (seed) => splitAll(images.count, HELD, seed, 'ensembles-split');
 
 /**
  * The shard of each training image (`[train.length]`, in [0, k)): the semantic clusters, or a
@@ -217,36 +181,6 @@ async function trainExpert(rows, steps, seed, tag) {
   return { net, seconds, loss: smoothed / (1 - 0.98 ** steps) };
 }
 
-/** The router of a K-shard ensemble, trained as the coordinator trains it, on the training images. */
-async function trainRouter(train, shards, k, seed) {
-  const trainer = await RouterTrainer.create({
-    network: { kind: 'router', config: routerConfigFor(RESOLUTION, 1, 4, k) },
-    optimizer: { learningRate: routerLearningRate(0) },
-    seed,
-    threads: 1,
-  });
-  const rng = createRng(deriveSeed(seed, 'router-batches'));
-  const x = new Float32Array(ROUTER_BATCH * size);
-  const y = new Int32Array(ROUTER_BATCH);
-  let loss = 0;
-  for (let step = 0; step < ROUTER_STEPS; step++) {
-    trainer.learningRate = routerLearningRate(step);
-    for (let b = 0; b < ROUTER_BATCH; b++) {
-      // Uniform over the union: shards in their natural proportions.
-      const i = rng.int(train.length);
-      const r = train[i];
-      for (let p = 0; p < size; p++) x[b * size + p] = images.pixels[r * size + p] / 127.5 - 1;
-      y[b] = shards[i];
-    }
-    const result = await trainer.step(
-      { data: x, shape: [ROUTER_BATCH, RESOLUTION, RESOLUTION, 1] },
-      y,
-    );
-    loss = 0.95 * loss + 0.05 * result.loss;
-  }
-  return { trainer, loss: loss / (1 - 0.95 ** ROUTER_STEPS) };
-}
-
 /** One ensemble of the seed: its experts at equal total compute and its router. */
 async function trainEnsemble(ensemble, train, seed) {
   const shards = shardsOf(ensemble, train, seed);
@@ -274,11 +208,10 @@ async function trainEnsemble(ensemble, train, seed) {
   // A monolith needs no router (a one-way softmax is 1 whatever it reads; the coordinator stores
   // an untrained one): every row goes to its one expert.
   let router = (xIn) => tf.ones([xIn.shape[0], 1]);
-  let routerTrainer = null;
+  let fit = null;
   if (ensemble.k > 1) {
-    const fit = await trainRouter(train, shards, ensemble.k, seed);
-    routerTrainer = fit.trainer;
-    router = fit.trainer.router();
+    fit = await trainRouter({ images, train, shards, k: ensemble.k, steps: ROUTER_STEPS, seed });
+    router = fit.router;
     emit({
       kind: 'router',
       seed,
@@ -298,46 +231,21 @@ async function trainEnsemble(ensemble, train, seed) {
     router,
     dispose: async () => {
       for (const n of nets) n.dispose();
-      await routerTrainer?.dispose();
+      await fit?.dispose();
     },
   };
 }
 
 /** SAMPLES images of an ensemble under `routing`, from the noise of `seed`, and its stats. */
-async function draw(ensemble, routing, seed) {
-  const { model, stats } = combineExperts(ensemble.models, ensemble.router, routing);
-  const x0 = sample(model, [SAMPLES, RESOLUTION, RESOLUTION, 1], seed, HEUN, { x0Clamp: [-1, 1] });
-  // [-1, 1] -> bytes, as the coordinator writes samples.
-  const bytes = tf.tidy(() =>
-    tf.cast(tf.round(tf.mul(tf.add(tf.clipByValue(x0, -1, 1), 1), 127.5)), 'int32'),
-  );
-  const pixels = Uint8Array.from(await bytes.data());
-  tf.dispose([x0, bytes]);
-  const evaluated = stats.rowsPerExpert.reduce((a, b) => a + b, 0);
-  const rows = stats.calls.reduce((a, c) => a + c.batch, 0);
-  return {
-    samples: {
-      count: SAMPLES,
-      height: RESOLUTION,
-      width: RESOLUTION,
-      channels: 1,
-      pixels,
-      labels: new Int32Array(SAMPLES).fill(-1),
-      classNames: [],
-    },
-    expertsPerSample: evaluated / rows,
-  };
-}
-
-const figures = (s) => ({
-  fdCls: round(s.fdCls),
-  precision: round(s.precision),
-  recall: round(s.recall),
-  intraClassDiversity: round(s.intraClassDiversity),
-  meanComponents: round(s.fragments.generated.meanComponents),
-  fragmented: round(s.fragments.generated.fragmented),
-  empty: round(s.fragments.generated.empty),
-});
+const draw = (ensemble, routing, seed) =>
+  drawSamples({
+    models: ensemble.models,
+    router: ensemble.router,
+    routing,
+    sampling: HEUN,
+    count: SAMPLES,
+    seed,
+  });
 
 /** What one seed measures: the floor and every configuration's scores, by name. */
 async function runSeed(seed) {
@@ -379,20 +287,7 @@ const runs = [];
 for (const seed of SEEDS) runs.push(await runSeed(seed));
 
 // ---- Summary: mean, min and max over seeds.
-const spread = (values) => {
-  const v = values.filter(Number.isFinite);
-  const mean = v.reduce((a, b) => a + b, 0) / v.length;
-  return { mean: round(mean), min: round(Math.min(...v)), max: round(Math.max(...v)) };
-};
-const FIELDS = [
-  'fdCls',
-  'precision',
-  'recall',
-  'intraClassDiversity',
-  'meanComponents',
-  'fragmented',
-  'expertsPerSample',
-];
+const fields = [...FIELDS, 'expertsPerSample'];
 const summary = {
   kind: 'summary',
   metric: METRIC,
@@ -403,9 +298,7 @@ const summary = {
   heldOut: HELD,
   sampler: HEUN,
   seeds: SEEDS,
-  reference: Object.fromEntries(
-    FIELDS.slice(0, -1).map((f) => [f, spread(runs.map((r) => r.reference[f]))]),
-  ),
+  reference: Object.fromEntries(FIELDS.map((f) => [f, spread(runs.map((r) => r.reference[f]))])),
   configs: Object.fromEntries(
     CONFIGS.map((c) => [
       c.name,
@@ -413,7 +306,7 @@ const summary = {
         experiments: c.in,
         routing: c.routing,
         ...Object.fromEntries(
-          FIELDS.map((f) => [f, spread(runs.map((r) => r.configs[c.name][f]))]),
+          fields.map((f) => [f, spread(runs.map((r) => r.configs[c.name][f]))]),
         ),
       },
     ]),
@@ -424,15 +317,6 @@ emit(summary);
 
 // ---- Figure: FD-cls per configuration (mean bar, min-max whisker; dashed: real training images)
 // beside a grid of 8 x 4 samples of the first seed.
-const W = 1000;
-const rowH = 150;
-const left = 300;
-const barW = 260;
-const H = 70 + rowH * CONFIGS.length;
-const maxFd = Math.max(
-  ...CONFIGS.map((c) => summary.configs[c.name].fdCls.max),
-  summary.reference.fdCls.max,
-);
 const color = (c) =>
   c.ensemble === 'K=1 monolith'
     ? '#7f7f7f'
@@ -441,42 +325,24 @@ const color = (c) =>
       : c.ensemble === 'K=8 semantic'
         ? '#9467bd'
         : '#1f77b4';
-const svg = [
-  `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
-  '<rect width="100%" height="100%" fill="white"/>',
-  `<text x="10" y="22" font-size="14">MNIST 16 px, FM experts, micro DiT, ${TOTAL} expert steps per ensemble, ${SEEDS.length} seeds; ${SAMPLES} samples (Heun 16) vs ${HELD} held-out</text>`,
-  `<text x="10" y="42">FD-cls (Frechet distance in an MNIST classifier's features, not FID): bar = mean, whisker = min-max; dashed = real training images</text>`,
-];
-const fx = (v) => left + (v / maxFd) * barW;
-CONFIGS.forEach((c, i) => {
-  const y = 60 + i * rowH;
-  const s = summary.configs[c.name];
-  svg.push(
-    `<text x="10" y="${y + 30}" font-size="13">${c.name}</text>`,
-    `<text x="10" y="${y + 50}" fill="#555">FD-cls ${s.fdCls.mean.toFixed(1)} (${s.fdCls.min.toFixed(1)}-${s.fdCls.max.toFixed(1)})</text>`,
-    `<text x="10" y="${y + 68}" fill="#555">precision ${s.precision.mean.toFixed(2)}, recall ${s.recall.mean.toFixed(2)}</text>`,
-    `<text x="10" y="${y + 86}" fill="#555">${s.expertsPerSample.mean.toFixed(2)} experts per sample; experiment ${c.in.split('').join(', ')}</text>`,
-    `<rect x="${left}" y="${y + 20}" width="${Math.max(0, fx(s.fdCls.mean) - left)}" height="24" fill="${color(c)}"/>`,
-    `<line x1="${fx(s.fdCls.min)}" x2="${fx(s.fdCls.max)}" y1="${y + 32}" y2="${y + 32}" stroke="#000" stroke-width="2"/>`,
-  );
+await barFigure({
+  file: FIGURE,
+  title: `MNIST 16 px, FM experts, micro DiT, ${TOTAL} expert steps per ensemble, ${SEEDS.length} seeds; ${SAMPLES} samples (Heun 16) vs ${HELD} held-out`,
+  subtitle:
+    'FD-cls (Frechet distance in an MNIST classifier’s features, not FID): bar = mean, whisker = min-max; dashed = real training images',
+  floor: summary.reference.fdCls,
+  rows: CONFIGS.map((c) => {
+    const s = summary.configs[c.name];
+    return {
+      name: c.name,
+      fdCls: s.fdCls,
+      color: color(c),
+      lines: [
+        `precision ${s.precision.mean.toFixed(2)}, recall ${s.recall.mean.toFixed(2)}`,
+        `${s.expertsPerSample.mean.toFixed(2)} experts per sample; experiment ${c.in.split('').join(', ')}`,
+      ],
+      samples: runs[0].configs[c.name].samples,
+    };
+  }),
 });
-svg.push(
-  `<line x1="${fx(summary.reference.fdCls.mean)}" x2="${fx(summary.reference.fdCls.mean)}" y1="60" y2="${H - 10}" stroke="#777" stroke-dasharray="4 4"/>`,
-  '</svg>',
-);
-const composites = [];
-const shown = Math.min(32, SAMPLES);
-for (const [i, c] of CONFIGS.entries()) {
-  const set = runs[0].configs[c.name].samples;
-  const rows = Array.from({ length: Math.ceil(shown / 8) }, (_, r) =>
-    Array.from({ length: 8 }, (_, col) => r * 8 + col).filter((j) => j < shown),
-  );
-  const grid = await renderGrid(set, rows, { scale: 2 });
-  composites.push({ input: grid, left: left + barW + 40, top: 60 + i * rowH });
-}
-await mkdir(path.dirname(FIGURE), { recursive: true });
-await sharp(Buffer.from(svg.join('\n')))
-  .composite(composites)
-  .png()
-  .toFile(FIGURE);
 note(`ensembles: ${summary.seconds} s; figure ${FIGURE}`);
