@@ -27,27 +27,25 @@
 //   QUALITY_SAMPLES  samples per score (default 256)
 //   QUALITY_EVAL     held-out images of the cluster (default 256)
 //   QUALITY_FIGURE   where the PNG goes (default out/ddpm-quality.png)
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
-import {
-  clusterDataset,
-  computeFeatures,
-  createRng,
-  loadBuiltinDataset,
-  renderGrid,
-  subsetImageSet,
-} from '@archipelago/data';
+import { createRng, subsetImageSet } from '@archipelago/data';
 import { deriveSeed, sample, velocityExpert } from '@archipelago/diffusion';
-import { loadShippedClassifier, scoreImages } from '@archipelago/metrics';
-import {
-  buildNetwork,
-  ditConfigFromPreset,
-  ExpertTrainer,
-  initBackend,
-  loadCheckpoint,
-} from '@archipelago/models';
+import { scoreImages } from '@archipelago/metrics';
+import { buildNetwork, ExpertTrainer, initBackend, loadCheckpoint } from '@archipelago/models';
 import * as tf from '@tensorflow/tfjs-core';
-import sharp from 'sharp';
+import {
+  BATCH,
+  barFigure,
+  CONVERSION,
+  ditConfig,
+  EMA_DECAY,
+  emit,
+  LEARNING_RATE,
+  loadMnist,
+  note,
+  RESOLUTION,
+  round,
+  spread,
+} from './lib/quality.mjs';
 
 const STEPS = Number(process.env.QUALITY_STEPS ?? 600);
 const SAMPLES = Number(process.env.QUALITY_SAMPLES ?? 256);
@@ -61,12 +59,9 @@ for (const [name, v] of Object.entries({ STEPS, SAMPLES, EVAL }))
     throw new RangeError(`QUALITY_${name} must be a positive integer, got ${v}`);
 if (SEEDS.length === 0 || !SEEDS.every(Number.isInteger))
   throw new RangeError(`QUALITY_SEEDS must list integers, got ${process.env.QUALITY_SEEDS}`);
-// bench/x0-error.mjs's settings (the demo's workers: batch 32, 2e-3 after warm-up, EMA 0.999).
-const RESOLUTION = 16;
+// bench/x0-error.mjs's settings (the demo's workers: batch 32, 2e-3 after warm-up, EMA 0.999,
+// from bench/lib/quality.mjs).
 const CLUSTER = 0;
-const BATCH = 32;
-const LEARNING_RATE = 2e-3;
-const EMA_DECAY = 0.999;
 const cosine = { kind: 'cosine' };
 const ALL_EXPERTS = {
   'ddpm-eps': { name: 'ddpm', schedule: cosine },
@@ -92,36 +87,21 @@ for (const name of CHOSEN)
     throw new RangeError(
       `QUALITY_EXPERTS: ${name} is not one of ${[...Object.keys(ALL_EXPERTS), ...Object.keys(ANNEALED)].join(', ')}`,
     );
-/** The manifest's defaults (apps/coordinator/src/services/ensembles.ts DEFAULT_INFERENCE). */
-const CONVERSION = { mode: 'snr', alphaMin: 0.01, x0Clamp: [-1, 1] };
 const HEUN = { sampler: 'heun', steps: 16 };
 const DDIM = { sampler: 'ddim', steps: 16 };
 const METRIC =
   'FD-cls (Frechet distance in the features of an MLP classifier trained on MNIST, not FID)';
-const note = (line) => process.stderr.write(`${line}\n`);
-const emit = (record) => process.stdout.write(`${JSON.stringify(record)}\n`);
-const round = (x, digits = 4) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
 
 const started = performance.now();
 await initBackend({ backend: 'wasm' });
 
 // ---- Data: the demo's clustering and cluster 0 (mostly zeros).
-const images = await loadBuiltinDataset('mnist', { resolution: RESOLUTION });
-const features = await computeFeatures(images, { seed: 1 });
-const { assignments } = await clusterDataset(features.features, features.n, features.d, {
-  k: 4,
-  seed: 1,
-});
+const { images, clusters, classifier } = await loadMnist([4]);
+const assignments = clusters[4];
 const size = RESOLUTION * RESOLUTION;
 const cluster = [];
 for (let i = 0; i < images.count; i++) if (assignments[i] === CLUSTER) cluster.push(i);
-const { classifier } = await loadShippedClassifier('mnist', RESOLUTION);
-const config = ditConfigFromPreset('micro', {
-  imageSize: RESOLUTION,
-  channels: 1,
-  numClasses: 0,
-  patchSize: 4,
-});
+const config = ditConfig(0);
 note(
   `ddpm-quality: cluster ${CLUSTER} of MNIST ${RESOLUTION} px (${cluster.length} images), experts ${CHOSEN.join(', ')}, ${STEPS} steps, seeds ${SEEDS.join(',')}`,
 );
@@ -286,11 +266,6 @@ const runs = [];
 for (const seed of SEEDS) runs.push(await runSeed(seed));
 
 // ---- Summary: mean and spread over seeds; FD-cls over the FM expert's, per seed then spread.
-const spread = (values) => {
-  const v = values.filter(Number.isFinite);
-  const mean = v.reduce((a, b) => a + b, 0) / v.length;
-  return { mean: round(mean), min: round(Math.min(...v)), max: round(Math.max(...v)) };
-};
 const names = Object.keys(runs[0].variants);
 const fm = names.find((n) => n.startsWith('fm heun'));
 const summary = {
@@ -324,49 +299,25 @@ const summary = {
 };
 emit(summary);
 
-// ---- Figure: FD-cls and fragmented share per variant (mean bars, min-max whiskers) beside a grid
-// of 8 x 4 samples of the first seed for each variant.
-const W = 980;
-const rowH = 150;
-const left = 290;
-const barW = 260;
-const H = 70 + rowH * names.length;
-const maxFd = Math.max(
-  ...names.map((n) => summary.variants[n].fdCls.max),
-  summary.reference.fdCls.max,
-);
-const svg = [
-  `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
-  '<rect width="100%" height="100%" fill="white"/>',
-  `<text x="10" y="22" font-size="14">MNIST 16 px, cluster ${CLUSTER}, micro DiT, ${STEPS} steps each, ${SEEDS.length} seeds; ${SAMPLES} samples vs held-out</text>`,
-  `<text x="10" y="42">FD-cls (Frechet distance in an MNIST classifier's features, not FID): bar = mean, whisker = min-max; dashed = real training images</text>`,
-];
-const fx = (v) => left + (v / maxFd) * barW;
-names.forEach((n, i) => {
-  const y = 60 + i * rowH;
-  const s = summary.variants[n];
-  svg.push(
-    `<text x="10" y="${y + 30}" font-size="13">${n}</text>`,
-    `<text x="10" y="${y + 50}" fill="#555">FD-cls ${s.fdCls.mean.toFixed(1)} (${s.fdCls.min.toFixed(1)}-${s.fdCls.max.toFixed(1)})</text>`,
-    `<text x="10" y="${y + 68}" fill="#555">fragmented ${(100 * s.fragmented.mean).toFixed(0)} %${s.fdClsOverFm ? `, ${s.fdClsOverFm.mean.toFixed(2)}x FM` : ''}</text>`,
-    `<rect x="${left}" y="${y + 20}" width="${fx(s.fdCls.mean) - left}" height="24" fill="${n.startsWith('fm') ? '#2ca02c' : n.includes('-v ') ? '#1f77b4' : '#d62728'}"/>`,
-    `<line x1="${fx(s.fdCls.min)}" x2="${fx(s.fdCls.max)}" y1="${y + 32}" y2="${y + 32}" stroke="#000" stroke-width="2"/>`,
-  );
+// ---- Figure: FD-cls per variant (mean bar, min-max whisker) beside a grid of 8 x 4 samples of
+// the first seed for each variant.
+await barFigure({
+  file: FIGURE,
+  title: `MNIST 16 px, cluster ${CLUSTER}, micro DiT, ${STEPS} steps each, ${SEEDS.length} seeds; ${SAMPLES} samples vs held-out`,
+  subtitle:
+    'FD-cls (Frechet distance in an MNIST classifier’s features, not FID): bar = mean, whisker = min-max; dashed = real training images',
+  floor: summary.reference.fdCls,
+  rows: names.map((n) => {
+    const s = summary.variants[n];
+    return {
+      name: n,
+      fdCls: s.fdCls,
+      color: n.startsWith('fm') ? '#2ca02c' : n.includes('-v ') ? '#1f77b4' : '#d62728',
+      lines: [
+        `fragmented ${(100 * s.fragmented.mean).toFixed(0)} %${s.fdClsOverFm ? `, ${s.fdClsOverFm.mean.toFixed(2)}x FM` : ''}`,
+      ],
+      samples: runs[0].variants[n].samples,
+    };
+  }),
 });
-svg.push(
-  `<line x1="${fx(summary.reference.fdCls.mean)}" x2="${fx(summary.reference.fdCls.mean)}" y1="60" y2="${H - 10}" stroke="#777" stroke-dasharray="4 4"/>`,
-  '</svg>',
-);
-const composites = [];
-for (const [i, n] of names.entries()) {
-  const set = runs[0].variants[n].samples;
-  const rows = Array.from({ length: 4 }, (_, r) => Array.from({ length: 8 }, (_, c) => r * 8 + c));
-  const grid = await renderGrid(set, rows, { scale: 2 });
-  composites.push({ input: grid, left: left + barW + 40, top: 60 + i * rowH });
-}
-await mkdir(path.dirname(FIGURE), { recursive: true });
-await sharp(Buffer.from(svg.join('\n')))
-  .composite(composites)
-  .png()
-  .toFile(FIGURE);
 note(`ddpm-quality: ${summary.seconds} s; figure ${FIGURE}`);
