@@ -97,6 +97,12 @@ const ConfigSchema = Type.Object({
   connectionTimeoutMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 300_000 }),
   /** A lease not renewed for this long expires (about three missed heartbeats). */
   leaseTtlMs: Type.Integer({ minimum: 150, maximum: 3_600_000, default: 15_000 }),
+  /**
+   * A lease whose worker reports training paused (the volunteer paused it) is kept this long from
+   * the pause, heartbeats or not, and no longer: then it expires like any other and its expert is
+   * leased again. At least leaseTtlMs.
+   */
+  pausedLeaseGraceMs: Type.Integer({ minimum: 150, maximum: 7 * 86_400_000, default: 3_600_000 }),
   /** Largest checkpoint a worker may upload. */
   maxCheckpointBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 ** 3 }),
   s3: Type.Optional(
@@ -158,6 +164,7 @@ export const ENV = {
   requestTimeoutMs: 'ARCHIPELAGO_REQUEST_TIMEOUT_MS',
   connectionTimeoutMs: 'ARCHIPELAGO_CONNECTION_TIMEOUT_MS',
   leaseTtlMs: 'ARCHIPELAGO_LEASE_TTL_MS',
+  pausedLeaseGraceMs: 'ARCHIPELAGO_PAUSED_LEASE_GRACE_MS',
   maxCheckpointBytes: 'ARCHIPELAGO_MAX_CHECKPOINT_BYTES',
 } as const;
 
@@ -218,6 +225,7 @@ export function loadConfig(
     'heartbeatFlushMs',
     'helloTimeoutMs',
     'leaseTtlMs',
+    'pausedLeaseGraceMs',
     'maxCheckpointBytes',
     'routerSteps',
     'scoreSamples',
@@ -261,6 +269,11 @@ export function loadConfig(
   if (cfg.leaseTtlMs < 2 * cfg.heartbeatMs) {
     throw new ConfigError(
       `invalid configuration:\n  leaseTtlMs (${cfg.leaseTtlMs}) must be at least twice heartbeatMs (${cfg.heartbeatMs}), or one late heartbeat loses the lease`,
+    );
+  }
+  if (cfg.pausedLeaseGraceMs < cfg.leaseTtlMs) {
+    throw new ConfigError(
+      `invalid configuration:\n  pausedLeaseGraceMs (${cfg.pausedLeaseGraceMs}) must be at least leaseTtlMs (${cfg.leaseTtlMs}): pausing must not shorten a lease`,
     );
   }
   const dataDir = path.resolve(cfg.dataDir);

@@ -13,7 +13,8 @@ export interface WorkerInfo {
   } | null;
   online: boolean;
   lastSeenAt: string | null;
-  lease: { id: string; expertId: string } | null;
+  /** `pausedSince`: when its worker paused training (the volunteer's pause), or null. */
+  lease: { id: string; expertId: string; pausedSince?: string | null } | null;
 }
 
 export interface WorkerList {

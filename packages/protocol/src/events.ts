@@ -73,6 +73,8 @@ export const LiveMessage = Type.Union(
       targetSteps: Type.Integer(),
       loss: Nullable(Type.Number()),
       imagesPerSec: Nullable(Type.Number()),
+      /** When the worker of its active lease paused training (a volunteer's pause), or null. */
+      pausedSince: Type.Optional(Nullable(Timestamp)),
       at: Timestamp,
     }),
     Type.Object({ type: Type.Literal('ping'), at: Timestamp }),

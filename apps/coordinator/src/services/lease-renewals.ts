@@ -44,6 +44,13 @@
  *   to its last ack or as of the previous flush: at most one interval lost plus the chunks' own
  *   time, never a deadline past an ack. {@link flush} (the sweep, every other message, a graceful
  *   stop) writes everything left at once.
+ * - A paused lease (heartbeats with `paused`) costs nothing more: its pause start rides in the
+ *   renewal and the cached row, written with the deadline by the same update. Its acks promise
+ *   `pausedAt + pausedGraceMs` (the same value every time, at least `now + TTL`), so it survives
+ *   its worker's silence until then and no heartbeat extends it past that; the sweep needs no
+ *   rule of its own. The first unpaused heartbeat ends the pause: its `now + TTL` is written as
+ *   is, replacing the longer paused deadline, so a worker that dies after resuming loses its lease
+ *   within the TTL again.
  */
 import type Sqlite from 'better-sqlite3';
 import type { Db } from '../db/database.js';
@@ -55,6 +62,8 @@ export interface HeartbeatMessage {
   step: number;
   loss: number | null;
   imagesPerSec: number;
+  /** Training is paused (the volunteer's pause); absent or false: training. */
+  paused?: boolean;
 }
 
 /** A curve point: expert, run, step, loss, images/s, at (ms). */
@@ -80,6 +89,8 @@ interface PendingRenewal {
   at: number;
   /** The curve point of the last heartbeat that moved the step on (null: none since the write). */
   point: Metric | null;
+  /** Since when the lease is paused (ms), or null: training. */
+  pausedAt: number | null;
 }
 
 /** What a heartbeat is checked against: its lease's row and its expert's. */
@@ -93,6 +104,8 @@ interface LeaseCheck {
   expertStatus: string;
   targetSteps: number;
   step: number;
+  /** Since when the lease is paused (ms), as last read or written, or null. */
+  pausedAt: number | null;
 }
 
 /** What a chunk took from the pending maps (put back if its transaction fails). */
@@ -147,16 +160,25 @@ export class LeaseRenewals {
     private readonly ttlMs: number,
     /** A flush is due this long after the last one (see {@link flushIfDue}). */
     readonly flushMs = 500,
+    /** How long a paused lease is kept from its pause (at least the TTL). */
+    private readonly pausedGraceMs = 3_600_000,
   ) {
     const c = db.$client;
     this.check = c.prepare(
       `select l.status, l.worker_id as workerId, l.expires_at as expiresAt,
          l.start_step as startStep, l.expert_id as expertId, e.run_id as runId,
-         e.status as expertStatus, e.target_steps as targetSteps, e.step
+         e.status as expertStatus, e.target_steps as targetSteps, e.step,
+         l.paused_at as pausedAt
        from leases l join experts e on e.id = l.expert_id where l.id = ?`,
     );
-    const renew = c.prepare(
-      `update leases set expires_at = max(expires_at, ?), last_step = ?
+    // The end of a pause (stored paused, renewed unpaused) writes its deadline as is: the shorter
+    // one of a training lease replaces the paused one. Positional parameters, as in the other hot
+    // statements: pausedAt, expiresAt twice, step, pausedAt, leaseId.
+    const renew = c.prepare<[number | null, number, number, number, number | null, string]>(
+      `update leases set
+         expires_at = case when paused_at is not null and ? is null then ?
+                           else max(expires_at, ?) end,
+         last_step = ?, paused_at = ?
        where id = ? and status = 'active'`,
     );
     const progress = c.prepare(
@@ -174,12 +196,16 @@ export class LeaseRenewals {
     );
     const renewal = (p: PendingRenewal): void => {
       // An ended lease (released, expired, revoked, completed meanwhile) keeps its row as is.
-      if (renew.run(p.expiresAt, p.step, p.leaseId).changes > 0) {
+      if (
+        renew.run(p.pausedAt, p.expiresAt, p.expiresAt, p.step, p.pausedAt, p.leaseId).changes > 0
+      ) {
         progress.run(p.step, p.loss, p.imagesPerSec, p.at, p.at, p.expertId);
         const cached = this.cache.get(p.leaseId);
         if (cached) {
-          cached.expiresAt = Math.max(cached.expiresAt, p.expiresAt);
+          const resumed = cached.pausedAt !== null && p.pausedAt === null;
+          cached.expiresAt = resumed ? p.expiresAt : Math.max(cached.expiresAt, p.expiresAt);
           cached.step = p.step;
+          cached.pausedAt = p.pausedAt;
         }
       }
       if (p.point) point.run(...p.point, p.point[0]);
@@ -240,7 +266,8 @@ export class LeaseRenewals {
         `lease ${hb.leaseId} expired at ${new Date(deadline).toISOString()}`,
       );
     // The lease's first heartbeat moves its expert to training: a state change, written now.
-    if (row.expertStatus === 'leased') return heartbeatNow(this.db, this.ttlMs, workerId, hb);
+    if (row.expertStatus === 'leased')
+      return heartbeatNow(this.db, this.ttlMs, workerId, hb, this.pausedGraceMs);
     if (hb.step < row.startStep || hb.step > row.targetSteps) {
       throw new LeaseError(
         'invalid_message',
@@ -248,7 +275,9 @@ export class LeaseRenewals {
       );
     }
     const now = Date.now();
-    const expiresAt = now + this.ttlMs;
+    // A pause keeps its start (a cached row holds the stored one) until a heartbeat without it.
+    const pausedAt = hb.paused ? ((pending ? pending.pausedAt : row.pausedAt) ?? now) : null;
+    const expiresAt = pausedAt === null ? now + this.ttlMs : pausedAt + this.pausedGraceMs;
     const finite = hb.loss !== null && Number.isFinite(hb.loss);
     // A curve point when the step moved on; the last one since the previous write is kept.
     const point: Metric | null =
@@ -261,6 +290,7 @@ export class LeaseRenewals {
       if (finite) pending.loss = hb.loss;
       pending.imagesPerSec = hb.imagesPerSec;
       pending.at = now;
+      pending.pausedAt = pausedAt;
       if (point) pending.point = point;
     } else {
       this.pending.set(hb.leaseId, {
@@ -272,6 +302,7 @@ export class LeaseRenewals {
         imagesPerSec: hb.imagesPerSec,
         at: now,
         point,
+        pausedAt,
       });
     }
     return new Date(expiresAt);

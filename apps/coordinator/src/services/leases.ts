@@ -349,12 +349,22 @@ function activeLease(
   return { lease, expert };
 }
 
-/** Renew a lease and record progress. */
+/**
+ * Renew a lease and record progress. A paused heartbeat's deadline is the pause's start plus
+ * `pausedGraceMs` (services/lease-renewals.ts); an unpaused one's, `now + ttlMs`.
+ */
 export function heartbeat(
   db: Db,
   ttlMs: number,
   workerId: string,
-  hb: { leaseId: string; step: number; loss: number | null; imagesPerSec: number },
+  hb: {
+    leaseId: string;
+    step: number;
+    loss: number | null;
+    imagesPerSec: number;
+    paused?: boolean;
+  },
+  pausedGraceMs = 3_600_000,
 ): Date {
   return db.transaction((tx) => {
     const { lease, expert } = activeLease(tx, hb.leaseId, workerId);
@@ -365,8 +375,14 @@ export function heartbeat(
       );
     }
     const now = new Date();
-    const expiresAt = new Date(now.getTime() + ttlMs);
-    tx.update(leases).set({ expiresAt, lastStep: hb.step }).where(eq(leases.id, lease.id)).run();
+    const pausedAt = hb.paused ? (lease.pausedAt ?? now) : null;
+    const expiresAt = new Date(
+      pausedAt === null ? now.getTime() + ttlMs : pausedAt.getTime() + pausedGraceMs,
+    );
+    tx.update(leases)
+      .set({ expiresAt, lastStep: hb.step, pausedAt })
+      .where(eq(leases.id, lease.id))
+      .run();
     if (expert.status === 'leased') {
       transitionExpert(tx, expert.id, EVENTS.expertTraining, {
         workerId,

@@ -1,9 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import type { LiveMessage } from '@archipelago/protocol';
-import { gte } from 'drizzle-orm';
+import { and, eq, gte } from 'drizzle-orm';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/database.js';
-import { experts } from '../db/schema/index.js';
+import { experts, leases } from '../db/schema/index.js';
 import { DomainError } from '../errors.js';
 import { eventsAfter, lastEventId } from './events.js';
 
@@ -39,7 +39,8 @@ const MAX_BUFFERED_BYTES = 1024 * 1024;
 /**
  * The dashboard's live stream (`GET /api/v1/live`, server-sent events). Every client gets
  * `hello` with the newest event id (it then fetches what it shows), then `event` for each new
- * event-log row and `progress` for each expert whose row changed, and a `ping` now and then.
+ * event-log row and `progress` for each expert whose row changed (with `pausedSince` when its
+ * volunteer paused it), and a `ping` now and then.
  *
  * Changes are found by polling SQLite, not by an in-memory bus, because job processors in other
  * processes write to the same database. One timer serves every client: it runs while at least
@@ -159,12 +160,14 @@ export class LiveFeed {
         for (const c of this.clients)
           if (event.id > c.since) this.send(c, { type: 'event', event });
       }
+      // With the pause of its active lease (at most one: leases_one_active_per_expert).
       const changed = this.db
-        .select()
+        .select({ e: experts, pausedAt: leases.pausedAt })
         .from(experts)
+        .leftJoin(leases, and(eq(leases.expertId, experts.id), eq(leases.status, 'active')))
         .where(gte(experts.updatedAt, new Date(this.progressSince - LOOKBACK_MS)))
         .all();
-      for (const e of changed) {
+      for (const { e, pausedAt } of changed) {
         const at = e.updatedAt.getTime();
         if ((this.announced.get(e.id) ?? 0) >= at) continue;
         this.announced.set(e.id, at);
@@ -179,6 +182,7 @@ export class LiveFeed {
           targetSteps: e.targetSteps,
           loss: e.loss,
           imagesPerSec: e.imagesPerSec,
+          pausedSince: pausedAt?.toISOString() ?? null,
           at: e.updatedAt.toISOString(),
         });
       }

@@ -59,6 +59,8 @@ export interface HubOptions extends LeaseDeps {
      * time); a crash loses at most this much of them. Default 500 ms.
      */
     heartbeatFlushMs?: number;
+    /** How long a paused lease is kept from its pause (config.ts). Default 1 hour. */
+    pausedLeaseGraceMs?: number;
   };
   /** Hands a job row (checkpoint validation) to the job queue once its transaction committed. */
   dispatchJob?: (id: string) => void;
@@ -137,6 +139,7 @@ export class WorkerHub {
       options.db,
       options.config.leaseTtlMs,
       options.config.heartbeatFlushMs ?? DEFAULT_FLUSH_MS,
+      options.config.pausedLeaseGraceMs,
     );
     this.dataVersionStatement = options.db.$client.prepare('PRAGMA data_version').pluck();
     this.idle = new IdleRequests(options.db, (id) => this.renewals.promised(id));

@@ -18,7 +18,7 @@ export interface RunFixture {
   /** Lease the next pending expert to the worker. */
   lease(): { leaseId: string; expertId: string };
   /** A heartbeat of the worker's lease at `step`. */
-  beat(leaseId: string, step: number, loss: number | null): void;
+  beat(leaseId: string, step: number, loss: number | null, paused?: boolean): void;
   newRun(): Promise<Run>;
 }
 
@@ -93,9 +93,15 @@ export async function runFixture(overrides: ConfigInput = {}): Promise<RunFixtur
       holders.set(leased.lease.id, holder);
       return { leaseId: leased.lease.id, expertId: leased.expert.id };
     },
-    beat(leaseId, step, loss) {
+    beat(leaseId, step, loss, paused) {
       const holder = holders.get(leaseId) ?? workerId;
-      heartbeat(db, config.leaseTtlMs, holder, { leaseId, step, loss, imagesPerSec: 50 });
+      heartbeat(db, config.leaseTtlMs, holder, {
+        leaseId,
+        step,
+        loss,
+        imagesPerSec: 50,
+        ...(paused === undefined ? {} : { paused }),
+      });
     },
   };
 }

@@ -141,6 +141,7 @@ describe('live stream (server-sent events on a real socket)', () => {
         targetSteps: 100,
         loss: 0.75,
         imagesPerSec: 50,
+        pausedSince: null,
       });
       // Events arrive once each, in order.
       const ids = stream.messages.flatMap((m) => (m.type === 'event' ? [m.event.id] : []));
@@ -154,6 +155,10 @@ describe('live stream (server-sent events on a real socket)', () => {
         f.beat(leaseId, 20, 0.5);
         await Promise.all([late.waitFor(isProgress(20)), stream.waitFor(isProgress(20))]);
         expect(late.messages.some(isEvent('lease.granted'))).toBe(false);
+        // A paused lease: its expert's progress says since when.
+        f.beat(leaseId, 21, 0.5, true);
+        const paused = await late.waitFor(isProgress(21));
+        expect(Date.parse(paused.pausedSince!)).toBeGreaterThan(Date.parse(granted.event.at));
       } finally {
         late.close();
       }

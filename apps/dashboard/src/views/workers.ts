@@ -1,6 +1,6 @@
 /**
- * `#/workers`: who is connected, their hardware, backend, objective, current lease and
- * throughput; with the admin key, the worker tokens (create, revoke).
+ * `#/workers`: who is connected (and whether its volunteer paused it), their hardware, backend,
+ * objective, current lease and throughput; with the admin key, the worker tokens (create, revoke).
  */
 import type { LiveMessage, Run, RunList } from '@archipelago/protocol';
 import { api, keys } from '../api.js';
@@ -88,6 +88,13 @@ export function workersPage(main: HTMLElement): View {
             'td',
             null,
             badge(w.online ? 'online' : 'offline'),
+            w.lease?.pausedSince
+              ? [
+                  ' ',
+                  badge('paused'),
+                  h('span', { class: 'small block' }, 'paused ', since(w.lease.pausedSince)),
+                ]
+              : null,
             h('span', { class: 'small block' }, 'seen ', since(w.lastSeenAt)),
           ),
           h('td', null, hardware(w)),
@@ -264,10 +271,11 @@ export function workersPage(main: HTMLElement): View {
     onLive(m: LiveMessage) {
       if (m.type === 'progress') {
         const expert = runs.flatMap((r) => r.experts).find((e) => e.id === m.expertId);
-        if (expert) {
-          Object.assign(expert, { step: m.step, imagesPerSec: m.imagesPerSec });
-          render();
-        }
+        if (expert) Object.assign(expert, { step: m.step, imagesPerSec: m.imagesPerSec });
+        // A pause writes no event: its expert's progress says so.
+        const holder = workers.find((w) => w.lease?.expertId === m.expertId);
+        if (holder?.lease && m.pausedSince !== undefined) holder.lease.pausedSince = m.pausedSince;
+        if (expert || holder) render();
         return;
       }
       if (m.type !== 'event') return;

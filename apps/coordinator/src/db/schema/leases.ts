@@ -23,6 +23,11 @@ export const leases = sqliteTable(
     grantedAt: integer('granted_at', { mode: 'timestamp_ms' }).notNull(),
     expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
     endedAt: integer('ended_at', { mode: 'timestamp_ms' }),
+    /**
+     * Since when its worker reports training paused (heartbeats with `paused`), or null while it
+     * trains: a paused lease is kept until `paused_at` plus the paused-lease grace, no longer.
+     */
+    pausedAt: integer('paused_at', { mode: 'timestamp_ms' }),
   },
   (t) => [
     // The database itself guarantees one expert is never leased twice at once.

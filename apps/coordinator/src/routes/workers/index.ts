@@ -2,7 +2,7 @@ import { MAX_FRAME_BYTES } from '@archipelago/protocol';
 import websocket from '@fastify/websocket';
 import { desc, eq } from 'drizzle-orm';
 import type { FastifyPluginAsync } from 'fastify';
-import { leases, workers } from '../../db/schema/index.js';
+import { type LeaseRow, leases, workers } from '../../db/schema/index.js';
 import { RATE_WINDOW_MS } from '../../plugins/rate-limits.js';
 
 /**
@@ -45,10 +45,16 @@ const routes: FastifyPluginAsync = async (app) => {
     {
       schema: {
         tags: ['workers'],
-        summary: 'Workers: connected or not, hardware, backend, current lease',
+        summary:
+          'Workers: connected or not, hardware, backend, current lease (paused since when, if paused)',
       },
     },
     async () => {
+      const leaseOf = (l: LeaseRow) => ({
+        id: l.id,
+        expertId: l.expertId,
+        pausedSince: l.pausedAt?.toISOString() ?? null,
+      });
       const active = new Map(
         db
           .select()
@@ -71,9 +77,7 @@ const routes: FastifyPluginAsync = async (app) => {
             hardware: w.hardware,
             online: w.online,
             lastSeenAt: w.lastSeenAt?.toISOString() ?? null,
-            lease: active.has(w.id)
-              ? { id: active.get(w.id)!.id, expertId: active.get(w.id)!.expertId }
-              : null,
+            lease: active.has(w.id) ? leaseOf(active.get(w.id)!) : null,
           })),
       };
     },
