@@ -1,5 +1,5 @@
 export { Backoff } from './backoff.js';
-export { buildCli, type CliOptions, main } from './cli.js';
+export { buildCli, buildControlCli, type CliOptions, describeStatus, main } from './cli.js';
 export {
   Connection,
   type ConnectionOptions,
@@ -8,6 +8,17 @@ export {
   RequestError,
   socketUrl,
 } from './connection.js';
+export {
+  CONTROL_COMMANDS,
+  type ControlCommand,
+  type ControlReply,
+  ControlServer,
+  controlSocketPath,
+  NoWorkerError,
+  parseControlRequest,
+  sendControl,
+} from './control-socket.js';
+export { type ControlLimits, Controls } from './controls.js';
 export { EXIT, type ExitCode } from './exit-codes.js';
 export { LeaseSession, type SessionContext, type SessionOutcome } from './lease-session.js';
 export { DownloadError, ObjectCache, sha256Hex } from './object-cache.js';
@@ -22,4 +33,4 @@ export {
   WorkDirInUseError,
   type WorkerState,
 } from './work-dir.js';
-export { Worker, type WorkerOptions } from './worker.js';
+export { Worker, type WorkerOptions, type WorkerStatus } from './worker.js';

@@ -10,6 +10,9 @@
  * Training goes on while the coordinator is unreachable; the newest checkpoint made meanwhile
  * waits (in memory and in the work dir) until the connection is back. A revoked or expired lease
  * stops training after the current step. A graceful stop checkpoints, uploads and releases.
+ * The volunteer's controls ({@link Controls}) act between steps: a pause waits there (heartbeats
+ * go on, saying `paused`), a finish trains on to the next checkpoint step and stops there, and an
+ * RSS above the memory ceiling stops at once (what is checkpointed already is uploaded).
  * Checkpoints are only ever made at multiples of the checkpoint interval and at the target (the
  * coordinator refuses any other step): a stop in between trains on to the next such step when it
  * is near, and otherwise keeps the last one.
@@ -18,6 +21,7 @@ import { type Heartbeat, isCheckpointStep, type LeaseGrant } from '@archipelago/
 import { CheckpointFiles } from './checkpoint-files.js';
 import { CheckpointUpload } from './checkpoint-upload.js';
 import type { Connection } from './connection.js';
+import type { Controls } from './controls.js';
 import type { ObjectCache } from './object-cache.js';
 import type { Reporter } from './reporter.js';
 import {
@@ -47,6 +51,10 @@ export interface SessionContext {
   refused: () => boolean;
   /** Aborted on a stop request or a refusal: wakes up waits. */
   shutdown: AbortSignal;
+  /** The volunteer's pause, finish and memory ceiling. */
+  controls: Controls;
+  /** The RSS went above the memory ceiling (MiB): the worker stops, exiting with its code. */
+  overMemory: (mb: number) => void;
   /** Time allowed after a stop request to upload the last checkpoint. Default 30 s. */
   stopGraceMs?: number;
 }
@@ -72,6 +80,8 @@ export class LeaseSession {
   /** No more heartbeats (released or finished). */
   private ended = false;
   private warnedLost = false;
+  /** The RSS (MiB) that went above the memory ceiling: stop without training on. */
+  private overMemoryMb: number | null = null;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -118,12 +128,15 @@ export class LeaseSession {
     if (this.ended || this.lostReason !== null || this.upload.finalCheckpointId !== null)
       return null;
     const { loss, imagesPerSec } = this.loop?.rates ?? IDLE_RATES;
+    const paused = this.ctx.controls.paused;
     return {
       type: 'heartbeat',
       leaseId: this.leaseId,
       step: this.step,
       loss: loss !== null && Number.isFinite(loss) ? loss : null,
-      imagesPerSec: Number.isFinite(imagesPerSec) ? Math.max(0, imagesPerSec) : 0,
+      imagesPerSec: !paused && Number.isFinite(imagesPerSec) ? Math.max(0, imagesPerSec) : 0,
+      // Only while paused: a worker that never pauses sends the frames it always sent.
+      ...(paused ? { paused: true } : {}),
     };
   }
 
@@ -249,13 +262,16 @@ export class LeaseSession {
 
   private async train(): Promise<SessionOutcome> {
     const loop = this.loop;
+    await this.waitWhilePaused();
     await loop?.run({
-      interrupted: () => this.interrupted(),
+      interrupted: () => this.interrupted() || this.finishedCheckpoint(),
       onStep: () => this.showProgress(),
       checkpoint: (final) => this.checkpoint(final),
       betweenSteps: async () => {
         if (this.upload.due) await this.upload.flush();
         await this.waitOfflineAtCheckpoint();
+        this.checkMemory();
+        await this.waitWhilePaused();
       },
     });
     // The final checkpoint was accepted: the coordinator completed the lease with it, so an
@@ -268,6 +284,42 @@ export class LeaseSession {
       if (done) return done;
     }
     return this.stop();
+  }
+
+  /** Finishing, and the current step is checkpointed (accepted, or offered for upload). */
+  private finishedCheckpoint(): boolean {
+    return this.ctx.controls.finishing && this.step <= this.upload.coveredStep;
+  }
+
+  /** Above the memory ceiling: stop now (the worker exits with its code once released). */
+  private checkMemory(): void {
+    if (this.overMemoryMb !== null) return;
+    const mb = this.ctx.controls.overMemory();
+    if (mb === null) return;
+    this.overMemoryMb = mb;
+    this.ctx.overMemory(mb);
+  }
+
+  /**
+   * Paused by the volunteer: wait here, between steps, until resumed (heartbeats go on, saying
+   * `paused`; a checkpoint waiting to upload still uploads). A stop, a finish (which resumes) or a
+   * lost lease ends the wait.
+   */
+  private async waitWhilePaused(): Promise<void> {
+    const { controls, log } = this.ctx;
+    if (!controls.paused || this.interrupted()) return;
+    log.info(
+      `paused at step ${this.step} of ${this.label}: the lease is kept while paused (up to the coordinator's paused-lease grace); resume with \`worker resume\` or SIGUSR2`,
+    );
+    this.showProgress('paused');
+    const signal = AbortSignal.any([this.lostController.signal, this.ctx.shutdown]);
+    while (controls.paused && !this.interrupted()) {
+      if (this.upload.due) await this.upload.flush();
+      await controls.waitForChange(1000, signal);
+    }
+    if (this.interrupted()) return;
+    this.loop?.restartClock();
+    log.info(`resumed at step ${this.step} of ${this.label}`);
   }
 
   /**
@@ -359,11 +411,19 @@ export class LeaseSession {
    * checkpoint step, see {@link trainToCheckpointStep}), upload, release.
    */
   private async stop(): Promise<SessionOutcome> {
-    const { conn, log } = this.ctx;
+    const { conn, log, controls } = this.ctx;
     await this.trainToCheckpointStep();
     const step = this.step;
     const deadline = Date.now() + (this.ctx.stopGraceMs ?? 30_000);
+    // A finish waits for its checkpoint to be accepted as long as the lease lasts (a stop signal
+    // puts it back on the stop's grace).
+    const finishing = () => controls.finishing && !this.ctx.stopping();
     while (this.upload.pending && this.lostReason === null && !this.ctx.refused()) {
+      if (finishing()) {
+        const signal = AbortSignal.any([this.lostController.signal, this.ctx.shutdown]);
+        await this.upload.advance(signal);
+        continue;
+      }
       const left = deadline - Date.now();
       if (left <= 0) break;
       const signal = AbortSignal.any([this.lostController.signal, AbortSignal.timeout(left)]);
@@ -399,7 +459,9 @@ export class LeaseSession {
     const covered = this.upload.coveredStep;
     if (!loop || this.lostReason !== null || this.ctx.refused()) return;
     if (loop.step <= covered) {
-      log.info(`stopping at step ${loop.step}: its checkpoint of step ${covered} is saved already`);
+      log.info(
+        `${this.ctx.controls.finishing ? 'finishing' : 'stopping'} at step ${loop.step}: its checkpoint of step ${covered} is saved already`,
+      );
       return;
     }
     const { checkpointInterval: interval, targetSteps: target } = this.grant.training;
@@ -409,6 +471,13 @@ export class LeaseSession {
       await this.checkpoint(final);
     };
     if (next === loop.step) return save(next === target);
+    // Paused or above the memory ceiling: the volunteer wants the machine back, train no further.
+    if (this.ctx.controls.paused || this.overMemoryMb !== null) {
+      log.info(
+        `stopping at step ${loop.step} without training on (${this.overMemoryMb !== null ? 'above the memory ceiling' : 'paused'}): the steps since step ${covered} are let go`,
+      );
+      return;
+    }
     const { stepsPerSec } = loop.rates;
     const budgetMs = (this.ctx.stopGraceMs ?? 30_000) / 2;
     if (!(stepsPerSec > 0 && ((next - loop.step) / stepsPerSec) * 1000 <= budgetMs)) {

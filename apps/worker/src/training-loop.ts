@@ -168,6 +168,11 @@ export class TrainingLoop {
     }
   }
 
+  /** A pause ended: the next step's rate counts from now, not from the step before the pause. */
+  restartClock(): void {
+    this.lastStepAt = performance.now();
+  }
+
   /** A safetensors checkpoint of the current step. */
   save(): Promise<Uint8Array> {
     return this.trainer.save({ dataFingerprint: this.dataFingerprint });

@@ -1,8 +1,10 @@
 /**
  * The worker daemon: connects to the coordinator, re-attaches to the lease its work dir recorded,
  * then leases experts one after another and trains them (see {@link LeaseSession}), heartbeating
- * while it holds a lease. Ends on a graceful stop (exit 0), with no work left under
- * `--exit-when-idle` (0), or when the coordinator refuses it for good (3).
+ * while it holds a lease. Ends on a graceful stop (exit 0), a finish (0: the current checkpoint
+ * uploaded and the lease released), with no work left under `--exit-when-idle` (0), when the
+ * coordinator refuses it for good (3), or above its memory ceiling (4). While paused it trains
+ * nothing and asks for no lease; a held lease keeps heartbeating, saying `paused`.
  */
 import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -24,6 +26,7 @@ import {
   DisconnectedError,
   RequestError,
 } from './connection.js';
+import { Controls } from './controls.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { LeaseSession, type SessionOutcome } from './lease-session.js';
 import { ObjectCache } from './object-cache.js';
@@ -48,8 +51,32 @@ export interface WorkerOptions {
   log: Reporter;
   /** Consecutive failed leases after which the worker gives up (exit 1). Default 5. */
   maxFailures?: number;
+  /** The volunteer's pause, finish and memory ceiling (default: none set). */
+  controls?: Controls;
   /** Overrides of connection timings (tests). */
   connection?: Partial<Pick<ConnectionOptions, 'backoff' | 'requestTimeoutMs' | 'pingIntervalMs'>>;
+}
+
+/** What `worker status` answers (the local control socket, control-socket.ts). */
+export interface WorkerStatus {
+  pid: number;
+  name: string;
+  coordinator: string;
+  state: 'training' | 'paused' | 'finishing' | 'stopping' | 'idle';
+  /** When training was paused, or null. */
+  pausedSince: string | null;
+  connected: boolean;
+  lease: {
+    leaseId: string;
+    runId: string;
+    cluster: number;
+    objective: string;
+    step: number;
+    targetSteps: number;
+  } | null;
+  threads: number;
+  rssMb: number;
+  maxMemoryMb: number | null;
 }
 
 export class Worker {
@@ -66,9 +93,20 @@ export class Worker {
   private heartbeatMs = 5000;
   private failures = 0;
   private readonly failureBackoff = new Backoff(2000, 300_000);
+  readonly controls: Controls;
+  /** Aborted by a finish: wakes the waits between leases. */
+  private readonly finished = new AbortController();
+  /** The RSS (MiB) that went above the memory ceiling, once it did. */
+  private overMemoryMb: number | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     const { workDir, log } = options;
+    this.controls = options.controls ?? new Controls();
+    // Tell the coordinator at once that the lease is paused or trains again.
+    this.controls.onChange(() => {
+      if (this.session) this.beat();
+      if (this.controls.finishing) this.finished.abort();
+    });
     this.state = workDir.readState();
     this.cache = new ObjectCache(workDir.cacheDir, {
       log: (m) => log.warn(m),
@@ -115,6 +153,76 @@ export class Worker {
     this.shutdown.abort(new Error(why));
   }
 
+  /** Pause training after the current step (SIGUSR1, `worker pause`); the lease is kept. */
+  pause(why: string): void {
+    if (this.controls.finishing || this.stopRequested) {
+      this.options.log.info(`${why}: not pausing, the worker is finishing or stopping`);
+      return;
+    }
+    if (!this.controls.pause()) return;
+    this.options.log.info(
+      `${why}: pausing ${this.session ? `after the current step (step ${this.session.step})` : 'before the next lease'}; resume with \`worker resume\` or SIGUSR2`,
+    );
+  }
+
+  /** Resume a paused worker (SIGUSR2, `worker resume`). */
+  resume(why: string): void {
+    if (this.controls.resume()) this.options.log.info(`${why}: resuming`);
+  }
+
+  /**
+   * Finish (`worker finish`): train on to the next checkpoint step, upload that checkpoint, release
+   * the lease and exit 0; at once with no lease held. A paused worker resumes to get there.
+   */
+  finish(why: string): void {
+    if (!this.controls.finish()) return;
+    const s = this.session;
+    if (!s) {
+      this.options.log.info(`${why}: no lease held; exiting`);
+      return;
+    }
+    const { checkpointInterval: interval, targetSteps: target } = s.grant.training;
+    const next = Math.min(target, Math.max(s.step, Math.ceil(s.step / interval) * interval));
+    this.options.log.info(
+      `${why}: finishing: training on to step ${next} (the next checkpoint), then upload, release and exit; SIGTERM stops sooner`,
+    );
+  }
+
+  /** What `worker status` shows. */
+  status(): WorkerStatus {
+    const s = this.session;
+    const since = this.controls.since;
+    return {
+      pid: process.pid,
+      name: this.options.name,
+      coordinator: this.options.coordinator,
+      state: this.stopRequested
+        ? 'stopping'
+        : this.controls.finishing
+          ? 'finishing'
+          : this.controls.paused
+            ? 'paused'
+            : s
+              ? 'training'
+              : 'idle',
+      pausedSince: since === null ? null : new Date(since).toISOString(),
+      connected: this.conn.ready,
+      lease: s
+        ? {
+            leaseId: s.leaseId,
+            runId: s.grant.expert.runId,
+            cluster: s.grant.expert.cluster,
+            objective: s.grant.objective,
+            step: s.step,
+            targetSteps: s.grant.training.targetSteps,
+          }
+        : null,
+      threads: this.options.threads,
+      rssMb: Math.round(process.memoryUsage.rss() / 1024 ** 2),
+      maxMemoryMb: this.controls.limits.maxMemoryMb ?? null,
+    };
+  }
+
   /** Run until stopped, idle (with exitWhenIdle) or refused; returns the exit code. */
   async run(): Promise<ExitCode> {
     const { log } = this.options;
@@ -124,9 +232,13 @@ export class Worker {
     try {
       await this.reattach();
       let idleSince = 0;
-      while (!this.stopRequested && !this.refusal) {
+      while (!this.stopRequested && !this.refusal && !this.controls.finishing) {
+        // Paused between leases: ask for none until resumed.
+        while (this.controls.paused && !this.stopRequested && !this.controls.finishing)
+          await this.controls.waitForChange(60_000, this.shutdown.signal);
+        if (this.stopRequested || this.controls.finishing) break;
         try {
-          await this.conn.waitReady(this.shutdown.signal);
+          await this.conn.waitReady(this.betweenLeases);
         } catch {
           break;
         }
@@ -136,7 +248,7 @@ export class Worker {
         } catch (err) {
           if (err instanceof RequestError) {
             log.warn(`lease request refused: ${err.message} (${err.code})`);
-            await abortableSleep(this.heartbeatMs, this.shutdown.signal);
+            await abortableSleep(this.heartbeatMs, this.betweenLeases);
           }
           continue;
         }
@@ -151,11 +263,15 @@ export class Worker {
           }
           // Jitter, so that many idle workers do not ask in lockstep.
           const wait = Math.max(250, reply.retryAfterMs) * (0.75 + 0.5 * Math.random());
-          await abortableSleep(wait, this.shutdown.signal);
+          await abortableSleep(wait, this.betweenLeases);
           continue;
         }
         idleSince = 0;
         const outcome = await this.runSession(reply);
+        if (this.controls.finishing) {
+          log.info(`finished (${outcome}); exiting`);
+          break;
+        }
         if (outcome === 'failed') {
           this.failures++;
           if (this.failures >= (this.options.maxFailures ?? 5)) {
@@ -165,7 +281,7 @@ export class Worker {
           }
           const wait = this.failureBackoff.next();
           log.info(`asking for another lease in ${(wait / 1000).toFixed(1)} s`);
-          await abortableSleep(wait, this.shutdown.signal);
+          await abortableSleep(wait, this.betweenLeases);
         } else if (outcome === 'completed') {
           this.failures = 0;
           this.failureBackoff.reset();
@@ -181,8 +297,30 @@ export class Worker {
       );
       return EXIT.refused;
     }
+    if (this.overMemoryMb !== null) {
+      log.error(
+        `stopped: the worker used ${this.overMemoryMb} MiB, above --max-memory-mb ${this.controls.limits.maxMemoryMb}; give it more, or train a smaller preset`,
+      );
+      return EXIT.memory;
+    }
     if (this.stopRequested) log.info('stopped');
     return code;
+  }
+
+  /** Aborted by a stop, a refusal or a finish: what the waits between leases end on. */
+  private get betweenLeases(): AbortSignal {
+    return AbortSignal.any([this.shutdown.signal, this.finished.signal]);
+  }
+
+  /** The RSS went above the memory ceiling: stop now, without training on, and exit 4. */
+  private onOverMemory(mb: number): void {
+    if (this.overMemoryMb !== null || this.stopRequested) return;
+    this.overMemoryMb = mb;
+    this.stopRequested = true;
+    this.options.log.error(
+      `memory: the worker uses ${mb} MiB, above --max-memory-mb ${this.controls.limits.maxMemoryMb}; stopping now (upload what is checkpointed, release the lease, exit ${EXIT.memory})`,
+    );
+    this.shutdown.abort(new Error('above the memory ceiling'));
   }
 
   private requestLease() {
@@ -245,6 +383,8 @@ export class Worker {
         stopping: () => this.stopRequested,
         refused: () => this.refusal !== null,
         shutdown: this.shutdown.signal,
+        controls: this.controls,
+        overMemory: (mb) => this.onOverMemory(mb),
       },
       grant,
       saved,

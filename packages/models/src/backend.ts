@@ -22,6 +22,29 @@ export interface BackendOptions {
   backend?: BackendName | 'auto';
   /** CUDA device index; asks for `tensorflow-gpu` and fails clearly when it is not installed. */
   gpu?: number;
+  /**
+   * Threads each loaded instance of the backend may compute on (the worker's `--max-threads`
+   * divided among its data-parallel replicas). libtensorflow (`tensorflow`, `tensorflow-gpu`)
+   * sizes its thread pools when it loads, from {@link nativeThreadEnv}; the wasm and cpu
+   * backends compute on the calling thread in Node, so one thread each already.
+   */
+  threadsPerReplica?: number;
+}
+
+/**
+ * The environment libtensorflow reads for its thread pools (`TF_NUM_INTRAOP_THREADS`, within an
+ * op; `TF_NUM_INTEROP_THREADS`, ops at once: 1, as tfjs runs one op at a time), unless the user
+ * set them. Empty without a cap.
+ */
+export function nativeThreadEnv(
+  threadsPerReplica: number | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
+  if (threadsPerReplica === undefined) return {};
+  const out: Record<string, string> = {};
+  if (!env.TF_NUM_INTRAOP_THREADS) out.TF_NUM_INTRAOP_THREADS = String(threadsPerReplica);
+  if (!env.TF_NUM_INTEROP_THREADS) out.TF_NUM_INTEROP_THREADS = '1';
+  return out;
 }
 
 export interface BackendInfo {
@@ -55,15 +78,21 @@ export function currentBackend(): BackendInfo | null {
   return current;
 }
 
-async function load(name: BackendName, gpu: number | undefined): Promise<string> {
+async function load(
+  name: BackendName,
+  gpu: number | undefined,
+  threadsPerReplica: number | undefined,
+): Promise<string> {
   switch (name) {
     case 'tensorflow-gpu': {
-      // libtensorflow reads the visible devices once, when it loads.
+      // libtensorflow reads the visible devices and its thread counts once, when it loads.
       if (gpu !== undefined) process.env.CUDA_VISIBLE_DEVICES = String(gpu);
+      Object.assign(process.env, nativeThreadEnv(threadsPerReplica));
       await import('@tensorflow/tfjs-node-gpu' as string);
       return 'tensorflow';
     }
     case 'tensorflow':
+      Object.assign(process.env, nativeThreadEnv(threadsPerReplica));
       await import('@tensorflow/tfjs-node' as string);
       return 'tensorflow';
     case 'wasm': {
@@ -120,7 +149,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   const skipped: BackendInfo['skipped'] = [];
   for (const name of candidates) {
     try {
-      const tfBackend = await load(name, options.gpu);
+      const tfBackend = await load(name, options.gpu, options.threadsPerReplica);
       if (!(await tf.setBackend(tfBackend)))
         throw new Error(`tf.setBackend('${tfBackend}') failed`);
       await tf.ready();

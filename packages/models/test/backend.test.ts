@@ -1,7 +1,12 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { BackendUnavailableError, currentBackend, initBackend } from '../src/backend.js';
+import {
+  BackendUnavailableError,
+  currentBackend,
+  initBackend,
+  nativeThreadEnv,
+} from '../src/backend.js';
 
 const require = createRequire(import.meta.url);
 const installed = (name: string) => {
@@ -61,5 +66,18 @@ describe('initBackend', () => {
     await expect(initBackend({ gpu: -1 })).rejects.toThrow(
       '--gpu must be a device index >= 0, got -1',
     );
+  });
+});
+
+describe('nativeThreadEnv', () => {
+  it("caps libtensorflow's pools at the threads a replica may use, unless the user set them", () => {
+    expect(nativeThreadEnv(undefined, {})).toEqual({});
+    expect(nativeThreadEnv(3, {})).toEqual({
+      TF_NUM_INTRAOP_THREADS: '3',
+      TF_NUM_INTEROP_THREADS: '1',
+    });
+    expect(nativeThreadEnv(3, { TF_NUM_INTRAOP_THREADS: '8' })).toEqual({
+      TF_NUM_INTEROP_THREADS: '1',
+    });
   });
 });
