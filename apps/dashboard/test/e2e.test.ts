@@ -1,9 +1,10 @@
 /**
  * The dashboard in real headless Chromium against a real coordinator process and a real worker
  * process training a tiny two-expert run on 8x8 MNIST: the run page updates live (no reload),
- * the loss curves fill, the workers page shows the worker, the admin key unlocks the token
- * panel; then, once the run is published, the ensemble's score appears (the coordinator's job, on
- * 20 samples), the manifest download verifies and samples render.
+ * the loss curves fill, the workers page shows the worker (paused by SIGUSR1, then training
+ * again), the admin key unlocks the token panel; then, once the run is published, the
+ * ensemble's score appears (the coordinator's job, on 20 samples), the manifest download
+ * verifies and samples render.
  * Screenshots (light and dark) go to apps/dashboard/test-artifacts/ for people to look at.
  */
 import { createHash, createPublicKey, verify } from 'node:crypto';
@@ -233,6 +234,16 @@ describe('dashboard in Chromium', () => {
     await expect(row.textContent()).resolves.toMatch(/wasm/);
     await expect(row.textContent()).resolves.toMatch(/mnist e2e · expert \d/);
     await shot('workers-dark');
+
+    // The volunteer pauses the worker (SIGUSR1): the row says so without a reload, and again
+    // once it resumes (SIGUSR2).
+    const pausedBadge = row.locator('.badge.status-paused');
+    worker!.child.kill('SIGUSR1');
+    await expect.poll(() => pausedBadge.count(), { timeout: 15_000 }).toBe(1);
+    await expect(row.textContent()).resolves.toMatch(/paused\s*paused/);
+    await shot('workers-paused');
+    worker!.child.kill('SIGUSR2');
+    await expect.poll(() => pausedBadge.count(), { timeout: 15_000 }).toBe(0);
 
     // No token panel without the admin key; enter it with the keyboard.
     await expect(page.locator('[data-tokens]').count()).resolves.toBe(0);

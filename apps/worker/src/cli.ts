@@ -129,6 +129,10 @@ export function buildCli(): Command {
       'exit (0) when the coordinator has no work instead of waiting',
       false,
     )
+    .addHelpText(
+      'after',
+      '\nA running worker is controlled with `worker pause|resume|finish|status [--work-dir DIR]`,\nor SIGUSR1 (pause) and SIGUSR2 (resume); see `worker status --help`.',
+    )
     .showHelpAfterError('(run worker --help for usage)');
 }
 
