@@ -41,17 +41,19 @@ describe('initBackend', () => {
   });
 
   it('rejects an unknown backend, listing the valid ones', async () => {
-    await expect(initBackend({ backend: 'webgpu' as never })).rejects.toThrow(
-      'unknown backend "webgpu"; valid: auto, tensorflow-gpu, tensorflow, wasm, cpu',
+    await expect(initBackend({ backend: 'metal' as never })).rejects.toThrow(
+      'unknown backend "metal"; valid: auto, tensorflow-gpu, webgpu, tensorflow, wasm, cpu',
     );
   });
 
-  it('asking for a GPU needs the GPU package; without it the error says what to install and which CUDA', async () => {
+  it('asking for a CUDA GPU needs the GPU package; without it the error says what to install and which CUDA', async () => {
     if (installed('@tensorflow/tfjs-node-gpu')) {
-      expect((await initBackend({ gpu: 0 })).name).toBe('tensorflow-gpu');
+      expect((await initBackend({ backend: 'tensorflow-gpu', gpu: 0 })).name).toBe(
+        'tensorflow-gpu',
+      );
       return;
     }
-    const err = await initBackend({ gpu: 0 }).catch((e: unknown) => e);
+    const err = await initBackend({ backend: 'tensorflow-gpu', gpu: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendUnavailableError);
     expect((err as Error).message).toMatch(
       /GPU 0 requested but @tensorflow\/tfjs-node-gpu is unavailable \(not installed\)/,
@@ -61,7 +63,7 @@ describe('initBackend', () => {
 
   it('refuses --gpu with a CPU backend and a negative device', async () => {
     await expect(initBackend({ gpu: 1, backend: 'wasm' })).rejects.toThrow(
-      '--gpu 1 needs the tensorflow-gpu backend, not wasm',
+      '--gpu 1 needs the tensorflow-gpu or webgpu backend, not wasm',
     );
     await expect(initBackend({ gpu: -1 })).rejects.toThrow(
       '--gpu must be a device index >= 0, got -1',

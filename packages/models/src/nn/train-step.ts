@@ -55,6 +55,11 @@ export interface Trainer {
   readonly state: { expAvg: Map<string, tf.Variable>; expAvgSq: Map<string, tf.Variable> };
   /** One step: gradients of `lossFn`, then the update. Returns the loss. */
   step(lossFn: () => tf.Scalar): number;
+  /**
+   * {@link step} reading the loss with `await data()`: the same numbers, on every backend (webgpu
+   * cannot read synchronously in Node).
+   */
+  stepAsync(lossFn: () => tf.Scalar): Promise<number>;
   /** Gradients of `lossFn` w.r.t. the trainable parameters. The caller disposes them. */
   computeGradients(lossFn: () => tf.Scalar): Gradients;
   /** Clip (if configured) and apply a gradient, e.g. an average over workers. Does not dispose it. */
@@ -108,6 +113,14 @@ export function createTrainer(options: TrainerOptions, initial?: TrainerState): 
   }
 
   let t = initial?.step ?? 0;
+  /** The loss (a tensor, read by the caller) and one gradient per trainable parameter. */
+  const gradientsOf = (lossFn: () => tf.Scalar) => {
+    const vars = trainable.map(([, v]) => v);
+    const { value, grads } = tf.variableGrads(lossFn, vars);
+    const out = new Map<string, tf.Tensor>();
+    for (const [name, v] of trainable) out.set(name, grads[v.name] ?? tf.zerosLike(v));
+    return { value, grads: out };
+  };
   const trainer: Trainer = {
     learningRate: options.learningRate,
     get stepCount() {
@@ -116,13 +129,10 @@ export function createTrainer(options: TrainerOptions, initial?: TrainerState): 
     state: { expAvg, expAvgSq },
 
     computeGradients(lossFn) {
-      const vars = trainable.map(([, v]) => v);
-      const { value, grads } = tf.variableGrads(lossFn, vars);
+      const { value, grads } = gradientsOf(lossFn);
       const loss = (value.dataSync() as Float32Array)[0] as number;
       value.dispose();
-      const out = new Map<string, tf.Tensor>();
-      for (const [name, v] of trainable) out.set(name, grads[v.name] ?? tf.zerosLike(v));
-      return { loss, grads: out };
+      return { loss, grads };
     },
 
     applyGradients(grads) {
@@ -161,6 +171,18 @@ export function createTrainer(options: TrainerOptions, initial?: TrainerState): 
         for (const g of grads.values()) g.dispose();
       }
       return loss;
+    },
+
+    async stepAsync(lossFn) {
+      const { value, grads } = gradientsOf(lossFn);
+      try {
+        const loss = (await value.data())[0] as number;
+        trainer.applyGradients(grads);
+        return loss;
+      } finally {
+        value.dispose();
+        for (const g of grads.values()) g.dispose();
+      }
     },
 
     dispose() {

@@ -272,13 +272,13 @@ export class ExpertTrainer {
   async saveResumable(options: TrainerSaveOptions = {}): Promise<ResumableSave> {
     const checkpoint = await this.save(options);
     const sha256 = checkpointSha256(checkpoint);
-    const adam = this.engine.optimizerState();
+    const adam = await this.engine.optimizerState();
     const params: Record<string, CheckpointParam> = {};
     const expAvg: Record<string, CheckpointParam> = {};
     const expAvgSq: Record<string, CheckpointParam> = {};
     for (const [name, v] of this.engine.network.params) {
       const shape = [...v.shape];
-      params[name] = { shape, data: (v.dataSync() as Float32Array).slice() };
+      params[name] = { shape, data: ((await v.data()) as Float32Array).slice() };
       const zeros = () => new Float32Array(v.size);
       expAvg[name] = { shape, data: adam.expAvg[name]?.data ?? zeros() };
       expAvgSq[name] = { shape, data: adam.expAvgSq[name]?.data ?? zeros() };

@@ -116,7 +116,7 @@ export class DataParallelTrainer {
    * owns (and disposes) the batch. One step at a time: await each before the next.
    */
   async step(batch: StepBatch): Promise<number> {
-    if (!this.pool) return this.trainer.step(() => this.loss(batch));
+    if (!this.pool) return this.trainer.stepAsync(() => this.loss(batch));
     if (this.stepping) throw new Error('a step is already running: await it before the next');
     this.stepping = true;
     try {
@@ -162,18 +162,18 @@ export class DataParallelTrainer {
    * Adam's state after every step taken (the main replica's; every replica holds the same): its
    * step count and both moments of every trainable parameter, as copies.
    */
-  optimizerState(): TrainerState {
+  async optimizerState(): Promise<TrainerState> {
     this.flush();
-    const copy = (m: Map<string, tf.Variable>) => {
+    const copy = async (m: Map<string, tf.Variable>) => {
       const out: TrainerState['expAvg'] = {};
       for (const [name, v] of m)
-        out[name] = { shape: [...v.shape], data: (v.dataSync() as Float32Array).slice() };
+        out[name] = { shape: [...v.shape], data: ((await v.data()) as Float32Array).slice() };
       return out;
     };
     return {
       step: this.trainer.stepCount,
-      expAvg: copy(this.trainer.state.expAvg),
-      expAvgSq: copy(this.trainer.state.expAvgSq),
+      expAvg: await copy(this.trainer.state.expAvg),
+      expAvgSq: await copy(this.trainer.state.expAvgSq),
     };
   }
 
@@ -184,7 +184,7 @@ export class DataParallelTrainer {
   async replicaParams(): Promise<Record<string, Float32Array>[]> {
     const main: Record<string, Float32Array> = {};
     for (const [name, v] of this.network.params)
-      main[name] = (v.dataSync() as Float32Array).slice();
+      main[name] = ((await v.data()) as Float32Array).slice();
     const pool = this.pool;
     const workers = pool
       ? await Promise.all(Array.from({ length: pool.size }, (_, i) => pool.params(i)))
