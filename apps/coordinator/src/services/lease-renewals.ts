@@ -161,7 +161,7 @@ export class LeaseRenewals {
     /** A flush is due this long after the last one (see {@link flushIfDue}). */
     readonly flushMs = 500,
     /** How long a paused lease is kept from its pause (at least the TTL). */
-    private readonly pausedGraceMs = 3_600_000,
+    private readonly pausedGraceMs: number,
   ) {
     const c = db.$client;
     this.check = c.prepare(

@@ -364,7 +364,7 @@ export function heartbeat(
     imagesPerSec: number;
     paused?: boolean;
   },
-  pausedGraceMs = 3_600_000,
+  pausedGraceMs: number,
 ): Date {
   return db.transaction((tx) => {
     const { lease, expert } = activeLease(tx, hb.leaseId, workerId);

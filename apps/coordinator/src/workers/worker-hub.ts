@@ -100,6 +100,9 @@ const REVOCATION_POLL_MS = 250;
 /** How often acknowledged heartbeats are written, unless configured. */
 const DEFAULT_FLUSH_MS = 500;
 
+/** How long a paused lease is kept from its pause, unless configured (config.ts). */
+const DEFAULT_PAUSED_LEASE_GRACE_MS = 3_600_000;
+
 /** Failed authentications per client, kept by the HTTP side (plugins/rate-limits.ts). */
 export interface HelloGate {
   /** The client used up its failed attempts: refuse its hello before looking at the token. */
@@ -139,7 +142,7 @@ export class WorkerHub {
       options.db,
       options.config.leaseTtlMs,
       options.config.heartbeatFlushMs ?? DEFAULT_FLUSH_MS,
-      options.config.pausedLeaseGraceMs,
+      options.config.pausedLeaseGraceMs ?? DEFAULT_PAUSED_LEASE_GRACE_MS,
     );
     this.dataVersionStatement = options.db.$client.prepare('PRAGMA data_version').pluck();
     this.idle = new IdleRequests(options.db, (id) => this.renewals.promised(id));

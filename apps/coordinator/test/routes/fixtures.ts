@@ -95,13 +95,13 @@ export async function runFixture(overrides: ConfigInput = {}): Promise<RunFixtur
     },
     beat(leaseId, step, loss, paused) {
       const holder = holders.get(leaseId) ?? workerId;
-      heartbeat(db, config.leaseTtlMs, holder, {
-        leaseId,
-        step,
-        loss,
-        imagesPerSec: 50,
-        ...(paused === undefined ? {} : { paused }),
-      });
+      heartbeat(
+        db,
+        config.leaseTtlMs,
+        holder,
+        { leaseId, step, loss, imagesPerSec: 50, ...(paused === undefined ? {} : { paused }) },
+        config.pausedLeaseGraceMs,
+      );
     },
   };
 }
