@@ -242,7 +242,17 @@ describe('dashboard in Chromium', () => {
     await expect.poll(() => pausedBadge.count(), { timeout: 15_000 }).toBe(1);
     await expect(row.textContent()).resolves.toMatch(/paused\s*paused/);
     await shot('workers-paused');
+    // The run page's expert card says so too.
+    await page.evaluate((id) => {
+      location.hash = `#/runs/${id}`;
+    }, run.id);
+    const pausedCard = page.locator('article[data-expert] .badge.status-paused');
+    await expect.poll(() => pausedCard.count(), { timeout: 15_000 }).toBe(1);
+    await page.evaluate(() => {
+      location.hash = '#/workers';
+    });
     worker!.child.kill('SIGUSR2');
+    await expect.poll(() => row.count(), { timeout: 15_000 }).toBe(1);
     await expect.poll(() => pausedBadge.count(), { timeout: 15_000 }).toBe(0);
 
     // No token panel without the admin key; enter it with the keyboard.

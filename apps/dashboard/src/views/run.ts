@@ -133,9 +133,19 @@ class ExpertCard {
     });
   }
 
-  update(e: Expert, batchSize: number, workerName: (id: string) => string): void {
+  update(
+    e: Expert,
+    batchSize: number,
+    workerName: (id: string) => string,
+    /** When its worker's volunteer paused training, or null. */
+    pausedSince: string | null = null,
+  ): void {
     this.expert = e;
-    fill(this.statusSlot, badge(e.status));
+    fill(
+      this.statusSlot,
+      badge(e.status),
+      pausedSince && e.status === 'training' ? [' ', badge('paused')] : null,
+    );
     const fraction = e.targetSteps > 0 ? e.step / e.targetSteps : 0;
     fill(
       this.bar,
@@ -202,6 +212,8 @@ function shardsText(run: Run): string {
 export function runPage(main: HTMLElement, runId: string): View {
   let run: Run | null = null;
   let workers = new Map<string, string>();
+  /** When the worker of each expert's lease paused it (its volunteer's pause). */
+  let paused = new Map<string, string>();
   const cards = new Map<string, ExpertCard>();
   let events: RunEvent[] = [];
   let filter = '';
@@ -336,7 +348,8 @@ export function runPage(main: HTMLElement, runId: string): View {
         [...cards.values()].map((c) => c.el),
       );
     }
-    for (const e of run.experts) cards.get(e.id)!.update(e, run.config.batchSize, workerName);
+    for (const e of run.experts)
+      cards.get(e.id)!.update(e, run.config.batchSize, workerName, paused.get(e.id) ?? null);
   };
 
   const renderEvents = () => {
@@ -373,6 +386,11 @@ export function runPage(main: HTMLElement, runId: string): View {
   const loadWorkers = async () => {
     const list = await api<WorkerList>('/api/v1/workers');
     workers = new Map(list.workers.map((w) => [w.id, w.name]));
+    paused = new Map(
+      list.workers.flatMap((w) =>
+        w.lease?.pausedSince ? [[w.lease.expertId, w.lease.pausedSince] as const] : [],
+      ),
+    );
   };
 
   const loadRun = async () => {
@@ -458,7 +476,10 @@ export function runPage(main: HTMLElement, runId: string): View {
       imagesPerSec: m.imagesPerSec,
       ...(m.status === 'training' ? { lastHeartbeatAt: m.at } : {}),
     });
-    card.update(expert, run.config.batchSize, workerName);
+    // A pause writes no event: the progress says so.
+    if (m.pausedSince) paused.set(m.expertId, m.pausedSince);
+    else if (m.pausedSince === null) paused.delete(m.expertId);
+    card.update(expert, run.config.batchSize, workerName, paused.get(m.expertId) ?? null);
     renderHead();
     const last = card.chart.lastX;
     // A step that went back (resumed from a checkpoint): the server knows the curve.
