@@ -14,6 +14,9 @@
  * (`preferGpu`, the worker); with it the order is tensorflow-gpu (where it loads and sees a CUDA
  * GPU), webgpu (on a hardware adapter), tensorflow, wasm, cpu. Asked for by name and finding no
  * adapter at all, webgpu falls back to wasm with a warning saying why and what to install.
+ *
+ * Kernels whose fastest form differs by backend are chosen here too
+ * ({@link batchedProductKernel}); `nn/` asks rather than testing backend names itself.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -341,4 +344,30 @@ async function assertCudaDevice(): Promise<void> {
   const backend = tf.backend() as { isUsingGpuDevice?: boolean };
   if (backend.isUsingGpuDevice !== true)
     throw new Error('loaded, but libtensorflow sees no CUDA GPU (driver, CUDA 11.2, cuDNN 8.1?)');
+}
+
+/**
+ * How a batched product (attention's `q k^T` and `P v`, the grouped products of
+ * `nn/fast-matmul.ts`) runs:
+ * - `depthwise-conv`: as a depthwise convolution, one group per batch entry. On wasm that is
+ *   XNNPACK's fast path, while a batched `matMul` takes a scalar loop (4-5x slower at attention
+ *   sizes; docs/machine-notes.md "The matMul fix").
+ * - `batched-matmul`: one batched `matMul`, everywhere else: on webgpu one tiled matMul shader
+ *   rather than a convolution shader with a channel multiplier (likely faster; not measured, no
+ *   GPU here), on tfjs-node one BatchMatMul.
+ * Both give the same numbers to float32 rounding (`test/nn/batched-product-kernels.test.ts`).
+ */
+export type BatchedProductKernel = 'depthwise-conv' | 'batched-matmul';
+
+let forcedKernel: BatchedProductKernel | null = null;
+
+/** The batched-product kernel for the active backend (or the one forced). */
+export function batchedProductKernel(): BatchedProductKernel {
+  if (forcedKernel) return forcedKernel;
+  return tf.getBackend() === 'wasm' ? 'depthwise-conv' : 'batched-matmul';
+}
+
+/** Runs batched products with `kernel` on every backend, or (`null`) with each backend's own. */
+export function forceBatchedProductKernel(kernel: BatchedProductKernel | null): void {
+  forcedKernel = kernel;
 }

@@ -13,10 +13,12 @@
  * - Broadcast reductions over many rows (`tf.sum(dy, 0)`, the bias gradient tfjs would use) are
  *   slow on wasm; `ones[1, N] x dy` is an XNNPACK product, ~3x faster at `[3136, 512]`.
  *
- * These functions pick a kernel by the name of the active backend (`tf.getBackend()`); they never
- * select or load a backend (that is `initBackend()`'s job).
+ * The backend module says which kernel batched products take on the active backend
+ * (`batchedProductKernel()`); these functions never select or load a backend (that is
+ * `initBackend()`'s job).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { batchedProductKernel } from '../backend.js';
 import './gradients.js';
 
 type Grad2 = (...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -26,7 +28,7 @@ type Grad2 = (...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
 
 /** Batched products run as depthwise convolutions only where that is the fast kernel. */
 function depthwiseIsFast(): boolean {
-  return tf.getBackend() === 'wasm';
+  return batchedProductKernel() === 'depthwise-conv';
 }
 
 /** Swap the last two axes (rank 2 or 3). */
