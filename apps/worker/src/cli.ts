@@ -15,6 +15,7 @@ import {
   BACKENDS,
   type BackendInfo,
   BackendUnavailableError,
+  describeBackend,
   initBackend,
 } from '@archipelago/models';
 import { type ExpertObjective, type Hello, OBJECTIVES, parseFrame } from '@archipelago/protocol';
@@ -83,7 +84,7 @@ export function buildCli(): Command {
     .addOption(
       new Option(
         '--gpu <index>',
-        'train on this CUDA device (needs @tensorflow/tfjs-node-gpu); without it the CPU trains',
+        'train on this GPU: CUDA device N (tensorflow-gpu), else WebGPU adapter N (webgpu); without it the best GPU that works, else the CPU',
       ).argParser(nonNegativeInt('--gpu', 0)),
     )
     .addOption(
@@ -97,7 +98,7 @@ export function buildCli(): Command {
     .addOption(
       new Option(
         '--backend <backend>',
-        'TensorFlow.js backend (default: tensorflow-gpu with --gpu, else auto)',
+        'TensorFlow.js backend (default auto: tensorflow-gpu where it sees a CUDA GPU, webgpu on a hardware adapter, tensorflow, wasm, cpu; webgpu with no adapter falls back to wasm)',
       ).choices(['auto', ...BACKENDS]),
     )
     .addOption(
@@ -212,7 +213,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   const log = new Reporter();
   const device = opts.gpu === undefined ? 'cpu' : `gpu${opts.gpu}`;
 
-  const threads = Math.min(opts.threads, opts.maxThreads ?? opts.threads);
+  let threads = Math.min(opts.threads, opts.maxThreads ?? opts.threads);
   if (threads < opts.threads)
     log.warn(
       `--threads ${opts.threads} is capped to ${threads} by --max-threads ${opts.maxThreads}`,
@@ -220,7 +221,9 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   let backend: BackendInfo;
   try {
     backend = await initBackend({
-      backend: opts.backend ?? (opts.gpu === undefined ? 'auto' : 'tensorflow-gpu'),
+      backend: opts.backend ?? 'auto',
+      // The worker reads tensors asynchronously: auto may take a GPU (webgpu included).
+      preferGpu: true,
       ...(opts.gpu === undefined ? {} : { gpu: opts.gpu }),
       // What --max-threads leaves each data-parallel replica.
       ...(opts.maxThreads === undefined
@@ -234,11 +237,22 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     }
     throw err;
   }
+  if (backend.warning) log.warn(backend.warning);
+  if (backend.name === 'webgpu' && threads > 1) {
+    log.warn(
+      `--threads ${threads} is 1 on webgpu: one device trains; replicas would share the GPU`,
+    );
+    threads = 1;
+  }
 
   const hardware: Hello['hardware'] = {
     cpus: Math.max(1, availableParallelism()),
     memoryBytes: totalmem(),
-    ...(opts.gpu === undefined ? {} : { gpu: { index: opts.gpu } }),
+    ...(backend.adapter
+      ? { gpu: { index: backend.adapter.index, name: backend.adapter.name.slice(0, 200) } }
+      : opts.gpu === undefined
+        ? {}
+        : { gpu: { index: opts.gpu } }),
     threads,
   };
   const name = (opts.name ?? `${hostname()}-${device}`).slice(0, 100);
@@ -277,7 +291,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     }
     const skipped = backend.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
     log.info(
-      `worker ${name} ${VERSION}: backend ${backend.name}${skipped ? ` (skipped ${skipped})` : ''}, ${threads} thread(s)${opts.maxThreads === undefined ? '' : ` (at most ${opts.maxThreads} compute threads)`}${opts.maxMemoryMb === undefined ? '' : `, at most ${opts.maxMemoryMb} MiB`}, objective ${opts.objective}, work dir ${workDir.root}`,
+      `worker ${name} ${VERSION}: backend ${describeBackend(backend)}${skipped ? ` (skipped ${skipped})` : ''}, ${threads} thread(s)${opts.maxThreads === undefined ? '' : ` (at most ${opts.maxThreads} compute threads)`}${opts.maxMemoryMb === undefined ? '' : `, at most ${opts.maxMemoryMb} MiB`}, objective ${opts.objective}, work dir ${workDir.root}`,
     );
     const control = new ControlServer(controlSocketPath(workDir.root), (command) => {
       if (command === 'pause') worker.pause('worker pause');

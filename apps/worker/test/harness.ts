@@ -262,6 +262,8 @@ export interface WorkerArgs {
   name?: string;
   exitWhenIdle?: boolean;
   extra?: string[];
+  /** The worker's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export function startWorker(label: string, a: WorkerArgs): Proc {
@@ -282,6 +284,9 @@ export function startWorker(label: string, a: WorkerArgs): Proc {
     ...(a.exitWhenIdle === false ? [] : ['--exit-when-idle']),
     ...(a.extra ?? []),
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(a.env ? { env: a.env } : {}),
+  });
   return new Proc(label, child);
 }

@@ -61,6 +61,14 @@ export function defaultDawnBackends(platform: NodeJS.Platform = process.platform
 }
 
 /** How to get an adapter from each Dawn backend. */
+function fixFor(dawnBackend: string): string {
+  if (dawnBackend !== 'opengles') return FIX[dawnBackend] ?? 'no help known for this Dawn backend';
+  const platform = process.env.EGL_PLATFORM;
+  return platform === 'surfaceless'
+    ? FIX.opengles!
+    : `${FIX.opengles}; EGL_PLATFORM is ${platform} here, which needs a display`;
+}
+
 const FIX: Record<string, string> = {
   vulkan:
     "install the GPU's driver with its Vulkan ICD and the Vulkan loader (Debian/Ubuntu: " +
@@ -68,7 +76,7 @@ const FIX: Record<string, string> = {
     'and Intel; check with `vulkaninfo --summary`)',
   opengles:
     'install EGL and OpenGL ES (Debian/Ubuntu: `apt-get install libegl1 libgles2 libegl-mesa0 ' +
-    'libgl1-mesa-dri`); without a display EGL needs EGL_PLATFORM=surfaceless (the default here ' +
+    'libgl1-mesa-dri`); without a display EGL needs EGL_PLATFORM=surfaceless (the default ' +
     'unless EGL_PLATFORM is set)',
   metal: 'Metal needs macOS 10.15 or later on a Mac with a Metal GPU',
   d3d12: 'update the GPU driver (Direct3D 12, Windows 10 or later)',
@@ -166,12 +174,12 @@ export async function listWebGpuAdapters(
     } catch (err) {
       failures.push({
         dawnBackend,
-        reason: `${(err as Error).message.split('\n')[0]}; ${FIX[dawnBackend] ?? 'no help known for this Dawn backend'}`,
+        reason: `${(err as Error).message.split('\n')[0]}; ${fixFor(dawnBackend)}`,
       });
       continue;
     }
     if (names.length === 0) {
-      failures.push({ dawnBackend, reason: `no adapter; ${FIX[dawnBackend] ?? ''}`.trim() });
+      failures.push({ dawnBackend, reason: `no adapter; ${fixFor(dawnBackend)}` });
       continue;
     }
     for (const name of names) {
