@@ -1,6 +1,6 @@
 /**
- * The volunteer's controls on real processes: a coordinator (`serve`, lease TTL 2 s, paused-lease
- * grace 10 s) and worker processes on the WebAssembly backend training tiny DiT experts on 8x8
+ * The volunteer's controls on real processes: a coordinator (`serve`, lease TTL 3 s, paused-lease
+ * grace 12 s) and worker processes on the WebAssembly backend training tiny DiT experts on 8x8
  * MNIST, paused and resumed by signal (SIGUSR1/SIGUSR2) and by the local command (`worker pause|
  * resume|finish|status`), with a memory ceiling and a thread cap. What is checked is state (the
  * coordinator's rows and API, the worker's log lines and exit code), never timing.
@@ -26,8 +26,8 @@ import {
   WORKER_BIN,
 } from './harness.js';
 
-const TTL_MS = 2000;
-const GRACE_MS = 10_000;
+const TTL_MS = 3000;
+const GRACE_MS = 12_000;
 
 interface LeaseRow {
   id: string;

@@ -467,7 +467,9 @@ export function expireLeases(
         tx,
         lease,
         'expired',
-        `no heartbeat since ${new Date(lease.expiresAt.getTime()).toISOString()}`,
+        lease.pausedAt
+          ? `paused since ${lease.pausedAt.toISOString()}, past the paused-lease grace`
+          : `no heartbeat since ${new Date(lease.expiresAt.getTime()).toISOString()}`,
       );
     }
     return due;

@@ -336,7 +336,12 @@ export class WorkerHub {
       this.metrics.leaseEnds.inc('expired', expired.length);
       for (const lease of expired) {
         this.options.log.info({ lease: lease.id, worker: lease.workerId }, 'lease expired');
-        this.notifyLeaseEnded(lease, 'lease expired: no heartbeat within the lease TTL');
+        this.notifyLeaseEnded(
+          lease,
+          lease.pausedAt
+            ? 'lease expired: paused for longer than the paused-lease grace'
+            : 'lease expired: no heartbeat within the lease TTL',
+        );
       }
       if (expired.length > 0) void this.collectGarbage();
     } catch (err) {
