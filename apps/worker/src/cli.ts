@@ -159,6 +159,11 @@ export function buildControlCli(): Command {
       ),
     )
     .option('--json', 'print the reply as JSON', false)
+    .option(
+      '--wait',
+      'with finish: return once the worker has exited (e.g. before a shutdown)',
+      false,
+    )
     .showHelpAfterError('(run worker <command> --help for usage)');
 }
 
@@ -172,6 +177,19 @@ export function describeStatus(s: WorkerStatus): string {
   return `worker ${s.name} (pid ${s.pid}): ${state}; ${lease}; ${s.threads} thread(s), ${memory}; ${s.connected ? 'connected to' : 'offline from'} ${s.coordinator}`;
 }
 
+/** Wait until process `pid` (the worker that answered) has exited. */
+async function untilExited(pid: number): Promise<void> {
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+      throw err;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function controlMain(argv: string[], log: Reporter): Promise<number> {
   const program = buildControlCli().exitOverride();
   try {
@@ -181,7 +199,7 @@ async function controlMain(argv: string[], log: Reporter): Promise<number> {
     throw err;
   }
   const command = program.args[0] as ControlCommand;
-  const opts = program.opts<{ workDir?: string; gpu?: number; json: boolean }>();
+  const opts = program.opts<{ workDir?: string; gpu?: number; json: boolean; wait: boolean }>();
   const workDir = opts.workDir ?? WorkDir.defaultPath(opts.gpu);
   try {
     const reply = await sendControl(workDir, command);
@@ -191,6 +209,7 @@ async function controlMain(argv: string[], log: Reporter): Promise<number> {
       return EXIT.error;
     }
     if (!opts.json) process.stdout.write(`${describeStatus(reply.status)}\n`);
+    if (command === 'finish' && opts.wait) await untilExited(reply.status.pid);
     return EXIT.ok;
   } catch (err) {
     log.error((err as Error).message);

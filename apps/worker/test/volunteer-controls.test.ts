@@ -294,7 +294,9 @@ describe('volunteer controls on real processes', () => {
       code: 'too_large',
     });
 
-    const finishing = await control('finish', '--work-dir', workDir, '--json');
+    const finishing = await control('finish', '--work-dir', workDir, '--json', '--wait');
+    // --wait returned once the worker had exited.
+    expect(w.running).toBe(false);
     expect(JSON.parse(finishing.stdout)).toMatchObject({
       ok: true,
       status: { state: 'finishing' },
