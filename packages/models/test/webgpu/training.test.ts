@@ -56,6 +56,23 @@ async function train(
 }
 
 describe('the micro DiT trains on webgpu as on wasm', () => {
+  it('refuses data-parallel threads on webgpu: one device trains', async () => {
+    await initBackend({ backend: 'webgpu' });
+    await expect(
+      ExpertTrainer.create({
+        network: {
+          kind: 'dit',
+          config: ditConfigFromPreset('micro', { imageSize: 8, channels: 1, numClasses: 0 }),
+        },
+        objective: { name: 'fm', timeSampling: { kind: 'uniform' } },
+        optimizer: { learningRate: 1e-3 },
+        seed: 1,
+        threads: 2,
+      }),
+    ).rejects.toThrow('data-parallel threads run on CPU backends; on webgpu train with threads: 1');
+    await initBackend({ backend: 'wasm' });
+  });
+
   it.each([
     ['fm', { name: 'fm', timeSampling: { kind: 'logit-normal' } }],
     ['ddpm (v-prediction)', { name: 'ddpm', schedule: { kind: 'cosine' }, prediction: 'v' }],

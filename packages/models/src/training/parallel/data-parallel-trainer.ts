@@ -68,6 +68,12 @@ export class DataParallelTrainer {
             'data-parallel training needs initBackend() first: its worker threads load the same backend',
           );
         }
+        if (backend.name === 'webgpu') {
+          // Each replica thread would open its own device on the one GPU, to no gain.
+          throw new Error(
+            'data-parallel threads run on CPU backends; on webgpu train with threads: 1',
+          );
+        }
         pool = await ReplicaPool.start({
           threads,
           backend: backend.name,
