@@ -7,7 +7,7 @@
  * sizes.
  */
 import { writeFile } from 'node:fs/promises';
-import { BACKENDS, type BackendName, initBackend } from '@archipelago/models';
+import { type BackendName, initBackend, SYNC_READ_BACKENDS } from '@archipelago/models';
 import {
   CONVERSION_MODES,
   ROUTING_STRATEGIES,
@@ -151,7 +151,9 @@ export function buildSampleCli(): Command {
         .argParser(nonNegativeInt('--max-manifest-bytes'))
         .default(MAX_MANIFEST_BYTES),
     )
-    .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(BACKENDS))
+    .addOption(
+      new Option('--backend <name>', 'TensorFlow.js backend').choices([...SYNC_READ_BACKENDS]),
+    )
     .option('--quiet', 'no progress on stderr')
     .addHelpText('after', HELP_AFTER)
     .action(async (opts: SampleOpts) => {

@@ -7,7 +7,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BACKENDS, type BackendName, initBackend } from '@archipelago/models';
+import { type BackendName, initBackend, SYNC_READ_BACKENDS } from '@archipelago/models';
 import { ROUTING_STRATEGIES, SAMPLERS, type SampleRequest } from '@archipelago/protocol';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { nonNegativeInt, num } from './cli/options.js';
@@ -93,7 +93,9 @@ export function buildScoreCli(): Command {
         }
       },
     )
-    .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(BACKENDS))
+    .addOption(
+      new Option('--backend <name>', 'TensorFlow.js backend').choices([...SYNC_READ_BACKENDS]),
+    )
     .option('--quiet', 'no progress on stderr')
     .action(async (opts: ScoreOpts) => {
       const say = (line: string) => {

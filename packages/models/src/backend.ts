@@ -37,6 +37,12 @@ const require = createRequire(import.meta.url);
 export const BACKENDS = ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
+/**
+ * The backends that read a tensor synchronously (`dataSync`, `arraySync`): all but webgpu, which
+ * cannot in Node. The choices of a command that reads that way (sampling, scoring).
+ */
+export const SYNC_READ_BACKENDS: readonly BackendName[] = BACKENDS.filter((b) => b !== 'webgpu');
+
 export interface BackendOptions {
   /** A backend name, or `auto` (default) for the first that loads, in {@link BACKENDS} order. */
   backend?: BackendName | 'auto';

@@ -161,6 +161,15 @@ describe('sample --manifest over HTTP (real servers, real process)', () => {
     expect(a.requests).toEqual([]);
   });
 
+  it('offers only the backends that read synchronously: webgpu is refused before anything runs', async () => {
+    const r = await sample(['--manifest', baseUrl, '--out', out, '--backend', 'webgpu']);
+    expect(r.code, r.stderr).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /argument 'webgpu' is invalid\. Allowed choices are tensorflow-gpu, tensorflow, wasm, cpu/,
+    );
+    expect(a.requests).toEqual([]);
+  });
+
   it('refuses a manifest signed by another key, and a malformed key', async () => {
     const wrong = await sample([
       '--manifest',
