@@ -186,6 +186,9 @@ function failuresText(failures: DawnBackendFailure[]): string {
   return failures.map((f) => `${f.dawnBackend}: ${f.reason}`).join('; ');
 }
 
+/** The adapter tfjs's webgpu backend is registered on (`dawnBackend/name`). */
+let registeredAdapter: string | null = null;
+
 /**
  * Picks the adapter (`gpu`, else the best) and registers tfjs's webgpu backend on it, replacing
  * any earlier registration so that another adapter can be chosen later.
@@ -233,9 +236,6 @@ async function loadWebGpu(
   return chosen;
 }
 
-/** The adapter tfjs's webgpu backend is registered on (`dawnBackend/name`). */
-let registeredAdapter: string | null = null;
-
 function reasonOf(err: unknown): string {
   const e = err as { code?: string; message?: string };
   if (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') return 'not installed';
@@ -274,7 +274,6 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       `--gpu ${gpu} needs the tensorflow-gpu or webgpu backend, not ${requested}`,
     );
   }
-  const gpuFirst = options.preferGpu === true || gpu !== undefined;
   const candidates: BackendName[] =
     requested !== 'auto'
       ? // webgpu named without a device falls back to wasm where it finds no adapter.
@@ -283,7 +282,9 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
         : [requested]
       : gpu !== undefined
         ? ['tensorflow-gpu', 'webgpu']
-        : BACKENDS.filter((b) => gpuFirst || (b !== 'tensorflow-gpu' && b !== 'webgpu'));
+        : BACKENDS.filter(
+            (b) => options.preferGpu === true || (b !== 'tensorflow-gpu' && b !== 'webgpu'),
+          );
   if (
     current &&
     current.gpu === gpu &&
