@@ -8,7 +8,7 @@
 // same batches and the same weight seed, so that the mixes differ only in the objective of their
 // experts. The mixes share one router (trained as the coordinator trains it):
 //   8 FM; 2 eps : 6 FM; 8 eps; 2 v : 6 FM; 8 v
-// The two DDPM experts of a mix sit on clusters (2i, 2i + 1) mod 8 for the i-th seed, so that the
+// The two DDPM experts of a mix sit on clusters (2s, 2s + 1) mod 8 for seed s, so that the
 // spread covers which clusters they hold. DDPM experts are converted to velocity as the manifest's
 // defaults convert them (SNR-matched, alphaMin 0.01, x0 clamp [-1, 1]). Every mix is sampled with
 // the coordinator's default sampler (Heun, 16 steps) from the same noise, routed top-1 and full,
@@ -29,6 +29,10 @@
 //   HETERO_HELD          images held out of all training (default 1000)
 //   HETERO_ROUTER_STEPS  router training steps (default 400, the coordinator's routerSteps default)
 //   HETERO_FIGURE        where the PNG goes (default out/hetero.png)
+//   HETERO_FROM          JSON lines of another process's seeds (its reference and score lines), read
+//                        at the end and summarised with this process's: seeds measured in parallel
+//                        (the figure's samples are this process's first seed)
+import { readFile } from 'node:fs/promises';
 import { subsetImageSet } from '@archipelago/data';
 import { deriveSeed } from '@archipelago/diffusion';
 import { scoreImages } from '@archipelago/metrics';
@@ -89,14 +93,14 @@ note(
   `hetero: MNIST ${RESOLUTION} px (${images.count} images, ${HELD} held out), K = ${K}, ${STEPS} steps per expert, router ${ROUTER_STEPS} steps, ${SAMPLES} samples, seeds ${SEEDS.join(',')}`,
 );
 
-async function runSeed(seed, index) {
+async function runSeed(seed) {
   const { heldOut, train } = splitAll(images.count, HELD, seed, 'hetero-split');
   const real = subsetImageSet(images, heldOut);
   const floorRows = train.slice(0, Math.min(SAMPLES, train.length));
   const reference = figures(scoreImages(classifier, real, subsetImageSet(images, floorRows)));
   emit({ kind: 'reference', seed, metric: METRIC, images: floorRows.length, ...reference });
   const shards = Int32Array.from(train, (i) => clusters[K][i]);
-  const ddpmClusters = [(2 * index) % K, (2 * index + 1) % K];
+  const ddpmClusters = [(2 * seed) % K, (2 * seed + 1) % K];
   // Which objectives each cluster needs: FM everywhere, eps and v everywhere (the 8-expert mixes).
   const nets = { fm: [], eps: [], v: [] };
   for (let c = 0; c < K; c++) {
@@ -165,7 +169,28 @@ async function runSeed(seed, index) {
 }
 
 const runs = [];
-for (const [i, seed] of SEEDS.entries()) runs.push(await runSeed(seed, i));
+for (const seed of SEEDS) runs.push(await runSeed(seed));
+// Seeds another process measured (HETERO_FROM): each needs its reference and every score.
+if (process.env.HETERO_FROM) {
+  const lines = (await readFile(process.env.HETERO_FROM, 'utf8'))
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l));
+  const seeds = [...new Set(lines.filter((l) => l.kind === 'reference').map((l) => l.seed))];
+  for (const seed of seeds) {
+    if (runs.some((r) => r.seed === seed))
+      throw new Error(`HETERO_FROM: seed ${seed} was measured here too`);
+    const reference = lines.find((l) => l.kind === 'reference' && l.seed === seed);
+    const configs = {};
+    for (const l of lines) if (l.kind === 'score' && l.seed === seed) configs[l.config] = l;
+    const missing = CONFIGS.filter((c) => !configs[c.name]).map((c) => c.name);
+    if (missing.length > 0)
+      throw new Error(`HETERO_FROM: seed ${seed} lacks ${missing.join(', ')}`);
+    runs.push({ seed, reference, configs });
+  }
+  runs.sort((a, b) => a.seed - b.seed);
+}
+const sampled = runs.find((r) => r.seed === SEEDS[0]);
 
 const fields = [...FIELDS, 'expertsPerSample'];
 const summary = {
@@ -178,7 +203,7 @@ const summary = {
   samples: SAMPLES,
   heldOut: HELD,
   sampler: HEUN,
-  seeds: SEEDS,
+  seeds: runs.map((r) => r.seed),
   reference: Object.fromEntries(FIELDS.map((f) => [f, spread(runs.map((r) => r.reference[f]))])),
   configs: Object.fromEntries(
     CONFIGS.map((c) => [
@@ -199,7 +224,7 @@ emit(summary);
 
 await barFigure({
   file: FIGURE,
-  title: `MNIST 16 px, K = 8 micro DiT experts, ${STEPS} steps each (same batches per cluster), ${SEEDS.length} seeds; ${SAMPLES} samples (Heun 16) vs ${HELD} held-out`,
+  title: `MNIST 16 px, K = 8 micro DiT experts, ${STEPS} steps each (same batches per cluster), ${runs.length} seeds; ${SAMPLES} samples (Heun 16) vs ${HELD} held-out`,
   subtitle:
     'FD-cls (Frechet distance in an MNIST classifier’s features, not FID): bar = mean, whisker = min-max; dashed = real training images',
   floor: summary.reference.fdCls,
@@ -214,7 +239,7 @@ await barFigure({
         `precision ${s.precision.mean.toFixed(2)}, recall ${s.recall.mean.toFixed(2)}`,
         `fragmented ${(100 * s.fragmented.mean).toFixed(0)} %`,
       ],
-      samples: runs[0].configs[c.name].samples,
+      samples: sampled.configs[c.name].samples,
     };
   }),
 });

@@ -7,7 +7,7 @@
  * written; the same seed gives the same numbers.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -38,7 +38,7 @@ interface Line {
   overFm?: Record<string, { mean: number }>;
 }
 
-async function bench(figure: string): Promise<Line[]> {
+async function bench(figure: string, more: Record<string, string> = {}): Promise<Line[]> {
   const { stdout } = await run(process.execPath, [BENCH], {
     env: {
       ...process.env,
@@ -48,8 +48,9 @@ async function bench(figure: string): Promise<Line[]> {
       HETERO_HELD: '32',
       HETERO_SEEDS: '3',
       HETERO_FIGURE: figure,
+      ...more,
     },
-    timeout: 180_000,
+    timeout: 600_000,
   });
   return stdout
     .split('\n')
@@ -87,8 +88,8 @@ describe('bench/hetero.mjs on a tiny budget', () => {
     expect(scores.map((s) => s.config)).toEqual(CONFIGS);
     for (const s of scores) {
       expect(s.seed).toBe(3);
-      // The first seed's DDPM experts sit on clusters 0 and 1.
-      expect(s.ddpmClusters).toEqual([0, 1]);
+      // Seed s's DDPM experts sit on clusters 2s and 2s + 1 (mod 8).
+      expect(s.ddpmClusters).toEqual([6, 7]);
       expect(s.fdCls).toBeGreaterThan(0);
       expect(s.precision! >= 0 && s.precision! <= 1).toBe(true);
       expect(s.recall! >= 0 && s.recall! <= 1).toBe(true);
@@ -110,5 +111,23 @@ describe('bench/hetero.mjs on a tiny budget', () => {
     const strip = (ls: Line[]) =>
       ls.filter((l) => l.kind !== 'summary').map(({ seconds: _, ...rest }) => rest);
     expect(strip(again)).toEqual(strip(lines));
-  }, 360_000);
+
+    // Seeds measured in another process join the summary: seed 4 here, seed 3 from the lines above.
+    const from = path.join(dir, 'seed3.jsonl');
+    await writeFile(from, lines.map((l) => JSON.stringify(l)).join('\n'));
+    const merged = await bench(path.join(dir, 'c.png'), { HETERO_SEEDS: '4', HETERO_FROM: from });
+    const both = merged.find((l) => l.kind === 'summary')! as Line & {
+      seeds: number[];
+      configs: Record<string, { fdCls: { mean: number; min: number; max: number } }>;
+    };
+    expect(both.seeds).toEqual([3, 4]);
+    const fd4 = merged.find((l) => l.kind === 'score' && l.config === '8 FM, full')!.fdCls!;
+    const fd3 = fd('8 FM, full')!;
+    expect(both.configs['8 FM, full']!.fdCls.min).toBeCloseTo(Math.min(fd3, fd4), 3);
+    expect(both.configs['8 FM, full']!.fdCls.max).toBeCloseTo(Math.max(fd3, fd4), 3);
+    // A seed measured in both is refused.
+    await expect(bench(path.join(dir, 'd.png'), { HETERO_FROM: from })).rejects.toThrow(
+      /seed 3 was measured here too/,
+    );
+  }, 1_500_000);
 });
