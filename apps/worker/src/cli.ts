@@ -2,7 +2,7 @@
  * `worker --coordinator URL --token T [--gpu N] [--objective ddpm|fm|any] [--backend B]
  * [--threads N] [--max-threads N] [--max-memory-mb M] [--work-dir DIR] [--name NAME]
  * [--exit-when-idle]`, and `worker pause|resume|finish|status [--work-dir DIR | --gpu N]` for the
- * worker running in a work dir (control-socket.ts).
+ * worker running in a work dir (control-socket.ts), and `worker gpu-check [...]` (gpu-check.ts).
  *
  * Order of start-up: parse flags, load the compute backend (a GPU that cannot load ends here with
  * exit 2, before anything is sent), take the work dir's lock, open its control socket, then run
@@ -30,6 +30,7 @@ import {
 } from './control-socket.js';
 import { Controls } from './controls.js';
 import { EXIT } from './exit-codes.js';
+import { gpuCheckMain } from './gpu-check.js';
 import { Reporter } from './reporter.js';
 import { VERSION } from './version.js';
 import { WorkDir, WorkDirInUseError } from './work-dir.js';
@@ -132,7 +133,7 @@ export function buildCli(): Command {
     )
     .addHelpText(
       'after',
-      '\nA running worker is controlled with `worker pause|resume|finish|status [--work-dir DIR]`,\nor SIGUSR1 (pause) and SIGUSR2 (resume); see `worker status --help`.',
+      "\nA running worker is controlled with `worker pause|resume|finish|status [--work-dir DIR]`,\nor SIGUSR1 (pause) and SIGUSR2 (resume); see `worker status --help`.\n`worker gpu-check` measures this machine's training speed per backend (see `worker gpu-check --help`).",
     )
     .showHelpAfterError('(run worker --help for usage)');
 }
@@ -221,6 +222,7 @@ async function controlMain(argv: string[], log: Reporter): Promise<number> {
 export async function main(argv: string[] = process.argv): Promise<number> {
   if ((CONTROL_COMMANDS as readonly string[]).includes(argv[2] ?? ''))
     return controlMain(argv, new Reporter());
+  if (argv[2] === 'gpu-check') return gpuCheckMain(argv);
   const program = buildCli().exitOverride();
   try {
     program.parse(argv);

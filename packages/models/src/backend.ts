@@ -320,7 +320,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
         throw new BackendUnavailableError(
           name,
           name === 'tensorflow-gpu'
-            ? `GPU ${gpu} requested but @tensorflow/tfjs-node-gpu is unavailable (${reason}): ${GPU_HELP}`
+            ? `${gpu === undefined ? 'tensorflow-gpu' : `GPU ${gpu}`} requested but @tensorflow/tfjs-node-gpu is unavailable (${reason}): ${GPU_HELP}`
             : name === 'webgpu'
               ? `GPU ${gpu} requested but webgpu cannot use it (${reason})`
               : `backend ${name} is unavailable (${reason}); valid: auto, ${BACKENDS.join(', ')}`,
