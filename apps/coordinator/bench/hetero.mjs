@@ -31,7 +31,8 @@
 //   HETERO_FIGURE        where the PNG goes (default out/hetero.png)
 //   HETERO_FROM          JSON lines of another process's seeds (its reference and score lines), read
 //                        at the end and summarised with this process's: seeds measured in parallel
-//                        (the figure's samples are this process's first seed)
+//                        (the figure's samples are this process's first seed; with HETERO_SEEDS
+//                        empty nothing is measured and the figure has no samples)
 import { readFile } from 'node:fs/promises';
 import { subsetImageSet } from '@archipelago/data';
 import { deriveSeed } from '@archipelago/diffusion';
@@ -61,7 +62,10 @@ const STEPS = positiveInt('HETERO_STEPS', 240);
 const SAMPLES = positiveInt('HETERO_SAMPLES', 256);
 const HELD = positiveInt('HETERO_HELD', 1000);
 const ROUTER_STEPS = positiveInt('HETERO_ROUTER_STEPS', 400);
-const SEEDS = seedList('HETERO_SEEDS', '0,1,2');
+// HETERO_SEEDS= (empty) measures nothing: the summary and figure of HETERO_FROM's seeds alone.
+const SEEDS = process.env.HETERO_SEEDS === '' ? [] : seedList('HETERO_SEEDS', '0,1,2');
+if (SEEDS.length === 0 && !process.env.HETERO_FROM)
+  throw new RangeError('HETERO_SEEDS is empty: name the seeds to summarise in HETERO_FROM');
 const FIGURE = process.env.HETERO_FIGURE ?? 'out/hetero.png';
 const K = 8;
 const HEUN = { sampler: 'heun', steps: 16 };
@@ -239,7 +243,7 @@ await barFigure({
         `precision ${s.precision.mean.toFixed(2)}, recall ${s.recall.mean.toFixed(2)}`,
         `fragmented ${(100 * s.fragmented.mean).toFixed(0)} %`,
       ],
-      samples: sampled.configs[c.name].samples,
+      samples: sampled?.configs[c.name].samples,
     };
   }),
 });

@@ -301,8 +301,8 @@ const xml = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /**
  * A PNG: one row per configuration, its FD-cls as a bar (mean) with a whisker (min-max over
- * seeds), lines of text beside it, and a grid of 32 samples of the first seed; a dashed line at
- * the floor (real training images).
+ * seeds), lines of text beside it, and a grid of 32 samples of the first seed (none where a row has
+ * no samples); a dashed line at the floor (real training images).
  * rows: [{ name, fdCls: {mean,min,max}, lines: [string], color, samples: ImageSet }].
  */
 export async function barFigure({ file, title, subtitle, rows, floor }) {
@@ -338,6 +338,7 @@ export async function barFigure({ file, title, subtitle, rows, floor }) {
   svg.push('</svg>');
   const composites = [];
   for (const [i, r] of rows.entries()) {
+    if (!r.samples) continue;
     const shown = Math.min(32, r.samples.count);
     const gridRows = Array.from({ length: Math.ceil(shown / 8) }, (_, g) =>
       Array.from({ length: 8 }, (_, col) => g * 8 + col).filter((j) => j < shown),
