@@ -78,12 +78,12 @@ export function buildGpuCheckCli(): Command {
     .addOption(
       new Option('--backends <list>', 'backends to measure, comma-separated')
         .argParser(list('--backends', BACKENDS))
-        .default(['webgpu', 'wasm', 'tensorflow-gpu']),
+        .default(['webgpu', 'wasm', 'tensorflow-gpu'], 'webgpu,wasm,tensorflow-gpu'),
     )
     .addOption(
       new Option('--presets <list>', 'DiT presets to measure, comma-separated')
         .argParser(list('--presets', DIT_PRESET_NAMES))
-        .default(['micro', 'tiny', 'small', 'base']),
+        .default(['micro', 'tiny', 'small', 'base'], 'micro,tiny,small,base'),
     )
     .addOption(
       new Option('--budget-s <s>', 'total wall time; what does not fit is skipped')
