@@ -3,7 +3,8 @@
  * tarball with its workspace packages bundled; `npm install -g` puts it into an empty temporary
  * prefix (the npm registry supplies tfjs, webgpu and the rest: this test needs the network, or a
  * warm npm cache); the installed `worker`, run from an empty directory with an empty HOME, trains
- * a lease against a real coordinator, which validates the expert and publishes the run.
+ * a lease against a real coordinator, which validates the expert and publishes the run; then it
+ * starts once more on webgpu (Dawn's binding from the registry, Mesa's software adapter here).
  *
  * Needs the worker and its workspace packages built (`turbo run test` builds them first).
  */
@@ -197,6 +198,19 @@ describe('the packed worker, installed with npm install -g', () => {
       readdirSync(path.join(workDir, 'cache')).some((f) => /^[0-9a-f]{64}\.bin$/.test(f)),
     ).toBe(true);
     expect(existsSync(path.join(workDir, 'control.sock'))).toBe(false);
+
+    // Dawn's prebuilt binding, fetched from the registry, loads from the prefix too: here, as in
+    // webgpu.test.ts, on Mesa's software adapter. No work is left: it connects and exits 0.
+    const onWebGpu = new Proc(
+      'installed worker on webgpu',
+      spawn(
+        workerBin,
+        ['--coordinator', coord.url, '--token', token, '--backend', 'webgpu', '--exit-when-idle'],
+        { cwd: empty, env: { ...env, HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
+    );
+    expect((await onWebGpu.exit(60_000)).code, onWebGpu.output).toBe(0);
+    expect(onWebGpu.output).toMatch(/backend webgpu on adapter \d+ "[^"]+" \(Dawn /);
     expect(readdirSync(empty)).toEqual([]);
   }, 480_000);
 });
