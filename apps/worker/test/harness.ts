@@ -252,6 +252,20 @@ export class CoordinatorProcess {
   async run(id: string): Promise<Run> {
     return (await this.api<Run>('GET', `/api/v1/runs/${id}`)).body;
   }
+
+  /** The run once every expert is done and it is published (a failed run throws). */
+  published(id: string, timeoutMs = 120_000): Promise<Run> {
+    return until(
+      'the expert validated and the run published',
+      async () => {
+        const r = await this.run(id);
+        if (r.status === 'failed') throw new Error(`run failed: ${r.error}`);
+        return r.experts.every((e) => e.status === 'done') && r.status === 'published' ? r : null;
+      },
+      timeoutMs,
+      200,
+    );
+  }
 }
 
 export interface WorkerArgs {

@@ -13,9 +13,8 @@ import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync } from '
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Run } from '@archipelago/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CoordinatorProcess, freePort, Proc, until } from './harness.js';
+import { CoordinatorProcess, freePort, Proc } from './harness.js';
 
 const REPO = path.resolve(import.meta.dirname, '../../..');
 const PACK_SCRIPT = path.join(REPO, 'scripts/pack-worker.mjs');
@@ -176,16 +175,7 @@ describe('the packed worker, installed with npm install -g', () => {
     );
     expect((await worker.exit(180_000)).code, worker.output).toBe(0);
     expect(worker.output).toMatch(/backend wasm/);
-    const done = await until(
-      'the expert validated and the run published',
-      async () => {
-        const r: Run = await coord.run(run.id);
-        if (r.status === 'failed') throw new Error(`run failed: ${r.error}`);
-        return r.experts.every((e) => e.status === 'done') && r.status === 'published' ? r : null;
-      },
-      120_000,
-      200,
-    );
+    const done = await coord.published(run.id);
     expect(done.experts[0]!.step).toBe(12);
 
     // What it stored: its identity and lease state, the verified shard, its checkpoints; the

@@ -6,9 +6,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Run } from '@archipelago/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CoordinatorProcess, freePort, type Proc, startWorker, until } from './harness.js';
+import { CoordinatorProcess, freePort, type Proc, startWorker } from './harness.js';
 
 describe('a worker on webgpu', () => {
   let dir: string;
@@ -82,16 +81,7 @@ describe('a worker on webgpu', () => {
     expect(w.output).toMatch(
       /backend webgpu on adapter 0 "llvmpipe[^"]*" \(Dawn opengles, compatibility, software: slower than wasm; [^;]*Mesa[^;]*; maxBufferSize \d+ MiB, maxStorageBufferBindingSize \d+ MiB/,
     );
-    const done = await until(
-      'the expert validated and the run published',
-      async () => {
-        const r: Run = await coord.run(run.id);
-        if (r.status === 'failed') throw new Error(`run failed: ${r.error}`);
-        return r.experts.every((e) => e.status === 'done') && r.status === 'published' ? r : null;
-      },
-      120_000,
-      200,
-    );
+    const done = await coord.published(run.id);
     expect(done.experts[0]!.step).toBe(12);
   }, 300_000);
 });
