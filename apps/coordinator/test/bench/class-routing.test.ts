@@ -5,16 +5,13 @@
  * cross-entropy and an accuracy per noise bin; the summary and the PNG figure are written; the
  * same seed gives the same numbers; and the figure can be drawn again from the JSON lines alone.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBench } from './run-bench.js';
 
-const run = promisify(execFile);
-const BENCH = path.join(import.meta.dirname, '../../bench/class-routing.mjs');
 const METHODS = [
   'product rule',
   'dropout, class',
@@ -35,14 +32,7 @@ interface Line {
 }
 
 async function bench(env: Record<string, string>): Promise<Line[]> {
-  const { stdout } = await run(process.execPath, [BENCH], {
-    env: { ...process.env, ...env },
-    timeout: 120_000,
-  });
-  return stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Line);
+  return runBench<Line>('class-routing.mjs', env, 120_000);
 }
 
 describe('bench/class-routing.mjs on a tiny budget', () => {

@@ -7,16 +7,12 @@
  * class-conditional ones) and a summary against the base configuration; the PNG figure is
  * written; the same seed gives the same numbers.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const run = promisify(execFile);
-const BENCH = path.join(import.meta.dirname, '../../bench/defaults.mjs');
+import { runBench } from './run-bench.js';
 
 interface Line {
   kind: string;
@@ -37,9 +33,9 @@ interface Line {
 }
 
 async function bench(figure: string): Promise<Line[]> {
-  const { stdout } = await run(process.execPath, [BENCH], {
-    env: {
-      ...process.env,
+  return runBench<Line>(
+    'defaults.mjs',
+    {
       DEFAULTS_STEPS: '2',
       DEFAULTS_ROUTER_STEPS: '1',
       DEFAULTS_SAMPLES: '10',
@@ -47,12 +43,8 @@ async function bench(figure: string): Promise<Line[]> {
       DEFAULTS_SEEDS: '3',
       DEFAULTS_FIGURE: figure,
     },
-    timeout: 600_000,
-  });
-  return stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Line);
+    600_000,
+  );
 }
 
 describe('bench/defaults.mjs on a tiny budget', () => {

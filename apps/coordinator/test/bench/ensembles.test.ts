@@ -6,16 +6,13 @@
  * configuration with its experts per sample, and a summary; the PNG figure is written; the same
  * seed gives the same numbers.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBench } from './run-bench.js';
 
-const run = promisify(execFile);
-const BENCH = path.join(import.meta.dirname, '../../bench/ensembles.mjs');
 const CONFIGS: [string, number][] = [
   ['monolith (K=1)', 1],
   ['K=4 semantic, top-1', 1],
@@ -43,9 +40,9 @@ interface Line {
 }
 
 async function bench(figure: string): Promise<Line[]> {
-  const { stdout } = await run(process.execPath, [BENCH], {
-    env: {
-      ...process.env,
+  return runBench<Line>(
+    'ensembles.mjs',
+    {
       ENS_TOTAL_STEPS: '8',
       ENS_ROUTER_STEPS: '1',
       ENS_SAMPLES: '8',
@@ -53,12 +50,8 @@ async function bench(figure: string): Promise<Line[]> {
       ENS_SEEDS: '3',
       ENS_FIGURE: figure,
     },
-    timeout: 120_000,
-  });
-  return stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Line);
+    120_000,
+  );
 }
 
 describe('bench/ensembles.mjs on a tiny budget', () => {

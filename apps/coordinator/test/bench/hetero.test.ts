@@ -6,16 +6,13 @@
  * router, a score per mix and routing, and a summary with each mix over 8 FM; the PNG figure is
  * written; the same seed gives the same numbers.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBench } from './run-bench.js';
 
-const run = promisify(execFile);
-const BENCH = path.join(import.meta.dirname, '../../bench/hetero.mjs');
 const MIXES = ['8 FM', '2 eps : 6 FM', '8 eps', '2 v : 6 FM', '8 v'];
 const CONFIGS = MIXES.flatMap((m) => [`${m}, top-1`, `${m}, full`]);
 
@@ -39,9 +36,9 @@ interface Line {
 }
 
 async function bench(figure: string, more: Record<string, string> = {}): Promise<Line[]> {
-  const { stdout } = await run(process.execPath, [BENCH], {
-    env: {
-      ...process.env,
+  return runBench<Line>(
+    'hetero.mjs',
+    {
       HETERO_STEPS: '2',
       HETERO_ROUTER_STEPS: '1',
       HETERO_SAMPLES: '8',
@@ -50,12 +47,8 @@ async function bench(figure: string, more: Record<string, string> = {}): Promise
       HETERO_FIGURE: figure,
       ...more,
     },
-    timeout: 600_000,
-  });
-  return stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Line);
+    600_000,
+  );
 }
 
 describe('bench/hetero.mjs on a tiny budget', () => {
