@@ -167,11 +167,15 @@ export class LocalObjectStore implements ObjectStore {
     const tmp = path.join(this.#tmp, `${randomUUID()}.part`);
     const meter = new Sha256Meter();
     let committed = false;
+    // Opened before the body is read: a stream that opens its file itself may create it after a
+    // body refused at its first chunk has failed the pipeline and the rm below has run, leaving
+    // the temp file behind.
+    const handle = await open(tmp, 'wx');
     try {
       const source = body instanceof Uint8Array ? [body] : body;
       // `flush` fsyncs before close: the rename below must never expose a file whose bytes are
       // still only in the page cache.
-      await pipeline(meter.measure(source), createWriteStream(tmp, { flags: 'wx', flush: true }));
+      await pipeline(meter.measure(source), createWriteStream(tmp, { fd: handle, flush: true }));
       const sha256 = meter.digest();
       if (options.sha256 !== undefined && sha256 !== options.sha256) {
         throw new IntegrityError(key, 'sha256', options.sha256, sha256);
@@ -203,6 +207,8 @@ export class LocalObjectStore implements ObjectStore {
         ...(options.contentType === undefined ? {} : { contentType: options.contentType }),
       };
     } finally {
+      // The stream closes the handle when it ends or is destroyed; closing again is harmless.
+      await handle.close().catch(() => {});
       if (!committed) await rm(tmp, { force: true });
     }
   }
